@@ -1,0 +1,67 @@
+// Per-pixel images that calibrate a frame (mask, dark, flat), read from CBF
+// or numpy .npy files, the formats pyFAI users already have them in.
+import { readFileSync } from 'node:fs';
+import { readCbf } from '../decode/cbf';
+
+export interface PixelImage {
+  shape: [number, number];
+  data: Float64Array;
+}
+
+const NPY_TYPES: Record<string, (v: DataView, o: number) => number> = {
+  '|b1': (v, o) => v.getUint8(o),
+  '|u1': (v, o) => v.getUint8(o),
+  '|i1': (v, o) => v.getInt8(o),
+  '<u2': (v, o) => v.getUint16(o, true),
+  '<i2': (v, o) => v.getInt16(o, true),
+  '<u4': (v, o) => v.getUint32(o, true),
+  '<i4': (v, o) => v.getInt32(o, true),
+  '<i8': (v, o) => Number(v.getBigInt64(o, true)),
+  '<f4': (v, o) => v.getFloat32(o, true),
+  '<f8': (v, o) => v.getFloat64(o, true),
+};
+
+export interface NpyArray {
+  shape: number[];
+  data: Float64Array;
+}
+
+export function parseNpy(buf: Uint8Array, source = 'npy'): NpyArray {
+  const magic = Buffer.from(buf.subarray(0, 6)).toString('latin1');
+  if (magic !== '\x93NUMPY') throw new Error(`${source}: not a .npy file`);
+  const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  const major = buf[6]!;
+  const headerLen = major === 1 ? view.getUint16(8, true) : view.getUint32(8, true);
+  const start = (major === 1 ? 10 : 12) + headerLen;
+  const header = Buffer.from(buf.subarray(major === 1 ? 10 : 12, start)).toString('latin1');
+  const descr = /'descr':\s*'([^']+)'/.exec(header)?.[1];
+  const fortran = /'fortran_order':\s*True/.test(header);
+  const shapeText = /'shape':\s*\(([^)]*)\)/.exec(header)?.[1];
+  if (!descr || shapeText === undefined) throw new Error(`${source}: unreadable .npy header`);
+  const read = NPY_TYPES[descr.replace(/^=/, '<')];
+  if (!read) throw new Error(`${source}: .npy dtype ${descr} is not supported`);
+  if (fortran) throw new Error(`${source}: Fortran-ordered .npy arrays are not supported`);
+  const dims = shapeText.split(',').map((s) => s.trim()).filter(Boolean).map(Number);
+  const n = dims.reduce((a, b) => a * b, 1);
+  const size = Number(/\d+$/.exec(descr)![0]);
+  if (start + n * size > buf.length) throw new Error(`${source}: truncated .npy data`);
+  const data = new Float64Array(n);
+  for (let i = 0; i < n; i++) data[i] = read(view, start + i * size);
+  return { shape: dims, data };
+}
+
+export function readPixelImage(file: string): PixelImage {
+  const buf = readFileSync(file);
+  if (/\.npy$/i.test(file)) {
+    const a = parseNpy(buf, file);
+    if (a.shape.length !== 2) throw new Error(`${file}: expected a 2D array, got shape (${a.shape.join(', ')})`);
+    return { shape: [a.shape[0]!, a.shape[1]!], data: a.data };
+  }
+  const frame = readCbf(buf, { source: file });
+  return { shape: frame.shape, data: Float64Array.from(frame.pixels) };
+}
+
+export function expectShape(img: PixelImage, shape: [number, number], what: string): void {
+  if (img.shape[0] !== shape[0] || img.shape[1] !== shape[1])
+    throw new Error(`${what} is ${img.shape.join(' x ')}, the frames are ${shape.join(' x ')}`);
+}

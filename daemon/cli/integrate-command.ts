@@ -1,0 +1,172 @@
+// beamedge integrate FILE...: azimuthal integration with pyFAI's semantics.
+import { readFileSync } from 'node:fs';
+import { expectShape, readPixelImage } from '../calibrate/pixel-image';
+import { readCbf, type CbfFrame } from '../decode/cbf';
+import { geometryFromCbfHeader, type Geometry } from '../geometry/geometry';
+import { parsePoni } from '../geometry/poni';
+import { AzimuthalIntegrator, type Integration, type IntegrationSetup } from '../integrate/azimuthal';
+import { UNIT_NAMES } from '../integrate/units';
+import { UsageError } from './args';
+import type { Command, Io } from './command';
+
+const COLUMNS = ['I', 'sigma', 'sum_signal', 'sum_variance', 'sum_normalization', 'count'] as const;
+
+function fmt(x: number): string {
+  return Number.isFinite(x) ? x.toExponential(9) : String(x);
+}
+
+export function formatProfile(r: Integration, geometry: Geometry, file: string, ms: number): string {
+  const lines = [
+    `# == beamedge ${r.azimuthal ? '2D' : '1D'} azimuthal integration ==`,
+    `# file: ${file}`,
+    `# Distance Sample to Detector: ${geometry.dist} m`,
+    `# PONI: ${geometry.poni1} m, ${geometry.poni2} m`,
+    `# Rotations: ${geometry.rot1} ${geometry.rot2} ${geometry.rot3} rad`,
+    `# Pixel size: ${geometry.pixel1} m x ${geometry.pixel2} m`,
+    ...(geometry.wavelength ? [`# Wavelength: ${geometry.wavelength} m`] : []),
+    `# Time: ${ms.toFixed(2)} ms (decode + integrate)`,
+  ];
+  const values = [r.intensity, r.sigma, r.signal, r.variance, r.normalization, r.count];
+  const nr = r.radial.length;
+  if (r.azimuthal) {
+    lines.push(`# ${r.unit} chi_deg ${COLUMNS.join(' ')}`);
+    for (let a = 0; a < r.azimuthal.length; a++)
+      for (let i = 0; i < nr; i++) {
+        const k = a * nr + i;
+        lines.push([r.radial[i]!, r.azimuthal[a]!, ...values.map((v) => v[k]!)].map(fmt).join(' '));
+      }
+  } else {
+    lines.push(`# ${r.unit} ${COLUMNS.join(' ')}`);
+    for (let i = 0; i < nr; i++) lines.push([r.radial[i]!, ...values.map((v) => v[i]!)].map(fmt).join(' '));
+  }
+  return lines.join('\n') + '\n';
+}
+
+function profileJson(r: Integration, file: string, ms: number): string {
+  const arr = (a: Float64Array) => Array.from(a);
+  return JSON.stringify({
+    file,
+    unit: r.unit,
+    timeMs: ms,
+    radial: arr(r.radial),
+    ...(r.azimuthal ? { azimuthal: arr(r.azimuthal), shape: [r.azimuthal.length, r.radial.length] } : {}),
+    intensity: arr(r.intensity),
+    sigma: arr(r.sigma),
+    sum_signal: arr(r.signal),
+    sum_variance: arr(r.variance),
+    sum_normalization: arr(r.normalization),
+    count: arr(r.count),
+  });
+}
+
+interface Calibration {
+  mask?: Uint8Array;
+  dark?: Float32Array;
+  flat?: Float32Array;
+}
+
+function loadCalibration(opts: import('./args').Options, shape: [number, number]): Calibration {
+  const cal: Calibration = {};
+  const maskFile = opts.string('mask');
+  if (maskFile) {
+    const img = readPixelImage(maskFile);
+    expectShape(img, shape, `mask ${maskFile}`);
+    cal.mask = Uint8Array.from(img.data, (v) => (v !== 0 ? 1 : 0));
+  }
+  for (const key of ['dark', 'flat'] as const) {
+    const file = opts.string(key);
+    if (!file) continue;
+    const img = readPixelImage(file);
+    expectShape(img, shape, `${key} ${file}`);
+    cal[key] = Float32Array.from(img.data);
+  }
+  return cal;
+}
+
+export const integrateCommand: Command = {
+  name: 'integrate',
+  summary: 'azimuthal integration (1D or 2D) with pyFAI-compatible geometry and output',
+  usage:
+    'beamedge integrate FILE... (--poni P | --from-header) --npt N [--npt-azim M] --unit U [--split no|bbox] ' +
+    '[--mask FILE] [--dark FILE] [--flat FILE] [--polarization F] [--no-solid-angle] [--range LO HI] [--json]',
+  options: {
+    poni: { kind: 'string', arg: 'FILE', help: 'pyFAI PONI file with the geometry' },
+    'from-header': { kind: 'flag', help: 'take the geometry from the CBF header (Beam_xy, Detector_distance, Pixel_size)' },
+    npt: { kind: 'number', arg: 'N', integer: true, min: 1, help: 'number of radial bins' },
+    'npt-azim': { kind: 'number', arg: 'M', integer: true, min: 1, help: 'number of azimuthal bins: 2D integration' },
+    unit: { kind: 'string', arg: 'U', choices: UNIT_NAMES, help: 'radial unit' },
+    split: { kind: 'string', arg: 'S', choices: ['no', 'bbox'], help: 'pixel splitting, default bbox as in pyFAI' },
+    mask: { kind: 'string', arg: 'FILE', help: 'mask image (CBF or .npy, non-zero = masked); negative pixels are always masked' },
+    dark: { kind: 'string', arg: 'FILE', help: 'dark image subtracted from each frame (CBF or .npy)' },
+    flat: { kind: 'string', arg: 'FILE', help: 'flat-field image the normalisation is multiplied by (CBF or .npy)' },
+    dummy: { kind: 'number', arg: 'V', help: 'pixel value to ignore' },
+    'delta-dummy': { kind: 'number', arg: 'D', min: 0, help: 'tolerance around --dummy' },
+    polarization: { kind: 'number', arg: 'F', help: 'polarization factor in [-1, 1] (no correction unless given)' },
+    'no-solid-angle': { kind: 'flag', help: 'skip the solid-angle correction' },
+    range: { kind: 'pair', arg: 'LO HI', help: 'radial range in the output unit' },
+    'azimuth-range': { kind: 'pair', arg: 'LO HI', help: 'azimuthal range in degrees (2D)' },
+    json: { kind: 'flag', help: 'print one JSON object per file instead of tables' },
+  },
+  async run(opts, io: Io) {
+    const files = opts.positional;
+    if (files.length === 0) throw new UsageError('integrate needs at least one FILE');
+    if (opts.has('poni') === opts.flag('from-header')) throw new UsageError('give exactly one of --poni and --from-header');
+    const npt = opts.number('npt');
+    if (npt === undefined) throw new UsageError('--npt is required');
+    const unit = opts.string('unit');
+    if (unit === undefined) throw new UsageError('--unit is required');
+    const pol = opts.number('polarization');
+    if (pol !== undefined && (pol < -1 || pol > 1)) throw new UsageError('--polarization must be within [-1, 1]');
+    if (opts.has('delta-dummy') && !opts.has('dummy')) throw new UsageError('--delta-dummy needs --dummy');
+    const poniFile = opts.string('poni');
+    const poni = poniFile ? parsePoni(readFileSync(poniFile, 'utf8'), poniFile) : undefined;
+
+    let integrator: AzimuthalIntegrator | undefined;
+    let integratorKey = '';
+    let calibration: Calibration | undefined;
+    let failures = 0;
+    for (const file of files) {
+      try {
+        const buf = readFileSync(file);
+        const t0 = process.hrtime.bigint();
+        const frame: CbfFrame = readCbf(buf, { source: file });
+        const geometry = poni ?? geometryFromCbfHeader(frame.header, file);
+        calibration ??= loadCalibration(opts, frame.shape);
+        // One pixel-to-bin map serves every file with the same geometry and shape.
+        const key = JSON.stringify([geometry, frame.shape]);
+        if (!integrator || key !== integratorKey) {
+          // The static mask is the mask file plus the detector's markers
+          // (negative pixels) in this frame, as pyFAI users pass `data < 0`.
+          const mask = calibration.mask ? calibration.mask.slice() : new Uint8Array(frame.pixels.length);
+          for (let i = 0; i < mask.length; i++) if (frame.pixels[i]! < 0) mask[i] = 1;
+          const setup: IntegrationSetup = {
+            geometry,
+            shape: frame.shape,
+            npt,
+            unit,
+            split: (opts.string('split') as 'no' | 'bbox' | undefined) ?? 'bbox',
+            mask,
+            solidAngle: !opts.flag('no-solid-angle'),
+            ...(opts.has('npt-azim') ? { nptAzim: opts.number('npt-azim')! } : {}),
+            ...(pol !== undefined ? { polarization: pol } : {}),
+            ...(calibration.flat ? { flat: calibration.flat } : {}),
+            ...(opts.has('range') ? { radialRange: opts.pair('range')! } : {}),
+            ...(opts.has('azimuth-range') ? { azimuthRange: opts.pair('azimuth-range')! } : {}),
+          };
+          integrator = new AzimuthalIntegrator(setup);
+          integratorKey = key;
+        }
+        const result = integrator.integrate(frame.pixels, {
+          ...(calibration.dark ? { dark: calibration.dark } : {}),
+          ...(opts.has('dummy') ? { dummy: opts.number('dummy')!, deltaDummy: opts.number('delta-dummy') ?? 0 } : {}),
+        });
+        const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+        io.out(opts.flag('json') ? profileJson(result, file, ms) + '\n' : formatProfile(result, geometry, file, ms));
+      } catch (err) {
+        failures++;
+        io.err(`beamedge integrate: ${(err as Error).message}\n`);
+      }
+    }
+    return failures ? 1 : 0;
+  },
+};

@@ -1,0 +1,75 @@
+#!/usr/bin/env node
+// beamedge command line: one module per command, dispatched here.
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { formatOptions, Options, parseArgs, UsageError } from './args';
+import type { Command, Io } from './command';
+import { decodeCommand } from './decode-command';
+import { integrateCommand } from './integrate-command';
+
+const COMMANDS: Command[] = [decodeCommand, integrateCommand];
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(path.join(__dirname, '..', '..', '..', 'package.json'), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+function mainHelp(): string {
+  const width = Math.max(...COMMANDS.map((c) => c.name.length)) + 2;
+  return [
+    'beamedge: edge processing for X-ray area detectors',
+    '',
+    'usage: beamedge COMMAND [options]    (beamedge COMMAND --help for details)',
+    '',
+    ...COMMANDS.map((c) => `  ${c.name.padEnd(width)}${c.summary}`),
+    '',
+  ].join('\n');
+}
+
+function commandHelp(c: Command): string {
+  return [`usage: ${c.usage}`, '', c.summary, '', formatOptions(c.options), '  --help'.padEnd(4) + '  show this help', ''].join('\n');
+}
+
+export async function main(argv: string[], io: Io): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    io.out(mainHelp());
+    return name === undefined ? 2 : 0;
+  }
+  if (name === '--version') {
+    io.out(version() + '\n');
+    return 0;
+  }
+  const command = COMMANDS.find((c) => c.name === name);
+  if (!command) {
+    io.err(`beamedge: unknown command '${name}' (try beamedge --help)\n`);
+    return 2;
+  }
+  if (rest.includes('--help') || rest.includes('-h')) {
+    io.out(commandHelp(command));
+    return 0;
+  }
+  try {
+    return await command.run(new Options(parseArgs(rest, command.options)), io);
+  } catch (err) {
+    if (err instanceof UsageError) {
+      io.err(`beamedge ${command.name}: ${err.message} (usage: ${command.usage})\n`);
+      return 2;
+    }
+    io.err(`beamedge ${command.name}: ${(err as Error).message}\n`);
+    return 1;
+  }
+}
+
+if (require.main === module) {
+  const io: Io = { out: (t) => process.stdout.write(t), err: (t) => process.stderr.write(t) };
+  main(process.argv.slice(2), io).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (err: unknown) => {
+      process.stderr.write(`beamedge: ${(err as Error).stack ?? String(err)}\n`);
+      process.exitCode = 1;
+    },
+  );
+}

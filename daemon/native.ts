@@ -1,0 +1,106 @@
+// Typed view of the C++ addon (native/src/addon.cc). Everything else imports from here.
+import path from 'node:path';
+
+export interface CbfBinaryInfo {
+  sectionOffset: number;
+  dataOffset: number;
+  binarySize: number;
+  elementType: string;
+  dtype: 'int8' | 'uint8' | 'int16' | 'uint16' | 'int32' | 'uint32';
+  conversions: string;
+  md5: string | null;
+  elements: number;
+  fastest: number | null;
+  second: number | null;
+  third: number | null;
+  padding: number | null;
+}
+
+export interface NativeGeometry {
+  dist: number;
+  poni1: number;
+  poni2: number;
+  rot1: number;
+  rot2: number;
+  rot3: number;
+  pixel1: number;
+  pixel2: number;
+  wavelength: number;
+}
+
+export interface PixelArrayRequest {
+  radial: 'q' | '2th' | 'r';
+  corners?: boolean;
+  chi?: boolean;
+  solidAngle?: boolean;
+  polarization?: number;
+}
+
+export interface PixelArrays {
+  radial: Float64Array;
+  radialDelta?: Float64Array;
+  chi?: Float64Array;
+  chiDelta?: Float64Array;
+  solidAngle?: Float32Array;
+  polarization?: Float32Array;
+}
+
+export interface IntegratorOptions {
+  pos0: Float64Array;
+  dpos0?: Float64Array;
+  pos1?: Float64Array;
+  dpos1?: Float64Array;
+  mask?: Uint8Array;
+  norm?: Float32Array;
+  bins0: number;
+  bins1?: number;
+  range0?: [number, number];
+  range1?: [number, number];
+  allowNegative?: boolean;
+}
+
+export interface FrameOptions {
+  dark?: Float32Array;
+  dummy?: number;
+  deltaDummy?: number;
+  empty?: number;
+}
+
+export interface NativeIntegration {
+  intensity: Float64Array;
+  sigma: Float64Array;
+  signal: Float64Array;
+  variance: Float64Array;
+  normalization: Float64Array;
+  count: Float64Array;
+}
+
+export interface NativeAxis {
+  centres: Float64Array;
+  min: number;
+  max: number;
+  delta: number;
+}
+
+export type PixelFrame = Int32Array | Uint32Array | Uint16Array | Uint8Array | Float32Array;
+
+export interface NativeIntegrator {
+  integrate(frame: PixelFrame, options?: FrameOptions): NativeIntegration;
+  integrateCbf(cbf: Uint8Array, options?: FrameOptions): NativeIntegration;
+  axes(): { radial: NativeAxis; azimuthal: NativeAxis; entries: number };
+}
+
+interface Addon {
+  cbfLocate(buf: Uint8Array): CbfBinaryInfo;
+  cbfDecode(buf: Uint8Array, out?: Int32Array): { binary: CbfBinaryInfo; pixels: Int32Array };
+  byteOffsetDecode(bytes: Uint8Array, count: number, out?: Int32Array): Int32Array;
+  byteOffsetEncode(values: Int32Array): Buffer;
+  pixelArrays(g: NativeGeometry, rows: number, cols: number, req: PixelArrayRequest): PixelArrays;
+  Integrator: new (options: IntegratorOptions) => NativeIntegrator;
+  kernels: { byteOffset: string };
+}
+
+// dist/daemon/native.js -> <root>/build/Release/beamedge.node
+const root = path.resolve(__dirname, '..', '..');
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+export const native: Addon = require(path.join(root, 'build', 'Release', 'beamedge.node'));

@@ -1,0 +1,395 @@
+// Thin N-API layer: argument checking and conversion only; the work is in the
+// kernels, the policy in the TypeScript wrapper (daemon/native.ts).
+#include <napi.h>
+
+#include <memory>
+#include <string>
+
+#include "byte_offset.h"
+#include "cbf_locate.h"
+#include "geometry.h"
+#include "integrator.h"
+
+using namespace beamedge;
+
+namespace {
+
+template <typename F>
+auto guarded(const Napi::Env& env, F&& f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const Napi::Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, e.what());
+  }
+}
+
+Napi::Uint8Array bytes_arg(const Napi::CallbackInfo& info, size_t i, const char* what) {
+  if (info.Length() <= i || !info[i].IsTypedArray() ||
+      info[i].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
+    throw Napi::TypeError::New(info.Env(), std::string(what) + " must be a Uint8Array or Buffer");
+  return info[i].As<Napi::Uint8Array>();
+}
+
+double number_prop(const Napi::Object& o, const char* key) {
+  const Napi::Value v = o.Get(key);
+  if (!v.IsNumber()) throw Napi::TypeError::New(o.Env(), std::string("geometry.") + key + " must be a number");
+  return v.As<Napi::Number>().DoubleValue();
+}
+
+template <typename A>
+A typed_array_or_null(const Napi::Object& o, const char* key, napi_typedarray_type type, size_t n, const char* tname) {
+  const Napi::Value v = o.Get(key);
+  if (v.IsUndefined() || v.IsNull()) return A();
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != type)
+    throw Napi::TypeError::New(o.Env(), std::string(key) + " must be a " + tname);
+  A a = v.As<A>();
+  if (a.ElementLength() != n)
+    throw Napi::RangeError::New(o.Env(), std::string(key) + " has " + std::to_string(a.ElementLength()) +
+                                             " elements, expected " + std::to_string(n));
+  return a;
+}
+
+const char* element_name(CbfElement e) {
+  switch (e) {
+    case CbfElement::i8: return "int8";
+    case CbfElement::u8: return "uint8";
+    case CbfElement::i16: return "int16";
+    case CbfElement::u16: return "uint16";
+    case CbfElement::i32: return "int32";
+    case CbfElement::u32: return "uint32";
+  }
+  return "?";
+}
+
+Napi::Object binary_to_js(Napi::Env env, const CbfBinary& b) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("sectionOffset", double(b.section_offset));
+  o.Set("dataOffset", double(b.data_offset));
+  o.Set("binarySize", double(b.binary_size));
+  o.Set("elementType", b.element_type);
+  o.Set("dtype", element_name(b.element));
+  o.Set("conversions", b.conversions);
+  o.Set("md5", b.md5.empty() ? env.Null() : Napi::String::New(env, b.md5));
+  o.Set("elements", double(b.n_elements));
+  o.Set("fastest", b.fastest < 0 ? env.Null() : Napi::Number::New(env, double(b.fastest)));
+  o.Set("second", b.second < 0 ? env.Null() : Napi::Number::New(env, double(b.second)));
+  o.Set("third", b.third < 0 ? env.Null() : Napi::Number::New(env, double(b.third)));
+  o.Set("padding", b.padding < 0 ? env.Null() : Napi::Number::New(env, double(b.padding)));
+  return o;
+}
+
+std::string decode_error(const BoResult& r, size_t available, size_t wanted) {
+  if (r.status == BoStatus::out_of_range)
+    return "byte-offset data: element " + std::to_string(r.produced) + " (byte " + std::to_string(r.consumed) +
+           ") does not fit a signed 32-bit integer";
+  return "byte-offset data truncated: " + std::to_string(available) + " bytes hold only " +
+         std::to_string(r.produced) + " of " + std::to_string(wanted) + " elements";
+}
+
+// Decodes `count` elements of a byte-offset stream that must be exactly `len` bytes long.
+void decode_exact(const uint8_t* src, size_t len, int32_t* out, size_t count) {
+  BoCursor cur;
+  const BoResult r = byte_offset_decode(src, len, out, count, cur);
+  if (r.status != BoStatus::ok) throw CbfError(decode_error(r, len, count));
+  if (r.consumed != len)
+    throw CbfError("X-Binary-Size mismatch: " + std::to_string(count) + " elements use " +
+                   std::to_string(r.consumed) + " bytes, the header says " + std::to_string(len));
+}
+
+Napi::Int32Array output_arg(const Napi::CallbackInfo& info, size_t i, size_t count) {
+  if (info.Length() > i && !info[i].IsUndefined() && !info[i].IsNull()) {
+    if (!info[i].IsTypedArray() || info[i].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
+      throw Napi::TypeError::New(info.Env(), "output must be an Int32Array");
+    Napi::Int32Array out = info[i].As<Napi::Int32Array>();
+    if (out.ElementLength() < count)
+      throw Napi::RangeError::New(info.Env(), "output holds " + std::to_string(out.ElementLength()) +
+                                                  " elements, the frame has " + std::to_string(count));
+    return out;
+  }
+  return Napi::Int32Array::New(info.Env(), count);
+}
+
+// cbfLocate(buf) -> binary section description
+Napi::Value CbfLocate(const Napi::CallbackInfo& info) {
+  Napi::Uint8Array buf = bytes_arg(info, 0, "cbf");
+  return guarded(info.Env(), [&] { return binary_to_js(info.Env(), cbf_locate(buf.Data(), buf.ByteLength())); });
+}
+
+// cbfDecode(buf, out?) -> { binary, pixels }
+Napi::Value CbfDecode(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Uint8Array buf = bytes_arg(info, 0, "cbf");
+  return guarded(env, [&]() -> Napi::Value {
+    const CbfBinary b = cbf_locate(buf.Data(), buf.ByteLength());
+    const size_t count = static_cast<size_t>(b.n_elements);
+    Napi::Int32Array out = output_arg(info, 1, count);
+    decode_exact(buf.Data() + b.data_offset, b.binary_size, out.Data(), count);
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("binary", binary_to_js(env, b));
+    o.Set("pixels", out);
+    return o;
+  });
+}
+
+// byteOffsetDecode(bytes, count, out?) -> Int32Array; the stream must be consumed exactly.
+Napi::Value ByteOffsetDecode(const Napi::CallbackInfo& info) {
+  Napi::Uint8Array src = bytes_arg(info, 0, "bytes");
+  if (info.Length() < 2 || !info[1].IsNumber()) throw Napi::TypeError::New(info.Env(), "count must be a number");
+  const double c = info[1].As<Napi::Number>().DoubleValue();
+  if (!(c >= 0 && c <= 4294967295.0)) throw Napi::RangeError::New(info.Env(), "count out of range");
+  const size_t count = static_cast<size_t>(c);
+  Napi::Int32Array out = output_arg(info, 2, count);
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    decode_exact(src.Data(), src.ByteLength(), out.Data(), count);
+    return out;
+  });
+}
+
+Napi::Value ByteOffsetEncode(const Napi::CallbackInfo& info) {
+  if (info.Length() < 1 || !info[0].IsTypedArray() ||
+      info[0].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
+    throw Napi::TypeError::New(info.Env(), "values must be an Int32Array");
+  Napi::Int32Array v = info[0].As<Napi::Int32Array>();
+  std::vector<uint8_t> enc = byte_offset_encode(v.Data(), v.ElementLength());
+  return Napi::Buffer<uint8_t>::Copy(info.Env(), enc.data(), enc.size());
+}
+
+Napi::Float64Array to_js(Napi::Env env, const std::vector<double>& v) {
+  Napi::Float64Array a = Napi::Float64Array::New(env, v.size());
+  std::copy(v.begin(), v.end(), a.Data());
+  return a;
+}
+
+Napi::Float32Array to_js(Napi::Env env, const std::vector<float>& v) {
+  Napi::Float32Array a = Napi::Float32Array::New(env, v.size());
+  std::copy(v.begin(), v.end(), a.Data());
+  return a;
+}
+
+// pixelArrays(geometry, rows, cols, request) -> { radial, radialDelta?, chi?, chiDelta?, solidAngle?, polarization? }
+Napi::Value PixelArraysJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 4 || !info[0].IsObject() || !info[1].IsNumber() || !info[2].IsNumber() || !info[3].IsObject())
+    throw Napi::TypeError::New(env, "pixelArrays(geometry, rows, cols, request)");
+  Napi::Object g = info[0].As<Napi::Object>();
+  Geometry geo{number_prop(g, "dist"),   number_prop(g, "poni1"),  number_prop(g, "poni2"),
+               number_prop(g, "rot1"),   number_prop(g, "rot2"),   number_prop(g, "rot3"),
+               number_prop(g, "pixel1"), number_prop(g, "pixel2"), number_prop(g, "wavelength")};
+  const int64_t rows = info[1].As<Napi::Number>().Int64Value(), cols = info[2].As<Napi::Number>().Int64Value();
+  if (rows < 1 || cols < 1 || rows * cols > (int64_t(1) << 31))
+    throw Napi::RangeError::New(env, "detector shape out of range");
+  Napi::Object r = info[3].As<Napi::Object>();
+  PixelArrayRequest req;
+  const std::string radial = r.Get("radial").ToString();
+  if (radial == "q") req.radial = RadialKind::q_nm;
+  else if (radial == "2th") req.radial = RadialKind::tth_rad;
+  else if (radial == "r") req.radial = RadialKind::r_m;
+  else throw Napi::TypeError::New(env, "request.radial must be q, 2th or r");
+  req.corners = r.Get("corners").ToBoolean();
+  req.chi = r.Get("chi").ToBoolean();
+  req.solid_angle = r.Get("solidAngle").ToBoolean();
+  const Napi::Value pf = r.Get("polarization");
+  if (pf.IsNumber()) {
+    req.polarization = true;
+    req.polarization_factor = pf.As<Napi::Number>().DoubleValue();
+  }
+  PixelArrays a = compute_pixel_arrays(geo, size_t(rows), size_t(cols), req);
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("radial", to_js(env, a.radial));
+  if (req.corners) o.Set("radialDelta", to_js(env, a.radial_delta));
+  if (req.chi) o.Set("chi", to_js(env, a.chi));
+  if (req.chi && req.corners) o.Set("chiDelta", to_js(env, a.chi_delta));
+  if (req.solid_angle) o.Set("solidAngle", to_js(env, a.solid_angle));
+  if (req.polarization) o.Set("polarization", to_js(env, a.polarization));
+  return o;
+}
+
+class IntegratorWrap : public Napi::ObjectWrap<IntegratorWrap> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "Integrator",
+                       {InstanceMethod("integrate", &IntegratorWrap::Integrate),
+                        InstanceMethod("integrateCbf", &IntegratorWrap::IntegrateCbf),
+                        InstanceMethod("axes", &IntegratorWrap::Axes)});
+  }
+
+  // new Integrator({ pos0, dpos0?, pos1?, dpos1?, mask?, norm?, bins0, bins1?, range0?, range1?, allowNegative? })
+  explicit IntegratorWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<IntegratorWrap>(info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "Integrator(options)");
+    Napi::Object o = info[0].As<Napi::Object>();
+    const Napi::Value p0 = o.Get("pos0");
+    if (!p0.IsTypedArray() || p0.As<Napi::TypedArray>().TypedArrayType() != napi_float64_array)
+      throw Napi::TypeError::New(env, "pos0 must be a Float64Array");
+    const size_t n = p0.As<Napi::Float64Array>().ElementLength();
+    MapInputs in;
+    in.npix = n;
+    in.pos0 = p0.As<Napi::Float64Array>().Data();
+    auto f64 = [&](const char* k) {
+      auto a = typed_array_or_null<Napi::Float64Array>(o, k, napi_float64_array, n, "Float64Array");
+      return a.IsEmpty() ? nullptr : a.Data();
+    };
+    in.dpos0 = f64("dpos0");
+    in.pos1 = f64("pos1");
+    in.dpos1 = f64("dpos1");
+    auto mask = typed_array_or_null<Napi::Uint8Array>(o, "mask", napi_uint8_array, n, "Uint8Array");
+    in.mask = mask.IsEmpty() ? nullptr : mask.Data();
+    auto norm = typed_array_or_null<Napi::Float32Array>(o, "norm", napi_float32_array, n, "Float32Array");
+    in.norm = norm.IsEmpty() ? nullptr : norm.Data();
+    in.axis0.bins = o.Get("bins0").ToNumber().Int32Value();
+    in.axis1.bins = in.pos1 ? o.Get("bins1").ToNumber().Int32Value() : 1;
+    in.axis0.allow_negative = o.Get("allowNegative").ToBoolean();
+    auto range = [&](const char* k, AxisSpec& a) {
+      const Napi::Value v = o.Get(k);
+      if (v.IsUndefined() || v.IsNull()) return;
+      if (!v.IsArray() || v.As<Napi::Array>().Length() != 2)
+        throw Napi::TypeError::New(env, std::string(k) + " must be [lo, hi]");
+      a.lo = v.As<Napi::Array>().Get(0u).ToNumber().DoubleValue();
+      a.hi = v.As<Napi::Array>().Get(1u).ToNumber().DoubleValue();
+    };
+    range("range0", in.axis0);
+    range("range1", in.axis1);
+    guarded(env, [&] {
+      impl_ = std::make_unique<Integrator>(in);
+      return 0;
+    });
+  }
+
+ private:
+  FrameInputs frame_options(const Napi::Value& v) {
+    FrameInputs f;
+    if (!v.IsObject()) return f;
+    Napi::Object o = v.As<Napi::Object>();
+    auto dark = typed_array_or_null<Napi::Float32Array>(o, "dark", napi_float32_array, impl_->npix(), "Float32Array");
+    if (!dark.IsEmpty()) f.dark = dark.Data();
+    const Napi::Value d = o.Get("dummy");
+    if (d.IsNumber()) {
+      f.has_dummy = true;
+      f.dummy = d.As<Napi::Number>().DoubleValue();
+      const Napi::Value dd = o.Get("deltaDummy");
+      f.delta_dummy = dd.IsNumber() ? dd.As<Napi::Number>().DoubleValue() : 0.0;
+    }
+    return f;
+  }
+
+  double empty_of(const Napi::Value& v) {
+    if (!v.IsObject()) return 0.0;
+    const Napi::Value e = v.As<Napi::Object>().Get("empty");
+    return e.IsNumber() ? e.As<Napi::Number>().DoubleValue() : 0.0;
+  }
+
+  Napi::Value result_to_js(Napi::Env env, const IntegrationResult& r) {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("intensity", to_js(env, r.intensity));
+    o.Set("sigma", to_js(env, r.sigma));
+    o.Set("signal", to_js(env, r.signal));
+    o.Set("variance", to_js(env, r.variance));
+    o.Set("normalization", to_js(env, r.normalization));
+    o.Set("count", to_js(env, r.count));
+    return o;
+  }
+
+  // integrate(frame, { dark?, dummy?, deltaDummy?, empty? })
+  Napi::Value Integrate(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsTypedArray()) throw Napi::TypeError::New(env, "frame must be a typed array");
+    Napi::TypedArray t = info[0].As<Napi::TypedArray>();
+    if (t.ElementLength() != impl_->npix())
+      throw Napi::RangeError::New(env, "frame has " + std::to_string(t.ElementLength()) + " pixels, the geometry " +
+                                           std::to_string(impl_->npix()));
+    FrameInputs f = frame_options(info[1]);
+    switch (t.TypedArrayType()) {
+      case napi_int32_array: f.type = PixelType::i32; break;
+      case napi_uint32_array: f.type = PixelType::u32; break;
+      case napi_uint16_array: f.type = PixelType::u16; break;
+      case napi_uint8_array: f.type = PixelType::u8; break;
+      case napi_float32_array: f.type = PixelType::f32; break;
+      default: throw Napi::TypeError::New(env, "frame must be Int32, Uint32, Uint16, Uint8 or Float32Array");
+    }
+    f.data = static_cast<const uint8_t*>(t.ArrayBuffer().Data()) + t.ByteOffset();
+    return guarded(env, [&]() -> Napi::Value {
+      Accumulator acc = impl_->start();
+      impl_->accumulate(acc, f, 0, impl_->npix());
+      IntegrationResult r;
+      impl_->finish(acc, empty_of(info[1]), r);
+      return result_to_js(env, r);
+    });
+  }
+
+  // integrateCbf(buf, options): decode tile by tile straight into the
+  // integrator, so the frame never round-trips through main memory.
+  Napi::Value IntegrateCbf(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Napi::Uint8Array buf = bytes_arg(info, 0, "cbf");
+    FrameInputs f = frame_options(info[1]);
+    f.type = PixelType::i32;
+    return guarded(env, [&]() -> Napi::Value {
+      const CbfBinary b = cbf_locate(buf.Data(), buf.ByteLength());
+      if (static_cast<size_t>(b.n_elements) != impl_->npix())
+        throw CbfError("frame has " + std::to_string(b.n_elements) + " pixels, the geometry " +
+                       std::to_string(impl_->npix()));
+      constexpr size_t kTile = 16384;
+      std::vector<int32_t> tile(kTile);
+      const uint8_t* src = buf.Data() + b.data_offset;
+      BoCursor cur;
+      Accumulator acc = impl_->start();
+      for (size_t first = 0; first < impl_->npix(); first += kTile) {
+        const size_t n = std::min(kTile, impl_->npix() - first);
+        const BoResult r = byte_offset_decode(src, b.binary_size, tile.data(), n, cur);
+        if (r.status != BoStatus::ok) {
+          BoResult whole = r;
+          whole.produced += first;
+          throw CbfError(decode_error(whole, b.binary_size, impl_->npix()));
+        }
+        f.data = tile.data();
+        impl_->accumulate(acc, f, first, n);
+      }
+      if (cur.in_pos != b.binary_size)
+        throw CbfError("X-Binary-Size mismatch: the elements use " + std::to_string(cur.in_pos) +
+                       " bytes, the header says " + std::to_string(b.binary_size));
+      IntegrationResult r;
+      impl_->finish(acc, empty_of(info[1]), r);
+      return result_to_js(env, r);
+    });
+  }
+
+  Napi::Value Axes(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto axis = [&](const Axis& a) {
+      Napi::Object o = Napi::Object::New(env);
+      Napi::Float64Array c = Napi::Float64Array::New(env, a.bins);
+      for (int i = 0; i < a.bins; ++i) c[i] = a.centre(i);
+      o.Set("centres", c);
+      o.Set("min", a.min);
+      o.Set("max", a.max);
+      o.Set("delta", a.delta);
+      return o;
+    };
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("radial", axis(impl_->axis0()));
+    o.Set("azimuthal", axis(impl_->axis1()));
+    o.Set("entries", double(impl_->entries()));
+    return o;
+  }
+
+  std::unique_ptr<Integrator> impl_;
+};
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("cbfLocate", Napi::Function::New(env, CbfLocate));
+  exports.Set("cbfDecode", Napi::Function::New(env, CbfDecode));
+  exports.Set("byteOffsetDecode", Napi::Function::New(env, ByteOffsetDecode));
+  exports.Set("byteOffsetEncode", Napi::Function::New(env, ByteOffsetEncode));
+  exports.Set("pixelArrays", Napi::Function::New(env, PixelArraysJs));
+  exports.Set("Integrator", IntegratorWrap::Define(env));
+  Napi::Object kernels = Napi::Object::New(env);
+  kernels.Set("byteOffset", byte_offset_kernel_name());
+  exports.Set("kernels", kernels);
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(beamedge, Init)

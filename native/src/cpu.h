@@ -1,0 +1,24 @@
+// Run-time CPU feature dispatch: the shipped build targets baseline x86-64,
+// kernels compiled for AVX2 are picked only where the CPU has it.
+#pragma once
+#include <cstdlib>
+#include <string_view>
+
+namespace beamedge {
+
+inline bool cpu_has_avx2() {
+#if defined(__x86_64__) && defined(__GNUC__)
+  static const bool has = [] {
+    __builtin_cpu_init();
+    // BEAMEDGE_KERNELS=scalar forces the portable kernels (tests compare both paths).
+    const char* force = std::getenv("BEAMEDGE_KERNELS");
+    if (force && std::string_view(force) == "scalar") return false;
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  }();
+  return has;
+#else
+  return false;
+#endif
+}
+
+}  // namespace beamedge

@@ -1,0 +1,41 @@
+// Per-pixel geometry with pyFAI's conventions (see README: "Geometry").
+#pragma once
+#include <cstddef>
+#include <vector>
+
+namespace beamedge {
+
+struct Geometry {
+  double dist;        // m, sample to PONI
+  double poni1;       // m, slow axis
+  double poni2;       // m, fast axis
+  double rot1, rot2, rot3;  // rad
+  double pixel1;      // m, slow axis
+  double pixel2;      // m, fast axis
+  double wavelength;  // m (only needed for q)
+};
+
+// Radial quantities in pyFAI's internal (unscaled) units.
+enum class RadialKind { q_nm, tth_rad, r_m };
+
+struct PixelArrays {
+  std::vector<double> radial;        // at pixel centres
+  std::vector<double> radial_delta;  // max |corner - centre| (only when corners requested)
+  std::vector<double> chi;           // rad, in (-pi, pi]
+  std::vector<double> chi_delta;
+  std::vector<float> solid_angle;    // relative: cos^3(alpha)
+  std::vector<float> polarization;   // only when a factor is given
+};
+
+struct PixelArrayRequest {
+  RadialKind radial = RadialKind::q_nm;
+  bool corners = false;
+  bool chi = false;
+  bool solid_angle = false;
+  bool polarization = false;
+  double polarization_factor = 0;
+};
+
+PixelArrays compute_pixel_arrays(const Geometry& g, size_t rows, size_t cols, const PixelArrayRequest& req);
+
+}  // namespace beamedge

@@ -1,0 +1,247 @@
+#include "integrator.h"
+
+#include <algorithm>
+#include <stdexcept>
+
+namespace beamedge {
+namespace {
+
+constexpr uint32_t kUnmapped = 0xFFFFFFFFu;
+// pyFAI widens the upper edge by one float32 epsilon so the largest position
+// still falls inside the last bin.
+constexpr double kEps32 = 1.0 + 1.1920928955078125e-07;
+
+Axis resolve_axis(const AxisSpec& spec, double data_lo, double data_hi) {
+  if (spec.bins < 1) throw std::invalid_argument("the number of bins must be at least 1");
+  Axis a;
+  a.bins = spec.bins;
+  a.min = std::isnan(spec.lo) ? data_lo : spec.lo;
+  a.max_in = std::isnan(spec.hi) ? data_hi : spec.hi;
+  if (!spec.allow_negative && a.min < 0) a.min = 0;
+  if (!(a.max_in > a.min)) throw std::invalid_argument("the integration range is empty");
+  a.max = a.max_in > 0 ? a.max_in * kEps32 : a.max_in / kEps32;
+  a.delta = (a.max - a.min) / a.bins;
+  return a;
+}
+
+// Bounding-box split of [lo, hi] over an axis: (bin, weight) pairs, weights
+// proportional to the overlap and summing to one before clipping at the edges.
+void split_bbox(const Axis& a, double lo, double hi, std::vector<std::pair<int, double>>& out) {
+  out.clear();
+  if (hi < a.min || lo > a.max_in) return;
+  const double flo = (lo - a.min) / a.delta;
+  const double fhi = (hi - a.min) / a.delta;
+  const int blo = static_cast<int>(std::floor(flo));
+  const int bhi = static_cast<int>(std::floor(fhi));
+  auto push = [&](int b, double w) {
+    if (b >= 0 && b < a.bins && w > 0) out.emplace_back(b, w);
+  };
+  if (blo == bhi) {
+    push(blo, 1.0);
+    return;
+  }
+  const double inv = 1.0 / (fhi - flo);
+  push(blo, (blo + 1 - flo) * inv);
+  for (int b = std::max(blo + 1, 0); b < std::min(bhi, a.bins); ++b) push(b, inv);
+  push(bhi, (fhi - bhi) * inv);
+}
+
+int histogram_bin(const Axis& a, double x) {
+  if (!(x >= a.min && x <= a.max_in)) return -1;
+  const int b = static_cast<int>((x - a.min) / a.delta);
+  return std::min(b, a.bins - 1);
+}
+
+}  // namespace
+
+Integrator::Integrator(const MapInputs& in) : npix_(in.npix) {
+  if (!in.pos0) throw std::invalid_argument("radial positions are required");
+  if (in.npix >= kUnmapped) throw std::invalid_argument("too many pixels");
+  const bool two_d = in.pos1 != nullptr;
+  const bool split = in.dpos0 != nullptr;
+  if (split && two_d && !in.dpos1) throw std::invalid_argument("bbox splitting in 2D needs azimuthal half-widths");
+
+  // Default ranges span the unmasked pixels (their bounding boxes when splitting).
+  double lo0 = INFINITY, hi0 = -INFINITY, lo1 = INFINITY, hi1 = -INFINITY;
+  for (size_t i = 0; i < in.npix; ++i) {
+    if (in.mask && in.mask[i]) continue;
+    const double d0 = split ? in.dpos0[i] : 0.0;
+    lo0 = std::min(lo0, in.pos0[i] - d0);
+    hi0 = std::max(hi0, in.pos0[i] + d0);
+    if (two_d) {
+      const double d1 = split ? in.dpos1[i] : 0.0;
+      lo1 = std::min(lo1, in.pos1[i] - d1);
+      hi1 = std::max(hi1, in.pos1[i] + d1);
+    }
+  }
+  if (lo0 > hi0) throw std::invalid_argument("every pixel is masked");
+  axis0_ = resolve_axis(in.axis0, lo0, hi0);
+  if (two_d) {
+    AxisSpec s1 = in.axis1;
+    s1.allow_negative = true;
+    axis1_ = resolve_axis(s1, lo1, hi1);
+  }
+  const size_t nb = bins();
+  if (nb >= kUnmapped) throw std::invalid_argument("too many bins");
+  static_norm_.assign(nb, 0.0);
+  static_count_.assign(nb, 0.0);
+  if (in.norm) norm_.assign(in.norm, in.norm + in.npix);
+  auto norm_of = [&](size_t i) { return in.norm ? static_cast<double>(in.norm[i]) : 1.0; };
+
+  direct_ = !split;
+  if (direct_) {
+    bin_.assign(in.npix, kUnmapped);
+    for (size_t i = 0; i < in.npix; ++i) {
+      if (in.mask && in.mask[i]) continue;
+      const int b0 = histogram_bin(axis0_, in.pos0[i]);
+      if (b0 < 0) continue;
+      int b1 = 0;
+      if (two_d && (b1 = histogram_bin(axis1_, in.pos1[i])) < 0) continue;
+      const uint32_t b = static_cast<uint32_t>(b1) * axis0_.bins + b0;
+      bin_[i] = b;
+      ++mapped_;
+      static_norm_[b] += norm_of(i);
+      static_count_[b] += 1.0;
+    }
+    return;
+  }
+
+  ptr_.assign(in.npix + 1, 0);
+  std::vector<std::pair<int, double>> s0, s1;
+  s1.emplace_back(0, 1.0);
+  for (size_t i = 0; i < in.npix; ++i) {
+    ptr_[i] = static_cast<uint32_t>(ebin_.size());
+    if (ebin_.size() > kUnmapped - 4096) throw std::length_error("pixel-to-bin map too large");
+    if (in.mask && in.mask[i]) continue;
+    split_bbox(axis0_, in.pos0[i] - in.dpos0[i], in.pos0[i] + in.dpos0[i], s0);
+    if (two_d) split_bbox(axis1_, in.pos1[i] - in.dpos1[i], in.pos1[i] + in.dpos1[i], s1);
+    for (const auto& a : s1)
+      for (const auto& r : s0) {
+        const uint32_t b = static_cast<uint32_t>(a.first) * axis0_.bins + r.first;
+        const float w = static_cast<float>(a.second * r.second);
+        ebin_.push_back(b);
+        eweight_.push_back(w);
+        static_norm_[b] += w * norm_of(i);
+        static_count_[b] += w;
+      }
+    if (ptr_[i] != ebin_.size()) ++mapped_;
+  }
+  ptr_[in.npix] = static_cast<uint32_t>(ebin_.size());
+}
+
+Accumulator Integrator::start() const {
+  Accumulator acc;
+  const size_t nb = bins();
+  // Neighbouring pixels mostly hit the same bin; with one copy of the sums each
+  // add waits for the previous store. Four copies fit in L1 for 1D profiles.
+  acc.copies = (direct_ && nb <= 1024) ? 4 : 1;
+  acc.signal.assign(nb * acc.copies, 0.0);
+  acc.variance.assign(nb * acc.copies, 0.0);
+  acc.lost_norm.assign(nb, 0.0);
+  acc.lost_count.assign(nb, 0.0);
+  return acc;
+}
+
+template <typename T, bool kDark, bool kDummy, bool kDirect>
+void Integrator::run(Accumulator& acc, const T* data, const FrameInputs& f, size_t first, size_t n) const {
+  const size_t nb = bins();
+  const size_t lanes = static_cast<size_t>(acc.copies);
+  double* sig = acc.signal.data();
+  double* var = acc.variance.data();
+  const float* norm = norm_.empty() ? nullptr : norm_.data();
+  for (size_t k = 0; k < n; ++k) {
+    const size_t i = first + k;
+    uint32_t b = 0, e0 = 0, e1 = 0;
+    if (kDirect) {
+      b = bin_[i];
+      if (b == kUnmapped) continue;
+    } else {
+      e0 = ptr_[i];
+      e1 = ptr_[i + 1];
+      if (e0 == e1) continue;
+    }
+    const double x = static_cast<double>(data[k]);
+    // Negative raw values are the detector's gap and bad-pixel markers.
+    bool bad = !(x >= 0);
+    if (kDummy) bad = bad || std::fabs(x - f.dummy) <= f.delta_dummy;
+    if (__builtin_expect(bad, 0)) {
+      const double w_norm = norm ? norm[i] : 1.0;
+      if (kDirect) {
+        acc.lost_norm[b] += w_norm;
+        acc.lost_count[b] += 1.0;
+      } else {
+        for (uint32_t e = e0; e < e1; ++e) {
+          acc.lost_norm[ebin_[e]] += eweight_[e] * w_norm;
+          acc.lost_count[ebin_[e]] += eweight_[e];
+        }
+      }
+      continue;
+    }
+    const double s = kDark ? x - f.dark[i] : x;
+    const double v = x > 1.0 ? x : 1.0;  // Poisson variance, at least one count
+    if (kDirect) {
+      const size_t slot = (i & (lanes - 1)) * nb + b;
+      sig[slot] += s;
+      var[slot] += v;
+    } else {
+      for (uint32_t e = e0; e < e1; ++e) {
+        const double w = eweight_[e];
+        sig[ebin_[e]] += w * s;
+        var[ebin_[e]] += w * w * v;
+      }
+    }
+  }
+}
+
+template <typename T>
+void Integrator::dispatch(Accumulator& acc, const T* data, const FrameInputs& f, size_t first, size_t n) const {
+  const bool dark = f.dark != nullptr, dummy = f.has_dummy;
+  if (direct_) {
+    if (dark) dummy ? run<T, true, true, true>(acc, data, f, first, n) : run<T, true, false, true>(acc, data, f, first, n);
+    else dummy ? run<T, false, true, true>(acc, data, f, first, n) : run<T, false, false, true>(acc, data, f, first, n);
+  } else {
+    if (dark) dummy ? run<T, true, true, false>(acc, data, f, first, n) : run<T, true, false, false>(acc, data, f, first, n);
+    else dummy ? run<T, false, true, false>(acc, data, f, first, n) : run<T, false, false, false>(acc, data, f, first, n);
+  }
+}
+
+void Integrator::accumulate(Accumulator& acc, const FrameInputs& f, size_t first, size_t n) const {
+  if (first > npix_ || n > npix_ - first) throw std::out_of_range("tile outside the frame");
+  switch (f.type) {
+    case PixelType::i32: dispatch(acc, static_cast<const int32_t*>(f.data), f, first, n); break;
+    case PixelType::u32: dispatch(acc, static_cast<const uint32_t*>(f.data), f, first, n); break;
+    case PixelType::u16: dispatch(acc, static_cast<const uint16_t*>(f.data), f, first, n); break;
+    case PixelType::u8: dispatch(acc, static_cast<const uint8_t*>(f.data), f, first, n); break;
+    case PixelType::f32: dispatch(acc, static_cast<const float*>(f.data), f, first, n); break;
+  }
+}
+
+void Integrator::finish(const Accumulator& acc, double empty, IntegrationResult& out) const {
+  const size_t nb = bins();
+  out.signal.assign(nb, 0.0);
+  out.variance.assign(nb, 0.0);
+  out.normalization.resize(nb);
+  out.count.resize(nb);
+  out.intensity.resize(nb);
+  out.sigma.resize(nb);
+  for (int c = 0; c < acc.copies; ++c)
+    for (size_t b = 0; b < nb; ++b) {
+      out.signal[b] += acc.signal[c * nb + b];
+      out.variance[b] += acc.variance[c * nb + b];
+    }
+  for (size_t b = 0; b < nb; ++b) {
+    out.normalization[b] = static_norm_[b] - acc.lost_norm[b];
+    out.count[b] = static_count_[b] - acc.lost_count[b];
+    // Counts are sums of float weights less the excluded ones: a fully excluded
+    // bin can leave a rounding residue, which must still read as empty.
+    if (out.count[b] > 1e-9 && out.normalization[b] != 0) {
+      out.intensity[b] = out.signal[b] / out.normalization[b];
+      out.sigma[b] = std::sqrt(out.variance[b]) / out.normalization[b];
+    } else {
+      out.intensity[b] = empty;
+      out.sigma[b] = empty;
+    }
+  }
+}
+
+}  // namespace beamedge

@@ -1,0 +1,38 @@
+// Live references from Debian's pyFAI and fabio, when /usr/bin/python3 has them.
+import type { Test } from 'tap';
+import { spawnSync } from 'node:child_process';
+
+const PYTHON = '/usr/bin/python3';
+
+function hasModules(mods: string): boolean {
+  const r = spawnSync(PYTHON, ['-c', `import ${mods}`], { stdio: 'ignore' });
+  return r.status === 0;
+}
+
+export const hasFabio = hasModules('fabio, numpy');
+export const hasPyFAI = hasModules('pyFAI, fabio, numpy');
+
+/** Runs a Python script with JSON on stdin; returns its stdout parsed as JSON. */
+export function runPython<T>(script: string, input: unknown = null, timeoutMs = 300_000): T {
+  const r = spawnSync(PYTHON, ['-c', script], {
+    input: JSON.stringify(input),
+    encoding: 'utf8',
+    maxBuffer: 512 * 1024 * 1024,
+    timeout: timeoutMs,
+  });
+  if (r.status !== 0) throw new Error(`python failed (${r.status}): ${r.stderr}`);
+  return JSON.parse(r.stdout) as T;
+}
+
+
+/** Skips with a notice when the reference is missing (CI installs it, so CI fails instead). */
+export function needReference(t: Test, available: boolean, what: string): boolean {
+  if (available) return true;
+  const msg = `${what} not available to ${PYTHON} (apt-get install python3-pyfai python3-fabio)`;
+  if (process.env.CI === 'true') t.fail(`${msg}; .ci/run installs it`);
+  else {
+    process.stderr.write(`NOTICE: ${msg}; skipping\n`);
+    t.test(msg, { skip: msg }, () => {}); // a skipped subtest that names the reason
+  }
+  return false;
+}
