@@ -40,13 +40,19 @@ export function parseNpy(buf: Uint8Array, source = 'npy'): NpyArray {
   if (!descr || shapeText === undefined) throw new Error(`${source}: unreadable .npy header`);
   const read = NPY_TYPES[descr.replace(/^=/, '<')];
   if (!read) throw new Error(`${source}: .npy dtype ${descr} is not supported`);
-  if (fortran) throw new Error(`${source}: Fortran-ordered .npy arrays are not supported`);
   const dims = shapeText.split(',').map((s) => s.trim()).filter(Boolean).map(Number);
   const n = dims.reduce((a, b) => a * b, 1);
   const size = Number(/\d+$/.exec(descr)![0]);
   if (start + n * size > buf.length) throw new Error(`${source}: truncated .npy data`);
+  if (fortran && dims.length > 2) throw new Error(`${source}: Fortran-ordered arrays of more than 2 dimensions are not supported`);
   const data = new Float64Array(n);
-  for (let i = 0; i < n; i++) data[i] = read(view, start + i * size);
+  if (fortran && dims.length === 2) {
+    // Column-major on disk (e.g. a transposed array): return it row-major.
+    const [rows, cols] = [dims[0]!, dims[1]!];
+    for (let c = 0, k = 0; c < cols; c++) for (let r = 0; r < rows; r++, k++) data[r * cols + c] = read(view, start + k * size);
+  } else {
+    for (let i = 0; i < n; i++) data[i] = read(view, start + i * size);
+  }
   return { shape: dims, data };
 }
 

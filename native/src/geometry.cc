@@ -26,18 +26,26 @@ struct Point {
   double radial, chi, tth;
 };
 
+// pyFAI computes pixel-centre coordinates in float32 (its index grids are
+// float32 arrays) and everything after that in double. Bins are narrow enough
+// that the float32 rounding decides which bin a pixel falls in, so it is
+// reproduced here; this file is built with -ffp-contract=off so the multiply
+// and subtract are not fused.
+inline double centre_coordinate(size_t index, double pixel, double poni) {
+  const float pos = static_cast<float>(pixel) * (static_cast<float>(index) + 0.5f);
+  return static_cast<double>(pos - static_cast<float>(poni));
+}
+
 struct Evaluator {
   const Geometry& g;
   Rotation rot;
   RadialKind kind;
   double q_scale;
   Evaluator(const Geometry& geo, RadialKind k)
-      : g(geo), rot(geo), kind(k), q_scale(4.0e-9 * M_PI / geo.wavelength) {}
+      : g(geo), rot(geo), kind(k), q_scale((4.0e-9 * M_PI) / geo.wavelength) {}
 
-  // (i, j): position in pixel units along slow and fast axes (centre = index + 0.5).
-  Point at(double i, double j) const {
-    const double p1 = i * g.pixel1 - g.poni1;
-    const double p2 = j * g.pixel2 - g.poni2;
+  // p1, p2: detector coordinates relative to the PONI (m).
+  Point at(double p1, double p2) const {
     double t1, t2, t3;
     rot.apply(p1, p2, t1, t2, t3);
     const double r = std::sqrt(t1 * t1 + t2 * t2);
@@ -55,10 +63,8 @@ struct Evaluator {
 };
 
 // Angular distance that respects the discontinuity at +-pi.
-inline double chi_distance(double a, double b) {
-  const double d1 = std::fmod(std::fmod(a - b, kTwoPi) + kTwoPi, kTwoPi);
-  const double d2 = std::fmod(std::fmod(b - a, kTwoPi) + kTwoPi, kTwoPi);
-  return std::min(d1, d2);
+inline double chi_distance(double corner, double centre) {
+  return std::min(std::fmod(corner - centre + kTwoPi, kTwoPi), std::fmod(centre - corner + kTwoPi, kTwoPi));
 }
 
 }  // namespace
@@ -72,21 +78,23 @@ PixelArrays compute_pixel_arrays(const Geometry& g, size_t rows, size_t cols, co
   if (req.solid_angle) out.solid_angle.resize(n);
   if (req.polarization) out.polarization.resize(n);
 
+  std::vector<double> c2(cols);
+  for (size_t j = 0; j < cols; ++j) c2[j] = centre_coordinate(j, g.pixel2, g.poni2);
   for (size_t i = 0; i < rows; ++i) {
+    const double p1 = centre_coordinate(i, g.pixel1, g.poni1);
     for (size_t j = 0; j < cols; ++j) {
       const size_t k = i * cols + j;
-      const Point p = ev.at(i + 0.5, j + 0.5);
+      const double p2 = c2[j];
+      const Point p = ev.at(p1, p2);
       out.radial[k] = p.radial;
       if (req.chi) out.chi[k] = p.chi;
       if (req.solid_angle) {
-        const double p1 = (i + 0.5) * g.pixel1 - g.poni1;
-        const double p2 = (j + 0.5) * g.pixel2 - g.poni2;
-        const double cosa = g.dist / std::sqrt(g.dist * g.dist + p1 * p1 + p2 * p2);
-        out.solid_angle[k] = static_cast<float>(cosa * cosa * cosa);
+        const double cosa = g.dist / std::sqrt(g.dist * g.dist + (p1 * p1 + p2 * p2));
+        out.solid_angle[k] = static_cast<float>(std::pow(cosa, 3.0));
       }
       if (req.polarization) {
-        const double c2t = std::cos(p.tth);
-        const double cc = c2t * c2t;
+        const double c = std::cos(p.tth);
+        const double cc = c * c;
         out.polarization[k] = static_cast<float>(
             0.5 * (1.0 + cc - req.polarization_factor * std::cos(2.0 * p.chi) * (1.0 - cc)));
       }
@@ -96,13 +104,15 @@ PixelArrays compute_pixel_arrays(const Geometry& g, size_t rows, size_t cols, co
   if (req.corners) {
     // Corners are shared by up to four pixels: evaluate the (rows+1) x (cols+1) grid once.
     const size_t cc = cols + 1;
-    std::vector<double> crad((rows + 1) * cc), cchi;
+    std::vector<float> crad((rows + 1) * cc), cchi;
     if (req.chi) cchi.resize((rows + 1) * cc);
+    // Corners are in double but their radial and chi values are rounded to
+    // float32, again as pyFAI stores them.
     for (size_t i = 0; i <= rows; ++i)
       for (size_t j = 0; j <= cols; ++j) {
-        const Point p = ev.at(static_cast<double>(i), static_cast<double>(j));
-        crad[i * cc + j] = p.radial;
-        if (req.chi) cchi[i * cc + j] = p.chi;
+        const Point p = ev.at(g.pixel1 * static_cast<double>(i) - g.poni1, g.pixel2 * static_cast<double>(j) - g.poni2);
+        crad[i * cc + j] = static_cast<float>(p.radial);
+        if (req.chi) cchi[i * cc + j] = static_cast<float>(p.chi);
       }
     out.radial_delta.resize(n);
     if (req.chi) out.chi_delta.resize(n);
@@ -112,7 +122,7 @@ PixelArrays compute_pixel_arrays(const Geometry& g, size_t rows, size_t cols, co
         const size_t c[4] = {i * cc + j, i * cc + j + 1, (i + 1) * cc + j, (i + 1) * cc + j + 1};
         double dr = 0, dc = 0;
         for (size_t m : c) {
-          dr = std::max(dr, std::fabs(crad[m] - out.radial[k]));
+          dr = std::max(dr, std::fabs(static_cast<double>(crad[m]) - out.radial[k]));
           if (req.chi) dc = std::max(dc, chi_distance(cchi[m], out.chi[k]));
         }
         out.radial_delta[k] = dr;

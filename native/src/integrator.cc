@@ -11,45 +11,66 @@ constexpr uint32_t kUnmapped = 0xFFFFFFFFu;
 // still falls inside the last bin.
 constexpr double kEps32 = 1.0 + 1.1920928955078125e-07;
 
+// Float32 pi: pyFAI clips the azimuthal range of split pixels to it.
+constexpr double kPi32 = 3.1415927410125732;
+
 Axis resolve_axis(const AxisSpec& spec, double data_lo, double data_hi) {
   if (spec.bins < 1) throw std::invalid_argument("the number of bins must be at least 1");
   Axis a;
   a.bins = spec.bins;
-  a.min = std::isnan(spec.lo) ? data_lo : spec.lo;
-  a.max_in = std::isnan(spec.hi) ? data_hi : spec.hi;
-  if (!spec.allow_negative && a.min < 0) a.min = 0;
+  if (std::isnan(spec.lo)) {
+    a.min = data_lo;
+    a.max_in = data_hi;
+    if (!spec.allow_negative) {
+      a.min = std::max(a.min, 0.0);
+      a.max_in = std::max(a.max_in, 0.0);
+    }
+  } else {
+    a.min = std::min(spec.lo, spec.hi);
+    a.max_in = std::max(spec.lo, spec.hi);
+  }
   if (!(a.max_in > a.min)) throw std::invalid_argument("the integration range is empty");
-  a.max = a.max_in > 0 ? a.max_in * kEps32 : a.max_in / kEps32;
+  a.max = a.max_in > 0 ? a.max_in * kEps32 : (a.max_in < 0 ? a.max_in / kEps32 : a.max_in);
   a.delta = (a.max - a.min) / a.bins;
   return a;
 }
 
-// Bounding-box split of [lo, hi] over an axis: (bin, weight) pairs, weights
-// proportional to the overlap and summing to one before clipping at the edges.
+// Fractional bin coordinates of [lo, hi] and the clamped bin span, with
+// pyFAI's rules: C truncation, not floor, and a pixel is dropped only when it
+// lies wholly outside; a part beyond an edge is lumped into the edge bin.
+struct Span {
+  double flo, fhi;
+  int blo, bhi;
+};
+
+bool span_of(const Axis& a, double lo, double hi, Span& s) {
+  s.flo = (lo - a.min) / a.delta;
+  s.fhi = (hi - a.min) / a.delta;
+  // Compare as doubles first: the int conversion of a far-out value is undefined.
+  if (!(s.fhi > -1.0) || !(s.flo < a.bins)) return false;
+  s.blo = std::max(static_cast<int>(std::max(s.flo, -1.0)), 0);
+  s.bhi = std::min(static_cast<int>(std::min(s.fhi, static_cast<double>(a.bins))), a.bins - 1);
+  return true;
+}
+
+// Bounding-box split along one axis: (bin, weight) pairs proportional to the overlap.
 void split_bbox(const Axis& a, double lo, double hi, std::vector<std::pair<int, double>>& out) {
   out.clear();
-  if (hi < a.min || lo > a.max_in) return;
-  const double flo = (lo - a.min) / a.delta;
-  const double fhi = (hi - a.min) / a.delta;
-  const int blo = static_cast<int>(std::floor(flo));
-  const int bhi = static_cast<int>(std::floor(fhi));
-  auto push = [&](int b, double w) {
-    if (b >= 0 && b < a.bins && w > 0) out.emplace_back(b, w);
-  };
-  if (blo == bhi) {
-    push(blo, 1.0);
+  Span s;
+  if (!span_of(a, lo, hi, s)) return;
+  if (s.blo == s.bhi) {
+    out.emplace_back(s.blo, 1.0);
     return;
   }
-  const double inv = 1.0 / (fhi - flo);
-  push(blo, (blo + 1 - flo) * inv);
-  for (int b = std::max(blo + 1, 0); b < std::min(bhi, a.bins); ++b) push(b, inv);
-  push(bhi, (fhi - bhi) * inv);
+  const double inv = 1.0 / (s.fhi - s.flo);
+  out.emplace_back(s.blo, inv * ((s.blo + 1) - s.flo));
+  for (int b = s.blo + 1; b < s.bhi; ++b) out.emplace_back(b, inv);
+  out.emplace_back(s.bhi, inv * (s.fhi - s.bhi));
 }
 
 int histogram_bin(const Axis& a, double x) {
-  if (!(x >= a.min && x <= a.max_in)) return -1;
-  const int b = static_cast<int>((x - a.min) / a.delta);
-  return std::min(b, a.bins - 1);
+  Span s;
+  return span_of(a, x, x, s) ? s.blo : -1;
 }
 
 }  // namespace
@@ -79,7 +100,7 @@ Integrator::Integrator(const MapInputs& in) : npix_(in.npix) {
   if (two_d) {
     AxisSpec s1 = in.axis1;
     s1.allow_negative = true;
-    axis1_ = resolve_axis(s1, lo1, hi1);
+    axis1_ = resolve_axis(s1, std::max(lo1, -kPi32), std::min(hi1, kPi32));
   }
   const size_t nb = bins();
   if (nb >= kUnmapped) throw std::invalid_argument("too many bins");

@@ -23,7 +23,13 @@ struct Axis {
   double max_in = 0;  // largest position accepted
   double max = 0;     // right edge of the last bin
   double delta = 1;
-  double centre(int i) const { return min + (0.5 + i) * delta; }
+  // numpy.linspace(min + delta/2, max - delta/2, bins), as pyFAI reports bin positions.
+  double centre(int i) const {
+    const double first = min + 0.5 * delta, last = max - 0.5 * delta;
+    if (bins == 1) return first;
+    if (i == bins - 1) return last;
+    return i * ((last - first) / (bins - 1)) + first;
+  }
 };
 
 struct MapInputs {
