@@ -67,6 +67,10 @@ export const decodeCommand: Command = {
       if (out) rows.push(['written', `${out} (int32 little-endian, ${frame.pixels.byteLength} bytes)`]);
       io.out(rows.map(([k, v]) => `${k.padEnd(8)} ${v}`).join('\n') + '\n');
     }
-    return md5 === 'mismatch' ? 1 : 0;
+    if (md5 === 'mismatch') {
+      io.err(`beamedge decode: ${file}: Content-MD5 mismatch: the compressed data is corrupted\n`);
+      return 1;
+    }
+    return 0;
   },
 };
