@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <stdexcept>
+#include <type_traits>
 
 namespace beamedge {
 namespace {
@@ -10,6 +11,15 @@ constexpr uint32_t kUnmapped = 0xFFFFFFFFu;
 // pyFAI widens the upper edge by one float32 epsilon so the largest position
 // still falls inside the last bin.
 constexpr double kEps32 = 1.0 + 1.1920928955078125e-07;
+
+// Packed integer sums: signal in the high bits, the number of zero-valued
+// pixels in the low kZeroBits. For counts x >= 0, max(x, 1) = x + [x == 0], so
+// one integer add per pixel carries both the signal and the Poisson variance.
+// A run of at most 2^kZeroBits - 1 pixels can neither overflow the zero count
+// nor (with x < 2^32) the 64-bit word.
+constexpr int kZeroBits = 16;
+constexpr size_t kPackedRun = (size_t(1) << kZeroBits) - 1;
+constexpr size_t kPackedLanes = 4;
 
 // Float32 pi: pyFAI clips the azimuthal range of split pixels to it.
 constexpr double kPi32 = 3.1415927410125732;
@@ -111,7 +121,8 @@ Integrator::Integrator(const MapInputs& in) : npix_(in.npix) {
 
   direct_ = !split;
   if (direct_) {
-    bin_.assign(in.npix, kUnmapped);
+    // Unmapped pixels point at an extra "discard" bin, so the per-frame loop needs no branch for them.
+    std::vector<uint32_t> map(in.npix, static_cast<uint32_t>(nb));
     for (size_t i = 0; i < in.npix; ++i) {
       if (in.mask && in.mask[i]) continue;
       const int b0 = histogram_bin(axis0_, in.pos0[i]);
@@ -119,11 +130,13 @@ Integrator::Integrator(const MapInputs& in) : npix_(in.npix) {
       int b1 = 0;
       if (two_d && (b1 = histogram_bin(axis1_, in.pos1[i])) < 0) continue;
       const uint32_t b = static_cast<uint32_t>(b1) * axis0_.bins + b0;
-      bin_[i] = b;
+      map[i] = b;
       ++mapped_;
       static_norm_[b] += norm_of(i);
       static_count_[b] += 1.0;
     }
+    if (nb < 0xFFFF) bin16_.assign(map.begin(), map.end());
+    else bin32_ = std::move(map);
     return;
   }
 
@@ -152,78 +165,134 @@ Integrator::Integrator(const MapInputs& in) : npix_(in.npix) {
 
 Accumulator Integrator::start() const {
   Accumulator acc;
-  const size_t nb = bins();
-  // Neighbouring pixels mostly hit the same bin; with one copy of the sums each
-  // add waits for the previous store. Four copies fit in L1 for 1D profiles.
-  acc.copies = (direct_ && nb <= 1024) ? 4 : 1;
-  acc.signal.assign(nb * acc.copies, 0.0);
-  acc.variance.assign(nb * acc.copies, 0.0);
-  acc.lost_norm.assign(nb, 0.0);
-  acc.lost_count.assign(nb, 0.0);
+  const size_t slots = bins() + 1;  // + the discard bin
+  acc.sums.assign(2 * slots, 0.0);
+  if (direct_) {
+    acc.packed.assign(kPackedLanes * slots, 0);
+    acc.counts.assign(2 * slots, 0);
+  }
+  acc.lost_norm.assign(slots, 0.0);
+  acc.lost_count.assign(slots, 0.0);
   return acc;
 }
 
-template <typename T, bool kDark, bool kDummy, bool kDirect>
-void Integrator::run(Accumulator& acc, const T* data, const FrameInputs& f, size_t first, size_t n) const {
-  const size_t nb = bins();
-  const size_t lanes = static_cast<size_t>(acc.copies);
-  double* sig = acc.signal.data();
-  double* var = acc.variance.data();
-  const float* norm = norm_.empty() ? nullptr : norm_.data();
+namespace {
+
+template <typename T, bool kDummy>
+inline bool excluded(T raw, const FrameInputs& f) {
+  const double x = static_cast<double>(raw);
+  // Negative raw values are the detector's gap and bad-pixel markers; NaN fails the test too.
+  bool bad = !(x >= 0);
+  if (kDummy) bad = bad || std::fabs(x - f.dummy) <= f.delta_dummy;
+  return bad;
+}
+
+
+}  // namespace
+
+template <typename T, typename Index>
+void Integrator::run_packed(Accumulator& acc, const Index* map, const T* data, size_t first, size_t n) const {
+  uint64_t* packed = acc.packed.data();
+  // One add per pixel, but neighbours usually share a bin: each lane of four
+  // has its own copy of the sums, so consecutive adds do not wait on each other.
+  auto add = [&](size_t k, size_t lane) {
+    const size_t i = first + k;
+    const Index b = map[i];
+    const T raw = data[k];
+    if (std::is_signed<T>::value && __builtin_expect(raw < 0, 0)) {
+      acc.lost_norm[b] += norm_.empty() ? 1.0 : norm_[i];
+      acc.lost_count[b] += 1.0;
+      return;
+    }
+    const uint64_t x = static_cast<uint64_t>(raw);
+    packed[kPackedLanes * b + lane] += (x << kZeroBits) | static_cast<uint64_t>(x == 0);
+  };
+  for (size_t done = 0; done < n;) {
+    if (acc.packed_pixels + kPackedLanes > kPackedRun) flush_packed(acc);
+    const size_t run = std::min(kPackedRun - acc.packed_pixels, n - done);
+    size_t k = done;
+    for (; k + kPackedLanes <= done + run; k += kPackedLanes)
+      for (size_t lane = 0; lane < kPackedLanes; ++lane) add(k + lane, lane);
+    for (; k < done + run; ++k) add(k, 0);
+    acc.packed_pixels += run;
+    done += run;
+  }
+}
+
+void Integrator::flush_packed(Accumulator& acc) const {
+  const size_t slots = acc.packed.size() / kPackedLanes;
+  for (size_t b = 0; b < slots; ++b)
+    for (size_t lane = 0; lane < kPackedLanes; ++lane) {
+      uint64_t& p = acc.packed[kPackedLanes * b + lane];
+      acc.counts[2 * b] += p >> kZeroBits;
+      acc.counts[2 * b + 1] += p & kPackedRun;
+      p = 0;
+    }
+  acc.packed_pixels = 0;
+}
+
+template <typename T, typename Index, bool kDark, bool kDummy>
+void Integrator::run_direct(Accumulator& acc, const Index* map, const T* data, const FrameInputs& f, size_t first,
+                            size_t n) const {
+  double* sums = acc.sums.data();
   for (size_t k = 0; k < n; ++k) {
     const size_t i = first + k;
-    uint32_t b = 0, e0 = 0, e1 = 0;
-    if (kDirect) {
-      b = bin_[i];
-      if (b == kUnmapped) continue;
-    } else {
-      e0 = ptr_[i];
-      e1 = ptr_[i + 1];
-      if (e0 == e1) continue;
+    const Index b = map[i];
+    const T raw = data[k];
+    if (__builtin_expect(excluded<T, kDummy>(raw, f), 0)) {
+      acc.lost_norm[b] += norm_.empty() ? 1.0 : norm_[i];
+      acc.lost_count[b] += 1.0;
+      continue;
     }
-    const double x = static_cast<double>(data[k]);
-    // Negative raw values are the detector's gap and bad-pixel markers.
-    bool bad = !(x >= 0);
-    if (kDummy) bad = bad || std::fabs(x - f.dummy) <= f.delta_dummy;
-    if (__builtin_expect(bad, 0)) {
-      const double w_norm = norm ? norm[i] : 1.0;
-      if (kDirect) {
-        acc.lost_norm[b] += w_norm;
-        acc.lost_count[b] += 1.0;
-      } else {
-        for (uint32_t e = e0; e < e1; ++e) {
-          acc.lost_norm[ebin_[e]] += eweight_[e] * w_norm;
-          acc.lost_count[ebin_[e]] += eweight_[e];
-        }
+    const double x = static_cast<double>(raw);
+    sums[2 * b] += kDark ? x - f.dark[i] : x;
+    sums[2 * b + 1] += std::max(x, 1.0);  // Poisson variance, at least one count; branch-free
+  }
+}
+
+template <typename T, bool kDark, bool kDummy>
+void Integrator::run_split(Accumulator& acc, const T* data, const FrameInputs& f, size_t first, size_t n) const {
+  double* sums = acc.sums.data();
+  for (size_t k = 0; k < n; ++k) {
+    const size_t i = first + k;
+    const uint32_t e0 = ptr_[i], e1 = ptr_[i + 1];
+    if (e0 == e1) continue;
+    const T raw = data[k];
+    if (__builtin_expect(excluded<T, kDummy>(raw, f), 0)) {
+      const double w_norm = norm_.empty() ? 1.0 : norm_[i];
+      for (uint32_t e = e0; e < e1; ++e) {
+        acc.lost_norm[ebin_[e]] += eweight_[e] * w_norm;
+        acc.lost_count[ebin_[e]] += eweight_[e];
       }
       continue;
     }
+    const double x = static_cast<double>(raw);
     const double s = kDark ? x - f.dark[i] : x;
-    const double v = x > 1.0 ? x : 1.0;  // Poisson variance, at least one count
-    if (kDirect) {
-      const size_t slot = (i & (lanes - 1)) * nb + b;
-      sig[slot] += s;
-      var[slot] += v;
-    } else {
-      for (uint32_t e = e0; e < e1; ++e) {
-        const double w = eweight_[e];
-        sig[ebin_[e]] += w * s;
-        var[ebin_[e]] += w * w * v;
-      }
+    const double v = std::max(x, 1.0);
+    for (uint32_t e = e0; e < e1; ++e) {
+      const double w = eweight_[e];
+      double* slot = sums + 2 * ebin_[e];
+      slot[0] += w * s;
+      slot[1] += w * w * v;
     }
   }
+}
+
+template <typename T, bool kDark, bool kDummy>
+void Integrator::run(Accumulator& acc, const T* data, const FrameInputs& f, size_t first, size_t n) const {
+  constexpr bool kPackable = std::is_integral<T>::value && sizeof(T) <= 4 && !kDark && !kDummy;
+  if (!direct_) run_split<T, kDark, kDummy>(acc, data, f, first, n);
+  else if (kPackable && !bin16_.empty()) run_packed<T, uint16_t>(acc, bin16_.data(), data, first, n);
+  else if (kPackable) run_packed<T, uint32_t>(acc, bin32_.data(), data, first, n);
+  else if (!bin16_.empty()) run_direct<T, uint16_t, kDark, kDummy>(acc, bin16_.data(), data, f, first, n);
+  else run_direct<T, uint32_t, kDark, kDummy>(acc, bin32_.data(), data, f, first, n);
 }
 
 template <typename T>
 void Integrator::dispatch(Accumulator& acc, const T* data, const FrameInputs& f, size_t first, size_t n) const {
   const bool dark = f.dark != nullptr, dummy = f.has_dummy;
-  if (direct_) {
-    if (dark) dummy ? run<T, true, true, true>(acc, data, f, first, n) : run<T, true, false, true>(acc, data, f, first, n);
-    else dummy ? run<T, false, true, true>(acc, data, f, first, n) : run<T, false, false, true>(acc, data, f, first, n);
-  } else {
-    if (dark) dummy ? run<T, true, true, false>(acc, data, f, first, n) : run<T, true, false, false>(acc, data, f, first, n);
-    else dummy ? run<T, false, true, false>(acc, data, f, first, n) : run<T, false, false, false>(acc, data, f, first, n);
-  }
+  if (dark) dummy ? run<T, true, true>(acc, data, f, first, n) : run<T, true, false>(acc, data, f, first, n);
+  else dummy ? run<T, false, true>(acc, data, f, first, n) : run<T, false, false>(acc, data, f, first, n);
 }
 
 void Integrator::accumulate(Accumulator& acc, const FrameInputs& f, size_t first, size_t n) const {
@@ -237,27 +306,30 @@ void Integrator::accumulate(Accumulator& acc, const FrameInputs& f, size_t first
   }
 }
 
-void Integrator::finish(const Accumulator& acc, double empty, IntegrationResult& out) const {
+void Integrator::finish(Accumulator& acc, double empty, IntegrationResult& out) const {
   const size_t nb = bins();
-  out.signal.assign(nb, 0.0);
-  out.variance.assign(nb, 0.0);
+  if (!acc.packed.empty()) flush_packed(acc);
+  out.signal.resize(nb);
+  out.variance.resize(nb);
   out.normalization.resize(nb);
   out.count.resize(nb);
   out.intensity.resize(nb);
   out.sigma.resize(nb);
-  for (int c = 0; c < acc.copies; ++c)
-    for (size_t b = 0; b < nb; ++b) {
-      out.signal[b] += acc.signal[c * nb + b];
-      out.variance[b] += acc.variance[c * nb + b];
-    }
   for (size_t b = 0; b < nb; ++b) {
+    double signal = acc.sums[2 * b], variance = acc.sums[2 * b + 1];
+    if (!acc.counts.empty()) {
+      signal += static_cast<double>(acc.counts[2 * b]);
+      variance += static_cast<double>(acc.counts[2 * b] + acc.counts[2 * b + 1]);
+    }
+    out.signal[b] = signal;
+    out.variance[b] = variance;
     out.normalization[b] = static_norm_[b] - acc.lost_norm[b];
     out.count[b] = static_count_[b] - acc.lost_count[b];
     // Counts are sums of float weights less the excluded ones: a fully excluded
     // bin can leave a rounding residue, which must still read as empty.
     if (out.count[b] > 1e-9 && out.normalization[b] != 0) {
-      out.intensity[b] = out.signal[b] / out.normalization[b];
-      out.sigma[b] = std::sqrt(out.variance[b]) / out.normalization[b];
+      out.intensity[b] = signal / out.normalization[b];
+      out.sigma[b] = std::sqrt(variance) / out.normalization[b];
     } else {
       out.intensity[b] = empty;
       out.sigma[b] = empty;

@@ -54,9 +54,12 @@ struct FrameInputs {
 };
 
 // Running sums for one frame; a frame may be fed in tiles of consecutive pixels.
+// Each array has one slot more than there are bins: the discard bin of unmapped pixels.
 struct Accumulator {
-  int copies = 1;  // interleaved copies of the sums break store-to-load chains
-  std::vector<double> signal, variance;      // [copies][bins]
+  std::vector<double> sums;                  // [bin][signal, variance] (floating-point paths)
+  std::vector<uint64_t> packed;              // integer fast path, see run_packed
+  std::vector<uint64_t> counts;              // [bin][signal, zero pixels] flushed from `packed`
+  size_t packed_pixels = 0;                  // pixels added to `packed` since the last flush
   std::vector<double> lost_norm, lost_count; // pixels excluded by their value in this frame
 };
 
@@ -77,10 +80,17 @@ class Integrator {
   Accumulator start() const;
   // Adds pixels [first, first + n) whose values are data[0 .. n).
   void accumulate(Accumulator& acc, const FrameInputs& frame, size_t first, size_t n) const;
-  void finish(const Accumulator& acc, double empty, IntegrationResult& out) const;
+  void finish(Accumulator& acc, double empty, IntegrationResult& out) const;
 
  private:
-  template <typename T, bool kDark, bool kDummy, bool kDirect>
+  template <typename T, typename Index>
+  void run_packed(Accumulator& acc, const Index* map, const T* data, size_t first, size_t n) const;
+  void flush_packed(Accumulator& acc) const;
+  template <typename T, typename Index, bool kDark, bool kDummy>
+  void run_direct(Accumulator& acc, const Index* map, const T* data, const FrameInputs& f, size_t first, size_t n) const;
+  template <typename T, bool kDark, bool kDummy>
+  void run_split(Accumulator& acc, const T* data, const FrameInputs& f, size_t first, size_t n) const;
+  template <typename T, bool kDark, bool kDummy>
   void run(Accumulator& acc, const T* data, const FrameInputs& f, size_t first, size_t n) const;
   template <typename T>
   void dispatch(Accumulator& acc, const T* data, const FrameInputs& f, size_t first, size_t n) const;
@@ -89,7 +99,11 @@ class Integrator {
   Axis axis0_, axis1_;
   bool direct_ = true;              // every mapped pixel falls in exactly one bin, weight 1
   size_t mapped_ = 0;
-  std::vector<uint32_t> bin_;       // direct map: bin per pixel, kUnmapped when none
+  // Direct map: bin per pixel (bins() when unmapped). 16-bit indices when the
+  // bins allow it: the map is the largest thing read per frame, and half the
+  // size keeps it (with a compressed frame) inside the last-level cache.
+  std::vector<uint16_t> bin16_;
+  std::vector<uint32_t> bin32_;
   std::vector<uint32_t> ptr_;       // split map: pixel i owns entries [ptr_[i], ptr_[i+1])
   std::vector<uint32_t> ebin_;
   std::vector<float> eweight_;
