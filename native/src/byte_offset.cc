@@ -115,8 +115,8 @@ BoResult decode_scalar(const uint8_t* src, size_t len, int32_t* out, size_t coun
 // the scalar step. A run of at most kBlock elements moves the value by less
 // than kBlock*128, so checking the value once per block is enough to keep the
 // int32 lanes from wrapping.
-__attribute__((target("avx2"))) BoResult decode_avx2(const uint8_t* src, size_t len, int32_t* out,
-                                                     size_t count, BoCursor& cur) {
+__attribute__((target("avx2"))) BoResult decode_avx2_body(const uint8_t* src, size_t len, int32_t* out,
+                                                          size_t count, BoCursor& cur) {
   constexpr size_t kBlock = 4096;
   constexpr int64_t kHeadroom = int64_t(kBlock) * 128;
   size_t ip = cur.in_pos, op = 0;
@@ -195,6 +195,17 @@ __attribute__((target("avx2"))) BoResult decode_avx2(const uint8_t* src, size_t 
   BoResult r = decode_scalar(src, len, out + op, count - op, rest);
   cur = rest;
   r.produced += op;
+  return r;
+}
+
+// Leaves no dirty upper YMM state behind, whichever way the body returned: the
+// SSE code that runs next (the integrator, built for baseline x86-64) would
+// otherwise carry false dependencies on it and run several times slower.
+// GCC does not insert vzeroupper reliably in target("avx2") functions.
+__attribute__((target("avx2"))) BoResult decode_avx2(const uint8_t* src, size_t len, int32_t* out, size_t count,
+                                                     BoCursor& cur) {
+  const BoResult r = decode_avx2_body(src, len, out, count, cur);
+  _mm256_zeroupper();
   return r;
 }
 #endif

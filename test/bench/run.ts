@@ -1,0 +1,144 @@
+// npm run bench: beamedge against fabio and pyFAI on the same frame, same
+// machine, same run, one thread each. Medians over at least 50 repetitions.
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import os from 'node:os';
+import { readCbf } from '../../daemon/decode/cbf';
+import type { Geometry } from '../../daemon/geometry/geometry';
+import { AzimuthalIntegrator, type Splitting } from '../../daemon/integrate/azimuthal';
+import { native } from '../../daemon/native';
+import { dataDir, dataFile } from '../helpers/data';
+import { measure, printTable, type Row, type Timing } from './measure';
+
+const REPS = Math.max(50, Number(process.env.BENCH_REPS ?? 50));
+const FILE = 'thau_3_2_0001.cbf';
+const geometry: Geometry = { dist: 0.351, poni1: 0.22479712, poni2: 0.21699692, rot1: 0, rot2: 0, rot3: 0, pixel1: 172e-6, pixel2: 172e-6, wavelength: 0.96859e-10 };
+
+// The reference side: Debian's fabio and pyFAI, pinned to one thread (pyFAI's
+// Cython CSR kernels use OpenMP otherwise).
+const PYTHON_BENCH = String.raw`
+import sys, json, time, statistics, io
+req = json.load(sys.stdin)
+out = {}
+try:
+    import fabio, numpy
+    from fabio.compression import decByteOffset
+except Exception as e:
+    print(json.dumps({"error": "fabio: %s" % e})); sys.exit(0)
+def med(fn, reps):
+    for _ in range(3): fn()
+    ts = []
+    for _ in range(reps):
+        t0 = time.perf_counter(); fn(); ts.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(ts)
+path, reps = req["file"], req["reps"]
+raw = open(path, "rb").read()
+start = raw.index(b"\x0c\x1a\x04\xd5") + 4
+img = fabio.open(path)
+size = req["binarySize"]
+out["fabio_open_ms"] = med(lambda: fabio.open(path).data, reps)
+out["fabio_decoder_ms"] = med(lambda: decByteOffset(raw[start:start + size], img.data.size, numpy.int32), reps)
+out["fabio_version"] = fabio.version
+try:
+    import pyFAI
+    from pyFAI.azimuthalIntegrator import AzimuthalIntegrator
+    from pyFAI.detectors import Detector
+    g = req["geometry"]
+    data = img.data
+    mask = data < 0
+    for split in ("no", "bbox"):
+        ai = AzimuthalIntegrator(dist=g["dist"], poni1=g["poni1"], poni2=g["poni2"], detector=Detector(g["pixel1"], g["pixel2"], max_shape=data.shape), wavelength=g["wavelength"])
+        kw = dict(unit="q_nm^-1", method=(split, "csr", "cython"), mask=mask, polarization_factor=0.99, error_model="poisson")
+        t0 = time.perf_counter(); ai.integrate1d_ng(data, 1000, **kw); out["pyfai_setup_%s_ms" % split] = (time.perf_counter() - t0) * 1e3
+        out["pyfai_integrate_%s_ms" % split] = med(lambda: ai.integrate1d_ng(data, 1000, **kw), reps)
+        out["pyfai_decode_integrate_%s_ms" % split] = med(lambda: ai.integrate1d_ng(fabio.open(path).data, 1000, **kw), reps)
+    out["pyfai_version"] = pyFAI.version
+except Exception as e:
+    out["pyfai_error"] = str(e)
+print(json.dumps(out))
+`;
+
+interface Reference {
+  error?: string;
+  pyfai_error?: string;
+  fabio_version?: string;
+  pyfai_version?: string;
+  [k: string]: number | string | undefined;
+}
+
+function reference(binarySize: number): Reference | undefined {
+  const r = spawnSync('/usr/bin/python3', ['-c', PYTHON_BENCH], {
+    input: JSON.stringify({ file: dataFile('cbf', FILE), reps: REPS, binarySize, geometry }),
+    encoding: 'utf8',
+    env: { ...process.env, OMP_NUM_THREADS: '1', OPENBLAS_NUM_THREADS: '1', PYFAI_NO_OPENCL: '1' },
+    maxBuffer: 16 * 1024 * 1024,
+  });
+  if (r.error || r.status !== 0) {
+    process.stderr.write(`reference benchmark unavailable: ${r.error?.message ?? r.stderr.trim().split('\n').pop()}\n`);
+    return undefined;
+  }
+  return JSON.parse(r.stdout) as Reference;
+}
+
+const fmt = (x: number, digits = 2) => x.toFixed(digits);
+const num = (ref: Reference | undefined, key: string) => (typeof ref?.[key] === 'number' ? (ref[key] as number) : undefined);
+
+function main(): void {
+  if (!dataDir) {
+    process.stderr.write('npm run bench needs the real detector data: set BEAMEDGE_DATA or put shared/data beside the repository\n');
+    process.exitCode = 1;
+    return;
+  }
+  const path = dataFile('cbf', FILE);
+  const buf = readFileSync(path);
+  const frame = readCbf(buf);
+  const npix = frame.pixels.length;
+  const mask = Uint8Array.from(frame.pixels, (v) => (v < 0 ? 1 : 0));
+  process.stdout.write(
+    `beamedge benchmark: ${FILE} (${frame.shape.join(' x ')} = ${(npix / 1e6).toFixed(2)} Mpixel), one thread, median of ${REPS}\n` +
+      `${os.cpus()[0]?.model ?? 'cpu'} | node ${process.version} | byte-offset kernel: ${native.kernels.byteOffset}\n`,
+  );
+
+  const out = new Int32Array(npix);
+  const decode = measure(() => native.cbfDecode(buf, out), REPS);
+  const readDecode = measure(() => readCbf(readFileSync(path), { out }), REPS);
+  const ours: Record<string, { setupMs: number; integrate: Timing; fused: Timing }> = {};
+  for (const split of ['no', 'bbox'] as Splitting[]) {
+    const t0 = process.hrtime.bigint();
+    const ai = new AzimuthalIntegrator({ geometry, shape: frame.shape, npt: 1000, unit: 'q_nm^-1', split, mask, polarization: 0.99 });
+    const setupMs = Number(process.hrtime.bigint() - t0) / 1e6;
+    ours[split] = { setupMs, integrate: measure(() => ai.integrate(frame.pixels), REPS), fused: measure(() => ai.integrateCbf(buf), REPS) };
+  }
+
+  process.stdout.write('running the fabio / pyFAI reference (one OpenMP thread)...\n');
+  const ref = reference(frame.binary.binarySize);
+  const mpix = (ms: number) => npix / ms / 1e3;
+  const ratio = (refMs: number | undefined, ourMs: number) => (refMs === undefined ? 'n/a' : `${fmt(refMs / ourMs, 1)}x`);
+  const refCell = (v: number | undefined, f: (x: number) => string) => (v === undefined ? 'n/a' : f(v));
+
+  const rows: Row[] = [
+    { metric: 'decode, byte-offset only (Mpixel/s)', ours: fmt(mpix(decode.medianMs), 0), reference: refCell(num(ref, 'fabio_decoder_ms'), (x) => fmt(mpix(x), 0)), ratio: ratio(num(ref, 'fabio_decoder_ms'), decode.medianMs) },
+    { metric: 'read + parse + decode file (ms)', ours: fmt(readDecode.medianMs), reference: refCell(num(ref, 'fabio_open_ms'), (x) => fmt(x)), ratio: ratio(num(ref, 'fabio_open_ms'), readDecode.medianMs) },
+  ];
+  for (const split of ['no', 'bbox'] as const) {
+    const o = ours[split]!;
+    const refInt = num(ref, `pyfai_integrate_${split}_ms`);
+    const refBoth = num(ref, `pyfai_decode_integrate_${split}_ms`);
+    rows.push(
+      { metric: `1D integration, split=${split} (ms/frame)`, ours: fmt(o.integrate.medianMs), reference: refCell(refInt, (x) => fmt(x, 1)), ratio: ratio(refInt, o.integrate.medianMs) },
+      { metric: `decode+integrate, split=${split} (frames/s)`, ours: fmt(1000 / o.fused.medianMs, 1), reference: refCell(refBoth, (x) => fmt(1000 / x, 1)), ratio: ratio(refBoth, o.fused.medianMs) },
+      { metric: `decode+integrate, split=${split} (ms/frame)`, ours: fmt(o.fused.medianMs), reference: refCell(refBoth, (x) => fmt(x, 1)), ratio: ratio(refBoth, o.fused.medianMs) },
+      { metric: `map set-up, split=${split} (ms, once)`, ours: fmt(o.setupMs, 0), reference: refCell(num(ref, `pyfai_setup_${split}_ms`), (x) => fmt(x, 0)), ratio: ratio(num(ref, `pyfai_setup_${split}_ms`), o.setupMs) },
+    );
+  }
+  const refNames = ref ? `fabio ${ref.fabio_version ?? '?'}, pyFAI ${ref.pyfai_version ?? ref.pyfai_error ?? '?'}` : 'not available';
+  printTable(`Reference: ${refNames}. Ratio = reference time / beamedge time (higher is better for beamedge).`, rows);
+  const d = mpix(decode.medianMs);
+  const f = ours.no!.fused.medianMs;
+  process.stdout.write(
+    `\ntargets: decode >= 2000 Mpixel/s: ${fmt(d, 0)} ${d >= 2000 ? 'met' : 'NOT met'}; ` +
+      `decode+integrate (no splitting) <= 10 ms: ${fmt(f)} ms ${f <= 10 ? 'met' : 'NOT met'}\n`,
+  );
+}
+
+main();
