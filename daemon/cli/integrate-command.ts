@@ -15,7 +15,7 @@ function fmt(x: number): string {
   return Number.isFinite(x) ? x.toExponential(9) : String(x);
 }
 
-export function formatProfile(r: Integration, geometry: Geometry, file: string, ms: number): string {
+export function formatProfile(r: Integration, geometry: Geometry, file: string, ms: number, setupMs: number): string {
   const lines = [
     `# == beamedge ${r.azimuthal ? '2D' : '1D'} azimuthal integration ==`,
     `# file: ${file}`,
@@ -24,7 +24,7 @@ export function formatProfile(r: Integration, geometry: Geometry, file: string, 
     `# Rotations: ${geometry.rot1} ${geometry.rot2} ${geometry.rot3} rad`,
     `# Pixel size: ${geometry.pixel1} m x ${geometry.pixel2} m`,
     ...(geometry.wavelength ? [`# Wavelength: ${geometry.wavelength} m`] : []),
-    `# Time: ${ms.toFixed(2)} ms (decode + integrate)`,
+    `# Time: ${ms.toFixed(2)} ms decode + integrate${setupMs > 0 ? `, ${setupMs.toFixed(0)} ms pixel-to-bin map set-up (once per geometry)` : ''}`,
   ];
   const values = [r.intensity, r.sigma, r.signal, r.variance, r.normalization, r.count];
   const nr = r.radial.length;
@@ -42,12 +42,13 @@ export function formatProfile(r: Integration, geometry: Geometry, file: string, 
   return lines.join('\n') + '\n';
 }
 
-function profileJson(r: Integration, file: string, ms: number): string {
+function profileJson(r: Integration, file: string, ms: number, setupMs: number): string {
   const arr = (a: Float64Array) => Array.from(a);
   return JSON.stringify({
     file,
     unit: r.unit,
     timeMs: ms,
+    setupMs,
     radial: arr(r.radial),
     ...(r.azimuthal ? { azimuthal: arr(r.azimuthal), shape: [r.azimuthal.length, r.radial.length] } : {}),
     intensity: arr(r.intensity),
@@ -128,8 +129,9 @@ export const integrateCommand: Command = {
     for (const file of files) {
       try {
         const buf = readFileSync(file);
-        const t0 = process.hrtime.bigint();
+        let t0 = process.hrtime.bigint();
         const frame: CbfFrame = readCbf(buf, { source: file });
+        let setupMs = 0;
         const geometry = poni ?? geometryFromCbfHeader(frame.header, file);
         calibration ??= loadCalibration(opts, frame.shape);
         // One pixel-to-bin map serves every file with the same geometry and shape.
@@ -153,15 +155,18 @@ export const integrateCommand: Command = {
             ...(opts.has('range') ? { radialRange: opts.pair('range')! } : {}),
             ...(opts.has('azimuth-range') ? { azimuthRange: opts.pair('azimuth-range')! } : {}),
           };
+          const s0 = process.hrtime.bigint();
           integrator = new AzimuthalIntegrator(setup);
           integratorKey = key;
+          setupMs = Number(process.hrtime.bigint() - s0) / 1e6;
+          t0 += process.hrtime.bigint() - s0;
         }
         const result = integrator.integrate(frame.pixels, {
           ...(calibration.dark ? { dark: calibration.dark } : {}),
           ...(opts.has('dummy') ? { dummy: opts.number('dummy')!, deltaDummy: opts.number('delta-dummy') ?? 0 } : {}),
         });
         const ms = Number(process.hrtime.bigint() - t0) / 1e6;
-        io.out(opts.flag('json') ? profileJson(result, file, ms) + '\n' : formatProfile(result, geometry, file, ms));
+        io.out(opts.flag('json') ? profileJson(result, file, ms, setupMs) + '\n' : formatProfile(result, geometry, file, ms, setupMs));
       } catch (err) {
         failures++;
         io.err(`beamedge integrate: ${(err as Error).message}\n`);
