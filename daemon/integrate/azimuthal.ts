@@ -49,6 +49,11 @@ function product(a: Float32Array | undefined, b: Float32Array | undefined): Floa
   return out;
 }
 
+// Empty bins read as the dummy value when one is given, else 0, as in pyFAI.
+function withEmpty(options: IntegrateOptions): IntegrateOptions {
+  return options.empty === undefined && options.dummy !== undefined ? { ...options, empty: options.dummy } : options;
+}
+
 export class AzimuthalIntegrator {
   readonly unit: RadialUnit;
   readonly radial: Float64Array;
@@ -95,12 +100,12 @@ export class AzimuthalIntegrator {
   }
 
   integrate(frame: PixelFrame, options: IntegrateOptions = {}): Integration {
-    return this.wrap(this.engine.integrate(frame, options));
+    return this.wrap(this.engine.integrate(frame, withEmpty(options)));
   }
 
   /** Decode a byte-offset CBF and integrate it in one pass (no full-frame buffer). */
   integrateCbf(cbf: Uint8Array, options: IntegrateOptions = {}): Integration {
-    return this.wrap(this.engine.integrateCbf(cbf, options));
+    return this.wrap(this.engine.integrateCbf(cbf, withEmpty(options)));
   }
 
   private wrap(r: NativeIntegration): Integration {

@@ -24,6 +24,7 @@ interface Case {
   dark?: boolean;
   flat?: boolean;
   maskRect?: [number, number, number, number];
+  dummy?: [number, number];
 }
 
 const PYFAI = String.raw`
@@ -46,6 +47,7 @@ for c in req["cases"]:
     if c.get("range"): kw["radial_range"] = tuple(c["range"])
     if c.get("dark"): kw["dark"] = numpy.load(req["dark"])
     if c.get("flat"): kw["flat"] = numpy.load(req["flat"])
+    if c.get("dummy"): kw["dummy"], kw["delta_dummy"] = c["dummy"]
     if c.get("nptAzim"):
         r = ai.integrate2d_ng(data, c["npt"], c["nptAzim"], **kw)
         out.append(dict(radial=r.radial.tolist(), azimuthal=r.azimuthal.tolist(), I=r.intensity.ravel().tolist(), count=r.count.T.ravel().tolist() if r.count is not None else None))
@@ -78,6 +80,7 @@ t.test('agrees with pyFAI on units, rotations, ranges, dark, flat, mask and 2D b
     { name: '2th_deg no, explicit range', unit: '2th_deg', split: 'no', npt: 200, geometry: header, range: [5, 40] },
     { name: 'q_nm^-1 bbox, explicit range', unit: 'q_nm^-1', split: 'bbox', npt: 200, geometry: header, range: [2, 20] },
     { name: 'q_nm^-1 no, dark + flat + mask', unit: 'q_nm^-1', split: 'no', npt: 300, geometry: header, dark: true, flat: true, maskRect: [100, 180, 50, 300] },
+    { name: '2th_deg bbox, dummy 1 +- 0.5, empty bins', unit: '2th_deg', split: 'bbox', npt: 500, geometry: header, dummy: [1, 0.5], range: [0, 80] },
     { name: '2D 2th_deg bbox', unit: '2th_deg', split: 'bbox', npt: 100, nptAzim: 36, geometry: header },
     { name: '2D q_nm^-1 no, tilted', unit: 'q_nm^-1', split: 'no', npt: 120, nptAzim: 72, geometry: tilted },
   ];
@@ -118,7 +121,7 @@ t.test('agrees with pyFAI on units, rotations, ranges, dark, flat, mask and 2D b
         ...(c.flat ? { flat } : {}),
       };
       const ai = new AzimuthalIntegrator(setup);
-      const r = ai.integrate(frame.pixels, c.dark ? { dark } : {});
+      const r = ai.integrate(frame.pixels, { ...(c.dark ? { dark } : {}), ...(c.dummy ? { dummy: c.dummy[0], deltaDummy: c.dummy[1] } : {}) });
       const want = ref[k]!;
       const pairs: [ArrayLike<number>, ArrayLike<number>][] = [[r.intensity, want.I]];
       if (want.sigma) pairs.push([r.sigma, want.sigma]);
