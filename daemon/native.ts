@@ -61,6 +61,8 @@ export interface IntegratorOptions {
 
 export interface FrameOptions {
   dark?: Float32Array;
+  /** Count mapped, valid pixels whose (dark-subtracted) value exceeds this: the lit-pixel veto. */
+  litThreshold?: number;
   dummy?: number;
   deltaDummy?: number;
   empty?: number;
@@ -73,6 +75,8 @@ export interface NativeIntegration {
   variance: Float64Array;
   normalization: Float64Array;
   count: Float64Array;
+  /** Pixels above FrameOptions.litThreshold (0 when not asked). */
+  lit: number;
 }
 
 export interface NativeAxis {
@@ -98,6 +102,7 @@ interface Addon {
   pixelArrays(g: NativeGeometry, rows: number, cols: number, req: PixelArrayRequest): PixelArrays;
   Integrator: new (options: IntegratorOptions) => NativeIntegrator;
   kernels: { byteOffset: string };
+  sdNotify(state: string): boolean;
 }
 
 // dist/daemon/native.js -> <root>/build/Release/beamedge.node

@@ -9,6 +9,7 @@
 #include "cbf_locate.h"
 #include "geometry.h"
 #include "integrator.h"
+#include "sd_notify.h"
 
 using namespace beamedge;
 
@@ -264,6 +265,8 @@ class IntegratorWrap : public Napi::ObjectWrap<IntegratorWrap> {
     Napi::Object o = v.As<Napi::Object>();
     auto dark = typed_array_or_null<Napi::Float32Array>(o, "dark", napi_float32_array, impl_->npix(), "Float32Array");
     if (!dark.IsEmpty()) f.dark = dark.Data();
+    const Napi::Value lt = o.Get("litThreshold");
+    if (lt.IsNumber()) f.lit_threshold = lt.As<Napi::Number>().DoubleValue();
     const Napi::Value d = o.Get("dummy");
     if (d.IsNumber()) {
       f.has_dummy = true;
@@ -288,6 +291,7 @@ class IntegratorWrap : public Napi::ObjectWrap<IntegratorWrap> {
     o.Set("variance", to_js(env, r.variance));
     o.Set("normalization", to_js(env, r.normalization));
     o.Set("count", to_js(env, r.count));
+    o.Set("lit", double(r.lit));
     return o;
   }
 
@@ -308,7 +312,12 @@ class IntegratorWrap : public Napi::ObjectWrap<IntegratorWrap> {
       case napi_float32_array: f.type = PixelType::f32; break;
       default: throw Napi::TypeError::New(env, "frame must be Int32, Uint32, Uint16, Uint8 or Float32Array");
     }
-    f.data = static_cast<const uint8_t*>(t.ArrayBuffer().Data()) + t.ByteOffset();
+    // From napi_get_typedarray_info directly: Napi::ArrayBuffer cannot wrap the
+    // SharedArrayBuffer behind a ring slot.
+    void* data = nullptr;
+    napi_status st = napi_get_typedarray_info(env, t, nullptr, nullptr, &data, nullptr, nullptr);
+    if (st != napi_ok || data == nullptr) throw Napi::TypeError::New(env, "cannot read the frame's memory");
+    f.data = data;
     return guarded(env, [&]() -> Napi::Value {
       Accumulator acc = impl_->start();
       impl_->accumulate(acc, f, 0, impl_->npix());
@@ -377,7 +386,15 @@ class IntegratorWrap : public Napi::ObjectWrap<IntegratorWrap> {
   std::unique_ptr<Integrator> impl_;
 };
 
+// sdNotify("READY=1\nSTATUS=...") -> false when not run under systemd
+Napi::Value SdNotify(const Napi::CallbackInfo& info) {
+  if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(info.Env(), "sdNotify(state: string)");
+  const std::string state = info[0].As<Napi::String>().Utf8Value();
+  return guarded(info.Env(), [&] { return Napi::Boolean::New(info.Env(), sd_notify_send(state)); });
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("sdNotify", Napi::Function::New(env, SdNotify));
   exports.Set("cbfLocate", Napi::Function::New(env, CbfLocate));
   exports.Set("cbfDecode", Napi::Function::New(env, CbfDecode));
   exports.Set("byteOffsetDecode", Napi::Function::New(env, ByteOffsetDecode));

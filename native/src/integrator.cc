@@ -190,9 +190,12 @@ inline bool excluded(T raw, const FrameInputs& f) {
 
 }  // namespace
 
-template <typename T, typename Index>
-void Integrator::run_packed(Accumulator& acc, const Index* map, const T* data, size_t first, size_t n) const {
+template <typename T, typename Index, bool kLit>
+void Integrator::run_packed(Accumulator& acc, const Index* map, const T* data, int64_t lit_above, size_t first,
+                            size_t n) const {
   uint64_t* packed = acc.packed.data();
+  const Index discard = static_cast<Index>(bins());
+  uint64_t lit = 0;
   // One add per pixel, but neighbours usually share a bin: each lane of four
   // has its own copy of the sums, so consecutive adds do not wait on each other.
   auto add = [&](size_t k, size_t lane) {
@@ -206,6 +209,7 @@ void Integrator::run_packed(Accumulator& acc, const Index* map, const T* data, s
     }
     const uint64_t x = static_cast<uint64_t>(raw);
     packed[kPackedLanes * b + lane] += (x << kZeroBits) | static_cast<uint64_t>(x == 0);
+    if (kLit) lit += static_cast<uint64_t>(static_cast<int64_t>(raw) > lit_above) & static_cast<uint64_t>(b != discard);
   };
   for (size_t done = 0; done < n;) {
     if (acc.packed_pixels + kPackedLanes > kPackedRun) flush_packed(acc);
@@ -217,6 +221,7 @@ void Integrator::run_packed(Accumulator& acc, const Index* map, const T* data, s
     acc.packed_pixels += run;
     done += run;
   }
+  acc.lit += lit;
 }
 
 void Integrator::flush_packed(Accumulator& acc) const {
@@ -231,10 +236,12 @@ void Integrator::flush_packed(Accumulator& acc) const {
   acc.packed_pixels = 0;
 }
 
-template <typename T, typename Index, bool kDark, bool kDummy>
+template <typename T, typename Index, bool kDark, bool kDummy, bool kLit>
 void Integrator::run_direct(Accumulator& acc, const Index* map, const T* data, const FrameInputs& f, size_t first,
                             size_t n) const {
   double* sums = acc.sums.data();
+  const Index discard = static_cast<Index>(bins());
+  uint64_t lit = 0;
   for (size_t k = 0; k < n; ++k) {
     const size_t i = first + k;
     const Index b = map[i];
@@ -245,14 +252,18 @@ void Integrator::run_direct(Accumulator& acc, const Index* map, const T* data, c
       continue;
     }
     const double x = static_cast<double>(raw);
-    sums[2 * b] += kDark ? x - f.dark[i] : x;
+    const double s = kDark ? x - f.dark[i] : x;
+    sums[2 * b] += s;
     sums[2 * b + 1] += std::max(x, 1.0);  // Poisson variance, at least one count; branch-free
+    if (kLit) lit += static_cast<uint64_t>(s > f.lit_threshold) & static_cast<uint64_t>(b != discard);
   }
+  acc.lit += lit;
 }
 
-template <typename T, bool kDark, bool kDummy>
+template <typename T, bool kDark, bool kDummy, bool kLit>
 void Integrator::run_split(Accumulator& acc, const T* data, const FrameInputs& f, size_t first, size_t n) const {
   double* sums = acc.sums.data();
+  uint64_t lit = 0;
   for (size_t k = 0; k < n; ++k) {
     const size_t i = first + k;
     const uint32_t e0 = ptr_[i], e1 = ptr_[i + 1];
@@ -269,6 +280,7 @@ void Integrator::run_split(Accumulator& acc, const T* data, const FrameInputs& f
     const double x = static_cast<double>(raw);
     const double s = kDark ? x - f.dark[i] : x;
     const double v = std::max(x, 1.0);
+    if (kLit) lit += s > f.lit_threshold;
     for (uint32_t e = e0; e < e1; ++e) {
       const double w = eweight_[e];
       double* slot = sums + 2 * ebin_[e];
@@ -276,23 +288,35 @@ void Integrator::run_split(Accumulator& acc, const T* data, const FrameInputs& f
       slot[1] += w * w * v;
     }
   }
+  acc.lit += lit;
 }
 
-template <typename T, bool kDark, bool kDummy>
+template <typename T, bool kDark, bool kDummy, bool kLit>
 void Integrator::run(Accumulator& acc, const T* data, const FrameInputs& f, size_t first, size_t n) const {
   constexpr bool kPackable = std::is_integral<T>::value && sizeof(T) <= 4 && !kDark && !kDummy;
-  if (!direct_) run_split<T, kDark, kDummy>(acc, data, f, first, n);
-  else if (kPackable && !bin16_.empty()) run_packed<T, uint16_t>(acc, bin16_.data(), data, first, n);
-  else if (kPackable) run_packed<T, uint32_t>(acc, bin32_.data(), data, first, n);
-  else if (!bin16_.empty()) run_direct<T, uint16_t, kDark, kDummy>(acc, bin16_.data(), data, f, first, n);
-  else run_direct<T, uint32_t, kDark, kDummy>(acc, bin32_.data(), data, f, first, n);
+  // For integer pixels, x > t is x > floor(t).
+  const int64_t lit_above = kLit ? static_cast<int64_t>(std::floor(std::max(-1.0, std::min(f.lit_threshold, 4294967296.0)))) : 0;
+  if (!direct_) run_split<T, kDark, kDummy, kLit>(acc, data, f, first, n);
+  else if (kPackable && !bin16_.empty()) run_packed<T, uint16_t, kLit>(acc, bin16_.data(), data, lit_above, first, n);
+  else if (kPackable) run_packed<T, uint32_t, kLit>(acc, bin32_.data(), data, lit_above, first, n);
+  else if (!bin16_.empty()) run_direct<T, uint16_t, kDark, kDummy, kLit>(acc, bin16_.data(), data, f, first, n);
+  else run_direct<T, uint32_t, kDark, kDummy, kLit>(acc, bin32_.data(), data, f, first, n);
 }
 
 template <typename T>
 void Integrator::dispatch(Accumulator& acc, const T* data, const FrameInputs& f, size_t first, size_t n) const {
-  const bool dark = f.dark != nullptr, dummy = f.has_dummy;
-  if (dark) dummy ? run<T, true, true>(acc, data, f, first, n) : run<T, true, false>(acc, data, f, first, n);
-  else dummy ? run<T, false, true>(acc, data, f, first, n) : run<T, false, false>(acc, data, f, first, n);
+  const bool dark = f.dark != nullptr, dummy = f.has_dummy, lit = !std::isnan(f.lit_threshold);
+  const int key = (dark ? 4 : 0) | (dummy ? 2 : 0) | (lit ? 1 : 0);
+  switch (key) {
+    case 0: run<T, false, false, false>(acc, data, f, first, n); break;
+    case 1: run<T, false, false, true>(acc, data, f, first, n); break;
+    case 2: run<T, false, true, false>(acc, data, f, first, n); break;
+    case 3: run<T, false, true, true>(acc, data, f, first, n); break;
+    case 4: run<T, true, false, false>(acc, data, f, first, n); break;
+    case 5: run<T, true, false, true>(acc, data, f, first, n); break;
+    case 6: run<T, true, true, false>(acc, data, f, first, n); break;
+    default: run<T, true, true, true>(acc, data, f, first, n); break;
+  }
 }
 
 void Integrator::accumulate(Accumulator& acc, const FrameInputs& f, size_t first, size_t n) const {
@@ -309,6 +333,7 @@ void Integrator::accumulate(Accumulator& acc, const FrameInputs& f, size_t first
 void Integrator::finish(Accumulator& acc, double empty, IntegrationResult& out) const {
   const size_t nb = bins();
   if (!acc.packed.empty()) flush_packed(acc);
+  out.lit = acc.lit;
   out.signal.resize(nb);
   out.variance.resize(nb);
   out.normalization.resize(nb);

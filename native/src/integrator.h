@@ -51,6 +51,9 @@ struct FrameInputs {
   const float* dark = nullptr;
   bool has_dummy = false;
   double dummy = 0, delta_dummy = 0;
+  // Lit-pixel veto: count mapped, valid pixels whose (dark-subtracted) value
+  // exceeds this threshold, in the same pass. NaN: do not count.
+  double lit_threshold = std::numeric_limits<double>::quiet_NaN();
 };
 
 // Running sums for one frame; a frame may be fed in tiles of consecutive pixels.
@@ -61,10 +64,12 @@ struct Accumulator {
   std::vector<uint64_t> counts;              // [bin][signal, zero pixels] flushed from `packed`
   size_t packed_pixels = 0;                  // pixels added to `packed` since the last flush
   std::vector<double> lost_norm, lost_count; // pixels excluded by their value in this frame
+  uint64_t lit = 0;                          // pixels above FrameInputs::lit_threshold
 };
 
 struct IntegrationResult {
   std::vector<double> signal, variance, normalization, count, intensity, sigma;
+  uint64_t lit = 0;
 };
 
 class Integrator {
@@ -83,14 +88,14 @@ class Integrator {
   void finish(Accumulator& acc, double empty, IntegrationResult& out) const;
 
  private:
-  template <typename T, typename Index>
-  void run_packed(Accumulator& acc, const Index* map, const T* data, size_t first, size_t n) const;
+  template <typename T, typename Index, bool kLit>
+  void run_packed(Accumulator& acc, const Index* map, const T* data, int64_t lit_above, size_t first, size_t n) const;
   void flush_packed(Accumulator& acc) const;
-  template <typename T, typename Index, bool kDark, bool kDummy>
+  template <typename T, typename Index, bool kDark, bool kDummy, bool kLit>
   void run_direct(Accumulator& acc, const Index* map, const T* data, const FrameInputs& f, size_t first, size_t n) const;
-  template <typename T, bool kDark, bool kDummy>
+  template <typename T, bool kDark, bool kDummy, bool kLit>
   void run_split(Accumulator& acc, const T* data, const FrameInputs& f, size_t first, size_t n) const;
-  template <typename T, bool kDark, bool kDummy>
+  template <typename T, bool kDark, bool kDummy, bool kLit>
   void run(Accumulator& acc, const T* data, const FrameInputs& f, size_t first, size_t n) const;
   template <typename T>
   void dispatch(Accumulator& acc, const T* data, const FrameInputs& f, size_t first, size_t n) const;
