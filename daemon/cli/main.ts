@@ -1,18 +1,15 @@
 #!/usr/bin/env node
 // beamedge command line: one module per command, dispatched here.
-import { readFileSync } from 'node:fs';
-import path from 'node:path';
+import { VERSION } from '../version';
 import { formatOptions, Options, parseArgs, UsageError } from './args';
 import type { Command, Io } from './command';
+import { checkConfigCommand } from './check-config-command';
 import { decodeCommand } from './decode-command';
 import { integrateCommand } from './integrate-command';
+import { runCommand } from './run-command';
 
-const COMMANDS: Command[] = [decodeCommand, integrateCommand];
+const COMMANDS: Command[] = [runCommand, checkConfigCommand, decodeCommand, integrateCommand];
 
-function version(): string {
-  const pkg = JSON.parse(readFileSync(path.join(__dirname, '..', '..', '..', 'package.json'), 'utf8')) as { version: string };
-  return pkg.version;
-}
 
 function mainHelp(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length)) + 2;
@@ -37,7 +34,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
     return name === undefined ? 2 : 0;
   }
   if (name === '--version') {
-    io.out(version() + '\n');
+    io.out(VERSION + '\n');
     return 0;
   }
   const command = COMMANDS.find((c) => c.name === name);

@@ -1,0 +1,113 @@
+// The validated configuration, and loading it from YAML.
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { parse as parseYaml, YAMLParseError } from 'yaml';
+import { ConfigError, restartOnlyChanges, validate } from './schema';
+
+export type Unit = 'q_nm^-1' | 'q_A^-1' | '2th_deg' | '2th_rad' | 'r_mm' | 'r_m';
+
+export interface VetoConfig {
+  enabled: boolean;
+  threshold: number;
+  min_pixels: number;
+  keep_one_in: number;
+}
+
+export interface IntegrateConfig {
+  npt: number;
+  npt_azim: number;
+  unit: Unit;
+  split: 'no' | 'bbox';
+  polarization: number | null;
+  solid_angle: boolean;
+  range: [number, number] | null;
+}
+
+export interface PipelineConfig {
+  geometry: { poni: string | null };
+  mask: string | null;
+  dark: string | null;
+  veto: VetoConfig;
+  integrate: IntegrateConfig;
+}
+
+export interface SeriesOverride {
+  match: string;
+  veto?: Partial<VetoConfig>;
+  integrate?: Partial<IntegrateConfig>;
+}
+
+export interface Config {
+  instance: string;
+  log: { level: 'debug' | 'info' | 'warn' | 'error' };
+  ingest: {
+    tcp: { enabled: boolean; host: string; port: number; policy: 'backpressure' | 'drop' };
+    watch: { enabled: boolean; directory: string | null; pattern: string; poll_ms: number; incomplete_timeout_ms: number; series: string };
+  };
+  rings: { slots: number; slot_mb: number; result_mb: number };
+  workers: { threads: number };
+  pipeline: PipelineConfig;
+  series: SeriesOverride[];
+  mqtt: { url: string | null; embedded_host: string; embedded_port: number; format: 'cbor' | 'json'; queue_limit: number };
+  provenance: { path: string; retention_days: number; batch_ms: number };
+  stats: { interval_ms: number };
+}
+
+export interface LoadedConfig {
+  config: Config;
+  text: string;
+  sha256: string;
+  /** File it came from, or a label such as "embedded defaults". */
+  source: string;
+}
+
+/** Paths in the config are relative to the config file's directory. */
+function resolvePaths(c: Config, baseDir: string): Config {
+  const abs = (p: string | null) => (p === null ? null : path.resolve(baseDir, p));
+  return {
+    ...c,
+    ingest: { ...c.ingest, watch: { ...c.ingest.watch, directory: abs(c.ingest.watch.directory) } },
+    pipeline: { ...c.pipeline, geometry: { poni: abs(c.pipeline.geometry.poni) }, mask: abs(c.pipeline.mask), dark: abs(c.pipeline.dark) },
+    provenance: { ...c.provenance, path: abs(c.provenance.path)! },
+  };
+}
+
+export function parseConfig(text: string, source: string, baseDir = process.cwd()): LoadedConfig {
+  let raw: unknown;
+  try {
+    raw = parseYaml(text);
+  } catch (e) {
+    const err = e as YAMLParseError;
+    throw new ConfigError([`${source}: not valid YAML: ${err.message.split('\n')[0]}`]);
+  }
+  let config: Config;
+  try {
+    config = validate(raw) as Config;
+  } catch (e) {
+    if (e instanceof ConfigError) throw new ConfigError(e.problems.map((p) => `${source}: ${p}`));
+    throw e;
+  }
+  const c = resolvePaths(config, baseDir);
+  if (c.ingest.watch.enabled && !c.ingest.watch.directory) throw new ConfigError([`${source}: ingest.watch.directory: null must be set when ingest.watch.enabled is true`]);
+  if (!c.ingest.tcp.enabled && !c.ingest.watch.enabled) throw new ConfigError([`${source}: ingest: both tcp and watch are disabled, so no frame can arrive`]);
+  return { config: c, text, sha256: createHash('sha256').update(text).digest('hex'), source };
+}
+
+export function loadConfig(file: string): LoadedConfig {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new ConfigError([`${file}: cannot read: ${(e as Error).message}`]);
+  }
+  return parseConfig(text, file, path.dirname(path.resolve(file)));
+}
+
+/** Throws when a reload changes keys that only take effect at start. */
+export function checkReloadable(running: Config, next: Config): void {
+  const changed = restartOnlyChanges(running, next);
+  if (changed.length) throw new ConfigError(changed.map((k) => `${k}: changed, but takes effect only at restart (restart the service to apply it)`));
+}
+
+export { ConfigError };

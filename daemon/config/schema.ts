@@ -1,0 +1,221 @@
+// The configuration schema: every key, its rule, its default, and whether a
+// change needs a restart. Validation happens once, at the boundary; the rest
+// of the daemon works with the typed, defaulted result.
+
+export type Node =
+  | { kind: 'string'; default?: string | null; nullable?: boolean; restart?: boolean; pattern?: RegExp; rule?: string; doc: string }
+  | { kind: 'number' | 'integer'; default?: number | null; nullable?: boolean; restart?: boolean; min?: number; max?: number; doc: string }
+  | { kind: 'boolean'; default?: boolean; restart?: boolean; doc: string }
+  | { kind: 'enum'; values: readonly string[]; default?: string; restart?: boolean; doc: string }
+  | { kind: 'range'; default?: null; restart?: boolean; doc: string }
+  | { kind: 'object'; fields: Record<string, Node>; restart?: boolean; doc?: string }
+  | { kind: 'list'; item: Node & { kind: 'object' }; restart?: boolean; doc: string };
+
+const UNITS = ['q_nm^-1', 'q_A^-1', '2th_deg', '2th_rad', 'r_mm', 'r_m'] as const;
+
+const veto: Node = {
+  kind: 'object',
+  doc: 'lit-pixel veto: keep a frame when at least min_pixels pixels exceed threshold',
+  fields: {
+    enabled: { kind: 'boolean', default: true, doc: 'apply the veto (false keeps every frame)' },
+    threshold: { kind: 'number', default: 20, doc: 'ADU a pixel must exceed (after dark subtraction) to be lit' },
+    min_pixels: { kind: 'integer', default: 30, min: 0, doc: 'lit pixels needed to keep a frame' },
+    keep_one_in: { kind: 'integer', default: 0, min: 0, doc: 'also keep 1 in K rejected frames for auditing (0: none)' },
+  },
+};
+
+const integrate: Node = {
+  kind: 'object',
+  doc: 'azimuthal integration (pyFAI semantics)',
+  fields: {
+    npt: { kind: 'integer', default: 1000, min: 1, max: 100000, doc: 'radial bins' },
+    npt_azim: { kind: 'integer', default: 0, min: 0, max: 3600, doc: 'azimuthal bins for 2D integration (0: 1D only)' },
+    unit: { kind: 'enum', values: UNITS, default: 'q_nm^-1', doc: 'radial unit' },
+    split: { kind: 'enum', values: ['no', 'bbox'], default: 'no', doc: 'pixel splitting' },
+    polarization: { kind: 'number', nullable: true, default: null, min: -1, max: 1, doc: 'polarization factor (null: no correction)' },
+    solid_angle: { kind: 'boolean', default: true, doc: 'solid-angle correction' },
+    range: { kind: 'range', default: null, doc: '[lo, hi] radial range in the unit (null: all pixels)' },
+  },
+};
+
+export const SCHEMA: Node = {
+  kind: 'object',
+  fields: {
+    instance: { kind: 'string', default: 'beamedge', restart: true, pattern: /^[A-Za-z0-9_.-]+$/, rule: 'letters, digits, _ . - only (it is an MQTT topic level)', doc: 'instance name, used in MQTT topics and provenance' },
+    log: { kind: 'object', fields: { level: { kind: 'enum', values: ['debug', 'info', 'warn', 'error'], default: 'info', doc: 'log level' } } },
+    ingest: {
+      kind: 'object',
+      fields: {
+        tcp: {
+          kind: 'object',
+          restart: true,
+          fields: {
+            enabled: { kind: 'boolean', default: true, doc: 'listen for framed frames over TCP' },
+            host: { kind: 'string', default: '127.0.0.1', doc: 'listen address' },
+            port: { kind: 'integer', default: 9400, min: 0, max: 65535, doc: 'listen port (0: any free port)' },
+            policy: { kind: 'enum', values: ['backpressure', 'drop'], default: 'backpressure', doc: 'when the workers fall behind: stop reading, or drop frames' },
+          },
+        },
+        watch: {
+          kind: 'object',
+          restart: true,
+          fields: {
+            enabled: { kind: 'boolean', default: false, doc: 'process CBF files written into a directory' },
+            directory: { kind: 'string', nullable: true, default: null, doc: 'directory to watch' },
+            pattern: { kind: 'string', default: '*.cbf', doc: 'file name glob' },
+            poll_ms: { kind: 'integer', default: 200, min: 10, doc: 'how often the directory is scanned' },
+            incomplete_timeout_ms: { kind: 'integer', default: 10000, min: 100, doc: 'a file still incomplete after this is processed (and rejected) so later files are not held up' },
+            series: { kind: 'string', default: 'files', doc: 'series id given to watched files' },
+          },
+        },
+      },
+    },
+    rings: {
+      kind: 'object',
+      restart: true,
+      fields: {
+        slots: { kind: 'integer', default: 16, min: 2, max: 4096, doc: 'frame slots (memory = slots x slot_mb)' },
+        slot_mb: { kind: 'number', default: 32, min: 0.0625, max: 1024, doc: 'largest frame payload, MiB' },
+        result_mb: { kind: 'number', default: 16, min: 1, max: 1024, doc: 'result ring per worker, MiB' },
+      },
+    },
+    workers: { kind: 'object', restart: true, fields: { threads: { kind: 'integer', default: 0, min: 0, max: 256, doc: 'worker threads (0: cores - 1, at least 1)' } } },
+    pipeline: {
+      kind: 'object',
+      doc: 'processing stages, reloadable',
+      fields: {
+        geometry: {
+          kind: 'object',
+          fields: {
+            poni: { kind: 'string', nullable: true, default: null, doc: 'pyFAI PONI file; null: geometry from each frame header' },
+          },
+        },
+        mask: { kind: 'string', nullable: true, default: null, doc: 'mask image (CBF or .npy, non-zero = masked)' },
+        dark: { kind: 'string', nullable: true, default: null, doc: 'dark image subtracted before veto and integration' },
+        veto,
+        integrate,
+      },
+    },
+    series: {
+      kind: 'list',
+      doc: 'per-series overrides of pipeline.veto and pipeline.integrate, first match wins',
+      item: {
+        kind: 'object',
+        fields: {
+          match: { kind: 'string', doc: 'series id glob (* and ?)' },
+          veto: { ...veto, fields: Object.fromEntries(Object.entries((veto as { fields: Record<string, Node> }).fields).map(([k, v]) => [k, { ...v, default: undefined }])) } as Node,
+          integrate: { ...integrate, fields: Object.fromEntries(Object.entries((integrate as { fields: Record<string, Node> }).fields).map(([k, v]) => [k, { ...v, default: undefined }])) } as Node,
+        },
+      },
+    },
+    mqtt: {
+      kind: 'object',
+      fields: {
+        url: { kind: 'string', nullable: true, default: null, restart: true, doc: 'broker URL (mqtt://host:1883); null: start an embedded broker' },
+        embedded_host: { kind: 'string', default: '127.0.0.1', restart: true, doc: 'embedded broker address' },
+        embedded_port: { kind: 'integer', default: 1883, min: 0, max: 65535, restart: true, doc: 'embedded broker port' },
+        format: { kind: 'enum', values: ['cbor', 'json'], default: 'cbor', doc: 'payload encoding of reduced frames' },
+        queue_limit: { kind: 'integer', default: 1000, min: 1, doc: 'messages held while the broker is unreachable; beyond, the oldest are dropped and counted' },
+      },
+    },
+    provenance: {
+      kind: 'object',
+      fields: {
+        path: { kind: 'string', default: 'beamedge.sqlite', restart: true, doc: 'SQLite database (relative to the config file)' },
+        retention_days: { kind: 'number', default: 30, min: 0, doc: 'frame and event rows older than this are deleted (0: keep all)' },
+        batch_ms: { kind: 'integer', default: 200, min: 10, max: 10000, doc: 'how often queued rows are written in one transaction' },
+      },
+    },
+    stats: { kind: 'object', fields: { interval_ms: { kind: 'integer', default: 1000, min: 100, doc: 'stats publication period' } } },
+  },
+};
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+  constructor(readonly problems: string[]) {
+    super(problems.join('; '));
+  }
+}
+
+function show(v: unknown): string {
+  const s = JSON.stringify(v);
+  return s === undefined ? String(v) : s.length > 60 ? s.slice(0, 57) + '...' : s;
+}
+
+/** Returns the value with defaults filled in; throws ConfigError naming key, value and rule. */
+export function validate(value: unknown, node: Node = SCHEMA, path = ''): unknown {
+  const problems: string[] = [];
+  const out = check(value, node, path, problems);
+  if (problems.length) throw new ConfigError(problems);
+  return out;
+}
+
+function check(v: unknown, node: Node, path: string, problems: string[]): unknown {
+  const where = path || '(top level)';
+  const bad = (rule: string) => {
+    problems.push(`${where}: ${show(v)} ${rule}`);
+    return undefined;
+  };
+  if (v === undefined && node.kind === 'list') return [];
+  if (v === undefined && node.kind !== 'object') return 'default' in node ? node.default : undefined;
+  switch (node.kind) {
+    case 'object': {
+      if (v === undefined || v === null) v = {};
+      if (typeof v !== 'object' || Array.isArray(v)) return bad('must be a mapping of keys');
+      const obj = v as Record<string, unknown>;
+      for (const k of Object.keys(obj)) if (!(k in node.fields)) problems.push(`${path ? path + '.' : ''}${k}: unknown key (known: ${Object.keys(node.fields).join(', ')})`);
+      const out: Record<string, unknown> = {};
+      for (const [k, child] of Object.entries(node.fields)) {
+        const r = check(obj[k], child, path ? `${path}.${k}` : k, problems);
+        if (r !== undefined) out[k] = r;
+      }
+      return out;
+    }
+    case 'list':
+      if (v === null) return [];
+      if (!Array.isArray(v)) return bad('must be a list');
+      return v.map((item, i) => check(item, node.item, `${path}[${i}]`, problems));
+    case 'string':
+      if (v === null && node.nullable) return null;
+      if (typeof v !== 'string' || v === '') return bad(`must be a non-empty string${node.nullable ? ' or null' : ''}`);
+      if (node.pattern && !node.pattern.test(v)) return bad(`must match ${node.rule ?? node.pattern}`);
+      return v;
+    case 'number':
+    case 'integer':
+      if (v === null && node.nullable) return null;
+      if (typeof v !== 'number' || !Number.isFinite(v)) return bad(`must be a number${node.nullable ? ' or null' : ''}`);
+      if (node.kind === 'integer' && !Number.isInteger(v)) return bad('must be an integer');
+      if (node.min !== undefined && v < node.min) return bad(`must be >= ${node.min}`);
+      if (node.max !== undefined && v > node.max) return bad(`must be <= ${node.max}`);
+      return v;
+    case 'boolean':
+      if (typeof v !== 'boolean') return bad('must be true or false');
+      return v;
+    case 'enum':
+      if (typeof v !== 'string' || !node.values.includes(v)) return bad(`must be one of ${node.values.join(', ')}`);
+      return v;
+    case 'range':
+      if (v === null) return null;
+      if (!Array.isArray(v) || v.length !== 2 || !v.every((x) => typeof x === 'number' && Number.isFinite(x)) || !(v[1] > v[0]))
+        return bad('must be [lo, hi] with hi > lo, or null');
+      return v;
+  }
+}
+
+/** Dotted paths of restart-only keys whose value differs between two validated configs. */
+export function restartOnlyChanges(a: unknown, b: unknown, node: Node = SCHEMA, path = ''): string[] {
+  if (node.restart) return JSON.stringify(a) === JSON.stringify(b) ? [] : [path];
+  if (node.kind !== 'object') return [];
+  const ao = (a ?? {}) as Record<string, unknown>;
+  const bo = (b ?? {}) as Record<string, unknown>;
+  return Object.entries(node.fields).flatMap(([k, child]) => restartOnlyChanges(ao[k], bo[k], child, path ? `${path}.${k}` : k));
+}
+
+/** Every key with its default and rule, for the README and `beamedge check-config --keys`. */
+export function describe(node: Node = SCHEMA, path = '', restart = false): string[] {
+  const r = restart || !!node.restart;
+  if (node.kind === 'object') return Object.entries(node.fields).flatMap(([k, child]) => describe(child, path ? `${path}.${k}` : k, r));
+  if (node.kind === 'list') return [`${path}: ${node.doc}`, ...describe(node.item, `${path}[]`, r)];
+  const def = 'default' in node && node.default !== undefined ? ` (default ${JSON.stringify(node.default)})` : '';
+  return [`${path}${def}${r ? ' [restart]' : ''}: ${node.doc}`];
+}

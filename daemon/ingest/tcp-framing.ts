@@ -1,0 +1,54 @@
+// The beamedge TCP framing, one message per frame:
+//   4 bytes  magic "BEF1"
+//   4 bytes  header length N, unsigned little-endian
+//   N bytes  header, UTF-8 JSON: {"series": "s1", "frame": 7, "encoding": "cbf" | "raw",
+//            "size": <payload bytes>, "dtype": "uint16", "shape": [rows, cols], "meta": {...}}
+//            (dtype and shape are required for raw payloads only)
+//   size bytes payload: a whole CBF file, or raw little-endian pixels, row-major
+export const MAGIC = Buffer.from('BEF1', 'latin1');
+export const MAX_HEADER = 64 * 1024;
+
+export interface FrameHeader {
+  series: string;
+  frame: number;
+  encoding: 'cbf' | 'raw';
+  size: number;
+  dtype?: 'int32' | 'uint32' | 'uint16' | 'uint8' | 'float32';
+  shape?: [number, number];
+  meta?: Record<string, unknown>;
+}
+
+const DTYPES = ['int32', 'uint32', 'uint16', 'uint8', 'float32'];
+
+export class FramingError extends Error {
+  override name = 'FramingError';
+}
+
+/** Throws FramingError when the stream cannot be trusted any more (no usable size). */
+export function parseSize(h: Record<string, unknown>): number {
+  const size = h.size;
+  if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0) throw new FramingError(`header size must be a non-negative integer, got ${JSON.stringify(size)}`);
+  return size;
+}
+
+/** Problems that make this frame unusable while the stream stays in sync; null when fine. */
+export function checkHeader(h: Record<string, unknown>): string | null {
+  if (typeof h.frame !== 'number' || !Number.isSafeInteger(h.frame) || h.frame < 0) return `header frame must be a non-negative integer, got ${JSON.stringify(h.frame)}`;
+  if (h.series !== undefined && (typeof h.series !== 'string' || !h.series)) return 'header series must be a non-empty string';
+  if (h.encoding !== 'cbf' && h.encoding !== 'raw') return `unsupported encoding ${JSON.stringify(h.encoding)} (cbf or raw)`;
+  if (h.encoding === 'raw') {
+    if (typeof h.dtype !== 'string' || !DTYPES.includes(h.dtype)) return `raw frames need dtype, one of ${DTYPES.join(', ')}`;
+    const s = h.shape;
+    if (!Array.isArray(s) || s.length !== 2 || !s.every((x) => Number.isSafeInteger(x) && x > 0)) return 'raw frames need shape [rows, cols]';
+  }
+  if (h.meta !== undefined && (typeof h.meta !== 'object' || h.meta === null || Array.isArray(h.meta))) return 'header meta must be an object';
+  return null;
+}
+
+export function encodeFrame(header: Omit<FrameHeader, 'size'>, payload: Uint8Array): Buffer[] {
+  const json = Buffer.from(JSON.stringify({ ...header, size: payload.length }), 'utf8');
+  const prefix = Buffer.alloc(8);
+  MAGIC.copy(prefix, 0);
+  prefix.writeUInt32LE(json.length, 4);
+  return [prefix, json, Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength)];
+}

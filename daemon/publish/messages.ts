@@ -1,0 +1,63 @@
+// Payloads of the MQTT topics. `reduced` is CBOR by default, with the profile
+// as RFC 8746 typed arrays (cbor-x emits tags 85/86 for float32/float64 LE),
+// or JSON with plain number arrays.
+import type { Encoder as CborEncoder } from 'cbor-x' with { 'resolution-mode': 'import' };
+import type { ResultArrays, ResultHeader } from '../workers/protocol';
+
+// cbor-x's type declarations are ESM-only; its Node entry point is CommonJS.
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const { Encoder } = require('cbor-x') as { Encoder: typeof CborEncoder };
+const cbor = new Encoder({ useRecords: false, tagUint8Array: false });
+
+export const CONTENT_TYPE = { cbor: 'application/cbor', json: 'application/json' } as const;
+
+export interface ReducedMessage {
+  instance: string;
+  series: string;
+  frame: number;
+  received: string;
+  processed: string;
+  latency_ms: number;
+  epoch: number;
+  decision: string;
+  reason: string;
+  score: number | null;
+  unit: string | undefined;
+  shape: [number, number] | undefined;
+  source: string;
+  meta?: Record<string, unknown>;
+  radial?: Float64Array;
+  azimuthal?: Float64Array;
+  intensity?: Float32Array;
+  sigma?: Float32Array;
+  count?: Float32Array;
+}
+
+export function reducedMessage(instance: string, h: ResultHeader, a: ResultArrays, latencyMs: number): ReducedMessage {
+  return {
+    instance,
+    series: h.series,
+    frame: h.frame,
+    received: new Date(h.receivedWall).toISOString(),
+    processed: new Date(h.processedWall).toISOString(),
+    latency_ms: Math.round(latencyMs * 1000) / 1000,
+    epoch: h.epoch,
+    decision: h.decision,
+    reason: h.reason,
+    score: h.score,
+    unit: h.unit,
+    shape: h.shape,
+    source: h.source,
+    ...(h.extra ? { meta: h.extra } : {}),
+    ...a,
+  };
+}
+
+export function encodeReduced(msg: ReducedMessage, format: 'cbor' | 'json'): Buffer {
+  if (format === 'cbor') return cbor.encode(msg);
+  return Buffer.from(JSON.stringify(msg, (_k, v: unknown) => (ArrayBuffer.isView(v) ? Array.from(v as Float64Array) : v)));
+}
+
+export function decodeReduced(payload: Buffer, contentType: string = CONTENT_TYPE.cbor): ReducedMessage {
+  return contentType === CONTENT_TYPE.json ? (JSON.parse(payload.toString('utf8')) as ReducedMessage) : (cbor.decode(payload) as ReducedMessage);
+}

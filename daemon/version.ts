@@ -1,0 +1,5 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+
+/** The package version (dist/daemon/version.js -> package.json). */
+export const VERSION: string = (JSON.parse(readFileSync(path.join(__dirname, '..', '..', 'package.json'), 'utf8')) as { version: string }).version;

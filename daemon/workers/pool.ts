@@ -1,0 +1,169 @@
+// Main-thread side of the worker threads: hands slots to the least-loaded
+// worker, drains each worker's result ring, and swaps pipeline configuration.
+import path from 'node:path';
+import { MessageChannel, Worker } from 'node:worker_threads';
+import type { FrameSlots } from '../rings/frame-slots';
+import { IndexQueue } from '../rings/index-queue';
+import { RecordRing } from '../rings/record-ring';
+import type { Logger } from '../system/logger';
+import { CONTROL, type PipelineUpdate, type ResultArrays, type ResultHeader, type WorkerInit } from './protocol';
+import { decodeResult } from './result-codec';
+
+export type ResultHandler = (header: ResultHeader, arrays: ResultArrays) => void;
+
+interface Handle {
+  index: number;
+  worker: Worker;
+  queue: IndexQueue;
+  ring: RecordRing;
+  control: Int32Array;
+  port: import('node:worker_threads').MessagePort;
+  inFlight: Set<number>;
+  exited: Promise<void>;
+  stopping: boolean;
+  born: number;
+  restartDelay: number;
+  dead: boolean;
+}
+
+export interface PoolOptions {
+  threads: number;
+  slots: FrameSlots;
+  resultBytes: number;
+  initial: PipelineUpdate;
+  log: Logger;
+  onResult: ResultHandler;
+  /** A worker died with these slots in flight; they are given back as errors. */
+  onLost: (slots: number[], reason: string) => void;
+}
+
+export class WorkerPool {
+  private readonly handles: Handle[] = [];
+  private current: PipelineUpdate;
+  private closed = false;
+
+  constructor(private readonly opts: PoolOptions) {
+    this.current = opts.initial;
+    for (let i = 0; i < opts.threads; i++) this.handles.push(this.spawn(i));
+  }
+
+  get size(): number {
+    return this.handles.length;
+  }
+
+  get inFlight(): number {
+    return this.handles.reduce((n, h) => n + h.inFlight.size, 0);
+  }
+
+  queueDepths(): Record<string, number> {
+    return Object.fromEntries(this.handles.map((h) => [`worker${h.index}`, h.inFlight.size]));
+  }
+
+  private spawn(index: number, restartDelay = 0): Handle {
+    const { slots } = this.opts;
+    const queue = IndexQueue.create(slots.slots);
+    const ring = RecordRing.create(this.opts.resultBytes);
+    const control = new Int32Array(new SharedArrayBuffer(CONTROL.words * 4));
+    control[CONTROL.epoch] = this.current.epoch;
+    const { port1, port2 } = new MessageChannel();
+    const init: WorkerInit = {
+      index,
+      slotInfo: slots.infoBuffer,
+      slotData: slots.dataBuffer,
+      layout: slots.layout,
+      queue: queue.buffer,
+      results: ring.buffer,
+      control: control.buffer as SharedArrayBuffer,
+      port: port2,
+      initial: this.current,
+    };
+    const worker = new Worker(path.join(__dirname, 'worker.js'), { workerData: init, transferList: [port2] });
+    const h: Handle = { index, worker, queue, ring, control, port: port1, inFlight: new Set(), exited: Promise.resolve(), stopping: false, born: Date.now(), restartDelay, dead: false };
+    h.exited = new Promise((resolve) => {
+      worker.once('exit', (code) => {
+        h.dead = true;
+        resolve();
+        if (h.stopping || this.closed) return;
+        // Whatever it held is lost: report it, and put a fresh worker in its place.
+        this.drain(h);
+        const lost = [...h.inFlight];
+        h.inFlight.clear();
+        // Back off when a worker keeps dying young (a bug or a broken install, not a bad frame).
+        const delay = Date.now() - h.born < 5000 ? Math.min(30_000, (h.restartDelay || 250) * 2) : 0;
+        this.opts.log.error('worker exited unexpectedly; restarting it', { worker: index, code, lost: lost.length, restart_in_ms: delay });
+        if (lost.length) this.opts.onLost(lost, `worker ${index} exited with code ${code}`);
+        setTimeout(() => {
+          if (this.closed) return;
+          const fresh = this.spawn(index, delay);
+          this.handles[this.handles.indexOf(h)] = fresh;
+        }, delay).unref();
+      });
+    });
+    worker.on('error', (err) => this.opts.log.error('worker error', { worker: index, error: err.stack ?? String(err) }));
+    void this.collect(h);
+    return h;
+  }
+
+  /** Gives a filled slot to the least-loaded worker; false when every queue is full. */
+  dispatch(slot: number): boolean {
+    let best: Handle | undefined;
+    for (const h of this.handles) if (!best || h.inFlight.size < best.inFlight.size) best = h;
+    if (!best || !best.queue.push(slot)) return false;
+    best.inFlight.add(slot);
+    return true;
+  }
+
+  private drain(h: Handle): number {
+    let n = 0;
+    for (let rec = h.ring.read(); rec; rec = h.ring.read()) {
+      const { header, arrays } = decodeResult(rec);
+      h.inFlight.delete(header.slot);
+      n++;
+      try {
+        this.opts.onResult(header, arrays);
+      } catch (err) {
+        this.opts.log.error('result handler failed', { error: (err as Error).stack ?? String(err) });
+      }
+    }
+    return n;
+  }
+
+  private async collect(h: Handle): Promise<void> {
+    while (!this.closed && !h.dead) {
+      await h.ring.waitForRecord(200);
+      this.drain(h);
+    }
+  }
+
+  /** New configuration, taken by each worker at its next frame boundary. */
+  update(next: PipelineUpdate): void {
+    this.current = next;
+    for (const h of this.handles) {
+      h.port.postMessage(next);
+      Atomics.store(h.control, CONTROL.epoch, next.epoch);
+      h.queue.wake();
+    }
+  }
+
+  /** Waits until every dispatched frame has produced its result. */
+  async idle(timeoutMs = 30_000): Promise<boolean> {
+    const end = Date.now() + timeoutMs;
+    while (this.inFlight > 0 && Date.now() < end) {
+      for (const h of this.handles) this.drain(h);
+      if (this.inFlight > 0) await new Promise((r) => setTimeout(r, 5));
+    }
+    return this.inFlight === 0;
+  }
+
+  async close(): Promise<void> {
+    for (const h of this.handles) {
+      h.stopping = true;
+      Atomics.store(h.control, CONTROL.stop, 1);
+      h.queue.wake();
+    }
+    await Promise.all(this.handles.map((h) => h.exited));
+    for (const h of this.handles) this.drain(h);
+    this.closed = true;
+    for (const h of this.handles) h.port.close();
+  }
+}

@@ -1,0 +1,39 @@
+// Worker thread: takes slot indices from its queue, runs the pipeline on the
+// slot in place, writes the result record, and picks up a new pipeline
+// configuration only between frames.
+import { receiveMessageOnPort, workerData } from 'node:worker_threads';
+import { FrameSlots } from '../rings/frame-slots';
+import { IndexQueue } from '../rings/index-queue';
+import { RecordRing } from '../rings/record-ring';
+import { Pipeline } from './pipeline';
+import { CONTROL, type FrameMeta, type PipelineUpdate, type WorkerInit } from './protocol';
+import { encodedSize } from './result-codec';
+
+const init = workerData as WorkerInit;
+const slots = new FrameSlots(init.slotInfo, init.slotData, init.layout);
+const queue = new IndexQueue(init.queue);
+const ring = new RecordRing(init.results);
+const control = new Int32Array(init.control);
+let pipeline = new Pipeline(init.initial);
+
+function latestUpdate(): void {
+  let update: PipelineUpdate | undefined;
+  for (let m = receiveMessageOnPort(init.port); m; m = receiveMessageOnPort(init.port)) update = m.message as PipelineUpdate;
+  if (update && update.epoch !== pipeline.epoch) pipeline = new Pipeline(update);
+}
+
+for (;;) {
+  if (Atomics.load(control, CONTROL.epoch) !== pipeline.epoch) latestUpdate();
+  const slot = queue.pop();
+  if (slot === undefined) {
+    if (Atomics.load(control, CONTROL.stop)) break;
+    queue.waitForData(100);
+    continue;
+  }
+  const meta = slots.meta<FrameMeta>(slot);
+  const { header, arrays } = pipeline.process(meta, slots.payload(slot), slot, init.index);
+  const record = encodedSize(header, arrays);
+  // The main thread drains results continuously; wait for it rather than lose one.
+  while (!ring.tryWrite(record.size, record.write)) ring.waitForSpace(50);
+}
+init.port.close();
