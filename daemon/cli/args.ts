@@ -14,6 +14,7 @@ export interface OptionSpec {
   arg?: string;
   integer?: boolean;
   min?: number;
+  max?: number;
   choices?: readonly string[];
 }
 
@@ -30,6 +31,7 @@ function toNumber(name: string, raw: string | undefined, spec: OptionSpec): numb
   if (raw.trim() === '' || !Number.isFinite(v)) throw new UsageError(`--${name}: '${raw}' is not a number`);
   if (spec.integer && !Number.isInteger(v)) throw new UsageError(`--${name}: '${raw}' is not an integer`);
   if (spec.min !== undefined && v < spec.min) throw new UsageError(`--${name}: ${raw} is below ${spec.min}`);
+  if (spec.max !== undefined && v > spec.max) throw new UsageError(`--${name}: ${raw} is above ${spec.max}`);
   return v;
 }
 

@@ -5,10 +5,14 @@ import { formatOptions, Options, parseArgs, UsageError } from './args';
 import type { Command, Io } from './command';
 import { checkConfigCommand } from './check-config-command';
 import { decodeCommand } from './decode-command';
+import { demoCommand } from './demo-command';
 import { integrateCommand } from './integrate-command';
+import { provenanceCommand } from './provenance-command';
+import { replayCommand } from './replay-command';
 import { runCommand } from './run-command';
+import { simulateCommand } from './simulate-command';
 
-const COMMANDS: Command[] = [runCommand, checkConfigCommand, decodeCommand, integrateCommand];
+const COMMANDS: Command[] = [demoCommand, runCommand, checkConfigCommand, provenanceCommand, replayCommand, simulateCommand, decodeCommand, integrateCommand];
 
 
 function mainHelp(): string {

@@ -1,0 +1,48 @@
+// beamedge simulate --to HOST:PORT: synthetic PILATUS-like frames over TCP.
+import { FrameSender, Pacer, parseHostPort } from '../sim/sender';
+import { framePool, SyntheticDetector } from '../sim/synthetic';
+import { UsageError } from './args';
+import type { Command } from './command';
+
+export const simulateCommand: Command = {
+  name: 'simulate',
+  summary: 'send synthetic frames (rings, Bragg spots, Poisson noise) to a beamedge TCP ingest',
+  usage: 'beamedge simulate --to HOST:PORT [--rate HZ] [--frames N] [--hit-fraction F] [--shape ROWSxCOLS] [--series ID]',
+  options: {
+    to: { kind: 'string', arg: 'HOST:PORT', help: 'beamedge TCP ingest address' },
+    rate: { kind: 'number', arg: 'HZ', min: 0, help: 'frames per second (default 10; 0: as fast as accepted)' },
+    frames: { kind: 'number', arg: 'N', integer: true, min: 1, help: 'frames to send (default 100)' },
+    'hit-fraction': { kind: 'number', arg: 'F', min: 0, help: 'fraction of frames with Bragg spots (default 0.3)' },
+    shape: { kind: 'string', arg: 'ROWSxCOLS', help: 'detector shape (default 1043x981, PILATUS 1M)' },
+    series: { kind: 'string', arg: 'ID', help: 'series id (default "sim")' },
+  },
+  async run(opts, io) {
+    const to = opts.string('to');
+    if (!to) throw new UsageError('--to HOST:PORT is required');
+    const hitFraction = opts.number('hit-fraction') ?? 0.3;
+    if (hitFraction > 1) throw new UsageError('--hit-fraction must be within [0, 1]');
+    const shapeText = opts.string('shape');
+    const m = shapeText ? /^(\d+)x(\d+)$/.exec(shapeText) : null;
+    if (shapeText && !m) throw new UsageError(`--shape: '${shapeText}' is not ROWSxCOLS`);
+    let target;
+    try {
+      target = parseHostPort(to);
+    } catch (e) {
+      throw new UsageError((e as Error).message);
+    }
+    const det = new SyntheticDetector(m ? { shape: [Number(m[1]), Number(m[2])] } : {});
+    const pool = framePool(det, 20, hitFraction);
+    const sender = await FrameSender.connect(target.host, target.port);
+    const pacer = new Pacer(opts.number('rate') ?? 10);
+    const n = opts.number('frames') ?? 100;
+    const series = opts.string('series') ?? 'sim';
+    for (let i = 0; i < n; i++) {
+      const f = pool[i % pool.length]!;
+      await sender.send({ series, frame: i, encoding: 'cbf', meta: { synthetic: true, hit: f.hit } }, f.cbf);
+      await pacer.next();
+    }
+    await sender.close();
+    io.out(`sent ${n} synthetic frames (${det.shape.join(' x ')}, ${Math.round(hitFraction * 100)}% hits) to ${target.host}:${target.port}\n`);
+    return 0;
+  },
+};

@@ -1,0 +1,60 @@
+// Read-only queries behind `beamedge provenance`.
+import Database from 'better-sqlite3';
+
+export type Table = 'runs' | 'series' | 'frames' | 'events';
+
+export interface QueryFilters {
+  run?: number;
+  series?: string;
+  decision?: string;
+  since?: string;
+  level?: string;
+  limit: number;
+}
+
+const COLUMNS: Record<Table, string> = {
+  runs: 'id, instance, version, host, pid, started, stopped, stop_reason',
+  series: 'run_id, series, first_seen, last_seen, frames, kept, rejected, errors, dropped',
+  frames: 'id, run_id, series, frame, source, received, processed, decision, reason, score, epoch, worker, latency_ms, published, error',
+  events: 'id, run_id, time, level, kind, message, details',
+};
+
+const TIME: Record<Table, string> = { runs: 'started', series: 'last_seen', frames: 'received', events: 'time' };
+
+export function query(dbPath: string, table: Table, f: QueryFilters): Record<string, unknown>[] {
+  const db = new Database(dbPath, { readonly: true, fileMustExist: true });
+  try {
+    const where: string[] = [];
+    const args: unknown[] = [];
+    const runCol = table === 'runs' ? 'id' : 'run_id';
+    if (f.run !== undefined) (where.push(`${runCol} = ?`), args.push(f.run));
+    if (f.series !== undefined && table !== 'runs' && table !== 'events') (where.push('series = ?'), args.push(f.series));
+    if (f.decision !== undefined && table === 'frames') (where.push('decision = ?'), args.push(f.decision));
+    if (f.level !== undefined && table === 'events') (where.push('level = ?'), args.push(f.level));
+    if (f.since !== undefined) (where.push(`${TIME[table]} >= ?`), args.push(new Date(f.since).toISOString()));
+    const order = table === 'series' ? 'last_seen DESC' : `${table === 'runs' ? 'id' : 'id'} DESC`;
+    const sql = `SELECT ${COLUMNS[table]} FROM ${table}${where.length ? ' WHERE ' + where.join(' AND ') : ''} ORDER BY ${order} LIMIT ?`;
+    return (db.prepare(sql).all(...args, f.limit) as Record<string, unknown>[]).reverse();
+  } finally {
+    db.close();
+  }
+}
+
+function csvCell(v: unknown): string {
+  if (v === null || v === undefined) return '';
+  const s = String(v);
+  return /[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+}
+
+export function toCsv(rows: Record<string, unknown>[], table: Table): string {
+  const cols = COLUMNS[table].split(', ');
+  return [cols.join(','), ...rows.map((r) => cols.map((c) => csvCell(r[c])).join(','))].join('\n') + '\n';
+}
+
+export function toText(rows: Record<string, unknown>[], table: Table): string {
+  const cols = COLUMNS[table].split(', ');
+  const cells = rows.map((r) => cols.map((c) => (r[c] === null || r[c] === undefined ? '' : String(r[c]))));
+  const widths = cols.map((c, i) => Math.min(60, Math.max(c.length, ...cells.map((row) => row[i]!.length))));
+  const line = (row: string[]) => row.map((v, i) => (v.length > widths[i]! ? v.slice(0, widths[i]! - 1) + '~' : v.padEnd(widths[i]!))).join('  ').trimEnd();
+  return [line(cols), ...cells.map(line)].join('\n') + '\n';
+}
