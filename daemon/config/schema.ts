@@ -203,12 +203,14 @@ function check(v: unknown, node: Node, path: string, problems: string[]): unknow
 }
 
 /** Dotted paths of restart-only keys whose value differs between two validated configs. */
-export function restartOnlyChanges(a: unknown, b: unknown, node: Node = SCHEMA, path = ''): string[] {
-  if (node.restart) return JSON.stringify(a) === JSON.stringify(b) ? [] : [path];
-  if (node.kind !== 'object') return [];
-  const ao = (a ?? {}) as Record<string, unknown>;
-  const bo = (b ?? {}) as Record<string, unknown>;
-  return Object.entries(node.fields).flatMap(([k, child]) => restartOnlyChanges(ao[k], bo[k], child, path ? `${path}.${k}` : k));
+export function restartOnlyChanges(a: unknown, b: unknown, node: Node = SCHEMA, path = '', restart = false): string[] {
+  const r = restart || !!node.restart;
+  if (node.kind === 'object') {
+    const ao = (a ?? {}) as Record<string, unknown>;
+    const bo = (b ?? {}) as Record<string, unknown>;
+    return Object.entries(node.fields).flatMap(([k, child]) => restartOnlyChanges(ao[k], bo[k], child, path ? `${path}.${k}` : k, r));
+  }
+  return r && JSON.stringify(a) !== JSON.stringify(b) ? [path] : [];
 }
 
 /** Every key with its default and rule, for the README and `beamedge check-config --keys`. */
