@@ -1,0 +1,105 @@
+// End-to-end benchmark: `beamedge run` as a child process, a file replayed
+// over TCP on loopback as fast as the daemon accepts it (backpressure, so any
+// loss would be a bug), 1D integration and the veto on.
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import { native } from '../../daemon/native';
+import { FrameSender } from '../../daemon/sim/sender';
+import { DaemonProcess } from '../helpers/daemon-process';
+
+export interface E2eResult {
+  file: string;
+  shape: string;
+  seconds: number;
+  sent: number;
+  processed: number;
+  lost: number;
+  errors: number;
+  fps: number;
+  p50: number;
+  p99: number;
+  peakRssMb: number;
+  workers: number;
+}
+
+function peakRssMb(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? 0);
+  return kb / 1024;
+}
+
+export async function replayBenchmark(file: string, opts: { seconds: number; poni?: string; label: string }): Promise<E2eResult> {
+  const dir = mkdtempSync(path.join(tmpdir(), 'beamedge-bench-'));
+  try {
+    const db = path.join(dir, 'p.sqlite');
+    let poniLine = '';
+    if (opts.poni) {
+      writeFileSync(path.join(dir, 'g.poni'), opts.poni);
+      poniLine = 'geometry: { poni: g.poni }';
+    }
+    const cfg = path.join(dir, 'bench.yaml');
+    writeFileSync(
+      cfg,
+      `instance: bench
+log: { level: info }
+ingest: { tcp: { host: 127.0.0.1, port: 0, policy: backpressure } }
+rings: { slots: 16, slot_mb: 8 }
+pipeline:
+  ${poniLine}
+  veto: { enabled: true, threshold: 20, min_pixels: 30 }
+  integrate: { npt: 1000, unit: q_nm^-1, split: "no" }
+mqtt: { embedded_port: 0 }
+provenance: { path: ${JSON.stringify(db)}, batch_ms: 500 }
+`,
+    );
+    const d = DaemonProcess.start(cfg);
+    const { tcpPort } = await d.ready();
+    const payload = readFileSync(file);
+    const sender = await FrameSender.connect('127.0.0.1', tcpPort);
+    const t0 = performance.now();
+    let sent = 0;
+    while (performance.now() - t0 < opts.seconds * 1000) await sender.send({ series: opts.label, frame: sent++, encoding: 'cbf' }, payload);
+    await sender.close();
+    // Wait for the last result to be recorded.
+    const count = () => {
+      const d2 = new Database(db, { readonly: true });
+      try {
+        return d2.prepare('SELECT count(*) n, max(processed) last, min(received) first FROM frames').get() as { n: number; last: string; first: string };
+      } finally {
+        d2.close();
+      }
+    };
+    const end = Date.now() + 120_000;
+    while (count().n < sent && Date.now() < end) await new Promise((r) => setTimeout(r, 100));
+    const rss = peakRssMb(d.child.pid!);
+    const workers = Number((await d.waitFor((l) => l.msg === 'beamedge started')).workers);
+    await d.stop('SIGTERM');
+    const d2 = new Database(db, { readonly: true });
+    const rows = d2.prepare('SELECT decision, latency_ms, received, processed FROM frames ORDER BY id').all() as { decision: string; latency_ms: number; received: string; processed: string }[];
+    d2.close();
+    // The first frames include building the pixel-to-bin map: leave out the first second.
+    const firstMs = Date.parse(rows[0]!.received);
+    const steady = rows.filter((r) => Date.parse(r.received) - firstMs > 1000);
+    const lat = steady.map((r) => r.latency_ms).sort((a, b) => a - b);
+    const span = (Date.parse(steady.at(-1)!.processed) - Date.parse(steady[0]!.received)) / 1000;
+    const info = native.cbfLocate(payload);
+    return {
+      file: path.basename(file),
+      shape: `${info.second} x ${info.fastest}`,
+      seconds: (performance.now() - t0) / 1000,
+      sent,
+      processed: rows.filter((r) => r.decision !== 'dropped').length,
+      lost: sent - rows.filter((r) => r.decision !== 'dropped').length,
+      errors: rows.filter((r) => r.decision === 'error').length,
+      fps: steady.length / span,
+      p50: lat[Math.floor(lat.length * 0.5)]!,
+      p99: lat[Math.floor(lat.length * 0.99)]!,
+      peakRssMb: rss,
+      workers,
+    };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
