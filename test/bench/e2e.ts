@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { native } from '../../daemon/native';
-import { FrameSender } from '../../daemon/sim/sender';
+import { FrameSender, Pacer } from '../../daemon/sim/sender';
 import { DaemonProcess } from '../helpers/daemon-process';
 
 export interface E2eResult {
@@ -30,7 +30,7 @@ function peakRssMb(pid: number): number {
   return kb / 1024;
 }
 
-export async function replayBenchmark(file: string, opts: { seconds: number; poni?: string; label: string }): Promise<E2eResult> {
+export async function replayBenchmark(file: string, opts: { seconds: number; poni?: string; label: string; rateHz?: number }): Promise<E2eResult> {
   const dir = mkdtempSync(path.join(tmpdir(), 'beamedge-bench-'));
   try {
     const db = path.join(dir, 'p.sqlite');
@@ -60,7 +60,11 @@ provenance: { path: ${JSON.stringify(db)}, batch_ms: 500 }
     const sender = await FrameSender.connect('127.0.0.1', tcpPort);
     const t0 = performance.now();
     let sent = 0;
-    while (performance.now() - t0 < opts.seconds * 1000) await sender.send({ series: opts.label, frame: sent++, encoding: 'cbf' }, payload);
+    const pacer = new Pacer(opts.rateHz ?? 0);
+    while (performance.now() - t0 < opts.seconds * 1000) {
+      await sender.send({ series: opts.label, frame: sent++, encoding: 'cbf' }, payload);
+      await pacer.next();
+    }
     await sender.close();
     // Wait for the last result to be recorded.
     const count = () => {

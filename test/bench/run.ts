@@ -105,6 +105,9 @@ async function endToEnd(): Promise<void> {
       { metric: `${tag}: daemon peak RSS (MiB)`, ours: fmt(res.peakRssMb, 0), reference: '', ratio: '' },
     );
     process.stdout.write(`  ${tag}: ${fmt(res.fps, 1)} frames/s with ${res.workers} worker thread(s), ${res.sent} sent, ${res.lost} lost\n`);
+    // Latency at the detector's own rate, where it is processing time rather than queueing.
+    const paced = await replayBenchmark(dataFile('cbf', r.file), { seconds: 10, label: r.label.replace(/\s/g, ''), rateHz: r.target, ...(r.poni ? { poni: r.poni } : {}) });
+    rows.push({ metric: `${tag}: at ${r.target} Hz: latency p50 / p99 (ms), lost`, ours: `${fmt(paced.p50, 1)} / ${fmt(paced.p99, 1)}, ${paced.lost}`, reference: '', ratio: '' });
   }
   printTable(
     'End to end on this machine (the sender shares its 2 cores). At maximum rate the slots stay full, so latency is mostly queueing: ring slots / rate.',
