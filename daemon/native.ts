@@ -16,6 +16,7 @@ export interface CbfBinaryInfo {
   padding: number | null;
 }
 
+/** Detector geometry as the kernels take it (pyFAI's PONI convention; see geometry/geometry.ts). */
 export interface NativeGeometry {
   dist: number;
   poni1: number;

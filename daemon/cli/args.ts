@@ -114,3 +114,14 @@ export class Options {
     return this.parsed.options.get(name) as [number, number] | undefined;
   }
 }
+
+/** The --to HOST:PORT option shared by the commands that send frames. */
+export const TO_OPTION: OptionSpec = { kind: 'string', arg: 'HOST:PORT', help: 'beamedge TCP ingest address' };
+
+export function targetOf(opts: Options): { host: string; port: number } {
+  const to = opts.string('to');
+  if (!to) throw new UsageError('--to HOST:PORT is required');
+  const m = /^(.*):(\d+)$/.exec(to);
+  if (!m || Number(m[2]) > 65535) throw new UsageError(`--to: '${to}' is not HOST:PORT`);
+  return { host: m[1] || '127.0.0.1', port: Number(m[2]) };
+}

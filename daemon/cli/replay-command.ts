@@ -1,7 +1,7 @@
 // beamedge replay FILES... --to HOST:PORT: stream CBF files over the TCP framing.
 import { readFileSync } from 'node:fs';
-import { FrameSender, Pacer, parseHostPort } from '../sim/sender';
-import { UsageError } from './args';
+import { FrameSender, Pacer } from '../sim/sender';
+import { targetOf, TO_OPTION, UsageError } from './args';
 import type { Command } from './command';
 
 export interface SendSummary {
@@ -14,7 +14,7 @@ export const replayCommand: Command = {
   summary: 'send CBF files to a beamedge TCP ingest, as a detector would',
   usage: 'beamedge replay FILES... --to HOST:PORT [--rate HZ] [--loop N] [--series ID]',
   options: {
-    to: { kind: 'string', arg: 'HOST:PORT', help: 'beamedge TCP ingest address' },
+    to: TO_OPTION,
     rate: { kind: 'number', arg: 'HZ', min: 0, help: 'frames per second (default 0: as fast as accepted)' },
     loop: { kind: 'number', arg: 'N', integer: true, min: 1, help: 'send the files N times (default 1)' },
     series: { kind: 'string', arg: 'ID', help: 'series id (default "replay")' },
@@ -22,14 +22,7 @@ export const replayCommand: Command = {
   async run(opts, io) {
     const files = opts.positional;
     if (!files.length) throw new UsageError('name at least one FILE');
-    const to = opts.string('to');
-    if (!to) throw new UsageError('--to HOST:PORT is required');
-    let target;
-    try {
-      target = parseHostPort(to);
-    } catch (e) {
-      throw new UsageError((e as Error).message);
-    }
+    const target = targetOf(opts);
     const payloads = files.map((f) => readFileSync(f));
     const sender = await FrameSender.connect(target.host, target.port);
     const pacer = new Pacer(opts.number('rate') ?? 0);

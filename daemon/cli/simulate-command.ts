@@ -1,7 +1,7 @@
 // beamedge simulate --to HOST:PORT: synthetic PILATUS-like frames over TCP.
-import { FrameSender, Pacer, parseHostPort } from '../sim/sender';
+import { FrameSender, Pacer } from '../sim/sender';
 import { framePool, SyntheticDetector } from '../sim/synthetic';
-import { UsageError } from './args';
+import { targetOf, TO_OPTION, UsageError } from './args';
 import type { Command } from './command';
 
 export const simulateCommand: Command = {
@@ -9,7 +9,7 @@ export const simulateCommand: Command = {
   summary: 'send synthetic frames (rings, Bragg spots, Poisson noise) to a beamedge TCP ingest',
   usage: 'beamedge simulate --to HOST:PORT [--rate HZ] [--frames N] [--hit-fraction F] [--shape ROWSxCOLS] [--series ID]',
   options: {
-    to: { kind: 'string', arg: 'HOST:PORT', help: 'beamedge TCP ingest address' },
+    to: TO_OPTION,
     rate: { kind: 'number', arg: 'HZ', min: 0, help: 'frames per second (default 10; 0: as fast as accepted)' },
     frames: { kind: 'number', arg: 'N', integer: true, min: 1, help: 'frames to send (default 100)' },
     'hit-fraction': { kind: 'number', arg: 'F', min: 0, help: 'fraction of frames with Bragg spots (default 0.3)' },
@@ -17,19 +17,12 @@ export const simulateCommand: Command = {
     series: { kind: 'string', arg: 'ID', help: 'series id (default "sim")' },
   },
   async run(opts, io) {
-    const to = opts.string('to');
-    if (!to) throw new UsageError('--to HOST:PORT is required');
     const hitFraction = opts.number('hit-fraction') ?? 0.3;
     if (hitFraction > 1) throw new UsageError('--hit-fraction must be within [0, 1]');
     const shapeText = opts.string('shape');
     const m = shapeText ? /^(\d+)x(\d+)$/.exec(shapeText) : null;
     if (shapeText && !m) throw new UsageError(`--shape: '${shapeText}' is not ROWSxCOLS`);
-    let target;
-    try {
-      target = parseHostPort(to);
-    } catch (e) {
-      throw new UsageError((e as Error).message);
-    }
+    const target = targetOf(opts);
     const det = new SyntheticDetector(m ? { shape: [Number(m[1]), Number(m[2])] } : {});
     const pool = framePool(det, 20, hitFraction);
     const sender = await FrameSender.connect(target.host, target.port);

@@ -1,21 +1,11 @@
 // Detector geometry in pyFAI's terms (PONI convention), from a PONI file or a CBF header.
 import type { PilatusHeader } from '../decode/pilatus-header';
+import type { NativeGeometry } from '../native';
 
-export interface Geometry {
-  /** Sample to point of normal incidence, m. */
-  dist: number;
-  /** PONI along the slow axis (rows), m. */
-  poni1: number;
-  /** PONI along the fast axis (columns), m. */
-  poni2: number;
-  rot1: number;
-  rot2: number;
-  rot3: number;
-  /** Pixel size along the slow axis, m. */
-  pixel1: number;
-  /** Pixel size along the fast axis, m. */
-  pixel2: number;
-  /** m; needed for q units only. */
+// dist: sample to point of normal incidence (m); poni1 / poni2: PONI along the
+// slow (rows) / fast (columns) axis (m); rot1..3 (rad); pixel1 / pixel2: pixel
+// size along the slow / fast axis (m); wavelength (m) is needed for q only.
+export interface Geometry extends Omit<NativeGeometry, 'wavelength'> {
   wavelength?: number;
   /** [rows, cols] when the PONI's detector says it. */
   shape?: [number, number];

@@ -153,6 +153,8 @@ export class MqttPublisher {
       p.done?.(false);
     }
     this.queue = [];
-    await this.client.endAsync();
+    // Never let an unreachable broker hold up shutdown: force the close after 2 s.
+    const forced = new Promise<void>((resolve) => setTimeout(() => this.client.end(true, () => resolve()), 2000).unref());
+    await Promise.race([this.client.endAsync(!this.client.connected), forced]);
   }
 }

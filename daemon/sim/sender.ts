@@ -40,12 +40,6 @@ export class FrameSender {
   }
 }
 
-export function parseHostPort(s: string): { host: string; port: number } {
-  const m = /^(.*):(\d+)$/.exec(s);
-  if (!m) throw new Error(`'${s}' is not HOST:PORT`);
-  return { host: m[1] || '127.0.0.1', port: Number(m[2]) };
-}
-
 /** Paces a loop at `rateHz` (0: as fast as the receiver takes frames). */
 export class Pacer {
   private readonly start = performance.now();

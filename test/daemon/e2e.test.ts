@@ -9,6 +9,7 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import t, { type Test } from 'tap';
 import { FrameSender } from '../../daemon/sim/sender';
+import { until } from '../helpers/wait';
 import { dataFile, needData, readData } from '../helpers/data';
 import { BIN, DaemonProcess, writeYaml } from '../helpers/daemon-process';
 import { Collector } from '../helpers/mqtt-collector';
@@ -71,15 +72,6 @@ async function waitForPort(port: number, timeoutMs = 10_000): Promise<void> {
   }
 }
 
-async function until<T>(fn: () => T | undefined, what: string, timeoutMs = 20_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = fn();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 async function scenario(t: Test, broker: { name: string; mqttYaml: (port: number) => string; url?: string; v5: boolean }): Promise<void> {
   const dir = mkdtempSync(path.join(tmpdir(), `beamedge-e2e-${broker.name}-`));

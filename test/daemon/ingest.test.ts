@@ -8,6 +8,7 @@ import { parseConfig } from '../../daemon/config/config';
 import { Daemon } from '../../daemon/daemon';
 import { FrameSender } from '../../daemon/sim/sender';
 import { createLogger } from '../../daemon/system/logger';
+import { until } from '../helpers/wait';
 import { dataFile, needData, readData } from '../helpers/data';
 
 async function daemonWith(t: Test, yaml: string): Promise<{ d: Daemon; dir: string; db: string }> {
@@ -22,13 +23,6 @@ async function daemonWith(t: Test, yaml: string): Promise<{ d: Daemon; dir: stri
   return { d, dir, db };
 }
 
-async function until(cond: () => boolean, what: string, ms = 30_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out: ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 t.test('backpressure: more frames than slots, none lost', async (t) => {
   if (!needData(t)) return;

@@ -10,18 +10,12 @@ import { loadConfig } from '../../daemon/config/config';
 import { Daemon } from '../../daemon/daemon';
 import { FrameSender } from '../../daemon/sim/sender';
 import { createLogger } from '../../daemon/system/logger';
+import { until } from '../helpers/wait';
 import { needData, readData } from '../helpers/data';
 import { Collector } from '../helpers/mqtt-collector';
 
 const MOSQUITTO = ['/usr/sbin/mosquitto', '/usr/bin/mosquitto'].find((p) => existsSync(p));
 
-async function until(cond: () => boolean, what: string, ms = 30_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out: ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 t.test('frames keep flowing while the broker is down; the queue is bounded and counted', async (t) => {
   if (!needData(t)) return;
@@ -31,7 +25,6 @@ t.test('frames keep flowing while the broker is down; the queue is bounded and c
     return;
   }
   const dir = mkdtempSync(path.join(tmpdir(), 'beamedge-outage-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const probe = net.createServer();
   await new Promise<void>((r) => probe.listen(0, '127.0.0.1', () => r()));
   const port = (probe.address() as net.AddressInfo).port;
@@ -40,7 +33,15 @@ t.test('frames keep flowing while the broker is down; the queue is bounded and c
   const cfg = path.join(dir, 'c.yaml');
   writeFileSync(cfg, `instance: outage\ningest: { tcp: { port: 0 } }\nrings: { slots: 4, slot_mb: 1 }\nworkers: { threads: 1 }\nmqtt: { url: "mqtt://127.0.0.1:${port}", queue_limit: 4 }\nprovenance: { path: ${JSON.stringify(path.join(dir, 'p.sqlite'))} }\nstats: { interval_ms: 60000 }\n`);
   const d = await Daemon.start({ loaded: loadConfig(cfg), log: createLogger('error') });
-  t.teardown(() => d.stop('test end'));
+  let broker: ChildProcess | undefined;
+  let sub: Collector | undefined;
+  // One teardown, in order: subscriber, daemon (while the broker is still up), broker, files.
+  t.teardown(async () => {
+    await sub?.close();
+    await d.stop('test end');
+    broker?.kill();
+    rmSync(dir, { recursive: true, force: true });
+  });
   const cbf = readData('cbf', 'in16c_010001.cbf');
   const s = await FrameSender.connect('127.0.0.1', d.tcpPort!);
   for (let i = 0; i < 8; i++) await s.send({ series: 'o', frame: i, encoding: 'cbf' }, cbf);
@@ -51,13 +52,11 @@ t.test('frames keep flowing while the broker is down; the queue is bounded and c
 
   const conf = path.join(dir, 'm.conf');
   writeFileSync(conf, `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\n`);
-  const broker: ChildProcess = spawn(MOSQUITTO, ['-c', conf], { stdio: 'ignore' });
-  t.teardown(() => void broker.kill());
+  broker = spawn(MOSQUITTO, ['-c', conf], { stdio: 'ignore' });
   // The back-off is at most a few seconds at this point.
   await until(() => d.stats.totals.published === 4, 'the queued frames delivered after reconnecting', 40_000);
   t.pass('the 4 queued reduced frames are delivered once the broker is up');
-  const sub = await Collector.connect(`mqtt://127.0.0.1:${port}`, 'beamedge/outage/#', 5);
-  t.teardown(() => sub.close());
+  sub = await Collector.connect(`mqtt://127.0.0.1:${port}`, 'beamedge/outage/#', 5);
   await s.send({ series: 'o', frame: 8, encoding: 'cbf' }, cbf);
   await sub.waitFor('a new reduced frame', (m) => m.topic.endsWith('/reduced'));
   await s.close();
@@ -66,12 +65,14 @@ t.test('frames keep flowing while the broker is down; the queue is bounded and c
 
 t.test('an edit of the configuration file is picked up without a signal', async (t) => {
   const dir = mkdtempSync(path.join(tmpdir(), 'beamedge-watchcfg-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const cfg = path.join(dir, 'c.yaml');
   const yaml = (min: number) => `instance: w\ningest: { tcp: { port: 0 } }\nrings: { slots: 2, slot_mb: 1 }\nworkers: { threads: 1 }\npipeline: { veto: { min_pixels: ${min} } }\nmqtt: { embedded_port: 0 }\nprovenance: { path: ${JSON.stringify(path.join(dir, 'p.sqlite'))} }\n`;
   writeFileSync(cfg, yaml(30));
   const d = await Daemon.start({ loaded: loadConfig(cfg), configPath: cfg, watchConfig: true, log: createLogger('error') });
-  t.teardown(() => d.stop('test end'));
+  t.teardown(async () => {
+    await d.stop('test end');
+    rmSync(dir, { recursive: true, force: true });
+  });
   // Let the file's mtime move on by more than the filesystem's granularity.
   await new Promise((r) => setTimeout(r, 50));
   writeFileSync(cfg, yaml(40));
