@@ -8,7 +8,8 @@
         "native/src/byte_offset.cc",
         "native/src/geometry.cc",
         "native/src/integrator.cc",
-        "native/src/sd_notify.cc"
+        "native/src/sd_notify.cc",
+        "native/src/lz4_codecs.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],

@@ -104,6 +104,10 @@ interface Addon {
   Integrator: new (options: IntegratorOptions) => NativeIntegrator;
   kernels: { byteOffset: string };
   sdNotify(state: string): boolean;
+  bslz4Decode<T extends ArrayBufferView>(src: Uint8Array, out: T, elemSize: number): T;
+  lz4Decode<T extends ArrayBufferView>(src: Uint8Array, out: T, framed: boolean): T;
+  bslz4Encode(src: ArrayBufferView, elemSize: number): Buffer;
+  lz4BlockEncode(src: ArrayBufferView): Buffer;
 }
 
 // dist/daemon/native.js -> <root>/build/Release/beamedge.node

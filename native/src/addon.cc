@@ -9,6 +9,7 @@
 #include "cbf_locate.h"
 #include "geometry.h"
 #include "integrator.h"
+#include "lz4_codecs.h"
 #include "sd_notify.h"
 
 using namespace beamedge;
@@ -386,6 +387,63 @@ class IntegratorWrap : public Napi::ObjectWrap<IntegratorWrap> {
   std::unique_ptr<Integrator> impl_;
 };
 
+// Bytes of any typed array (including views on SharedArrayBuffers).
+std::pair<uint8_t*, size_t> typed_bytes(const Napi::Env& env, const Napi::Value& v, const char* what) {
+  if (!v.IsTypedArray()) throw Napi::TypeError::New(env, std::string(what) + " must be a typed array");
+  void* data = nullptr;
+  size_t length = 0;
+  napi_typedarray_type type;
+  if (napi_get_typedarray_info(env, v, &type, &length, &data, nullptr, nullptr) != napi_ok)
+    throw Napi::TypeError::New(env, std::string("cannot read ") + what);
+  static const size_t sizes[] = {1, 1, 1, 2, 2, 4, 4, 4, 8, 8, 8};
+  return {static_cast<uint8_t*>(data), length * (type <= napi_biguint64_array ? sizes[type] : 1)};
+}
+
+// bslz4Decode(src, out, elemSize): bitshuffle-LZ4 straight into `out`.
+Napi::Value Bslz4Decode(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 3 || !info[2].IsNumber()) throw Napi::TypeError::New(env, "bslz4Decode(src, out, elemSize)");
+  auto [src, src_len] = typed_bytes(env, info[0], "src");
+  auto [dst, dst_len] = typed_bytes(env, info[1], "out");
+  const int64_t es = info[2].As<Napi::Number>().Int64Value();
+  if (es != 1 && es != 2 && es != 4 && es != 8) throw Napi::RangeError::New(env, "elemSize must be 1, 2, 4 or 8");
+  return guarded(env, [&]() -> Napi::Value {
+    bslz4_decode(src, src_len, dst, dst_len, size_t(es));
+    return info[1];
+  });
+}
+
+// lz4Decode(src, out, framed): framed LZ4 (12-byte header) or one bare LZ4 block.
+Napi::Value Lz4Decode(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 3) throw Napi::TypeError::New(env, "lz4Decode(src, out, framed)");
+  auto [src, src_len] = typed_bytes(env, info[0], "src");
+  auto [dst, dst_len] = typed_bytes(env, info[1], "out");
+  const bool framed = info[2].ToBoolean();
+  return guarded(env, [&]() -> Napi::Value {
+    if (framed) lz4_framed_decode(src, src_len, dst, dst_len);
+    else lz4_block_decode(src, src_len, dst, dst_len);
+    return info[1];
+  });
+}
+
+// bslz4Encode(bytes, elemSize) / lz4BlockEncode(bytes) -> Buffer (simulators, tests)
+Napi::Value Bslz4Encode(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto [src, len] = typed_bytes(env, info[0], "src");
+  const int64_t es = info.Length() > 1 ? info[1].ToNumber().Int64Value() : 0;
+  if (es != 1 && es != 2 && es != 4) throw Napi::RangeError::New(env, "elemSize must be 1, 2 or 4");
+  if (len % size_t(es)) throw Napi::RangeError::New(env, "input is not a whole number of elements");
+  const std::vector<uint8_t> out = bslz4_encode(src, len, size_t(es));
+  return Napi::Buffer<uint8_t>::Copy(env, out.data(), out.size());
+}
+
+Napi::Value Lz4BlockEncode(const Napi::CallbackInfo& info) {
+  auto [src, len] = typed_bytes(info.Env(), info[0], "src");
+  const std::vector<uint8_t> out = lz4_block_encode(src, len);
+  return Napi::Buffer<uint8_t>::Copy(info.Env(), out.data(), out.size());
+}
+
 // sdNotify("READY=1\nSTATUS=...") -> false when not run under systemd
 Napi::Value SdNotify(const Napi::CallbackInfo& info) {
   if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(info.Env(), "sdNotify(state: string)");
@@ -395,6 +453,10 @@ Napi::Value SdNotify(const Napi::CallbackInfo& info) {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("sdNotify", Napi::Function::New(env, SdNotify));
+  exports.Set("bslz4Decode", Napi::Function::New(env, Bslz4Decode));
+  exports.Set("lz4Decode", Napi::Function::New(env, Lz4Decode));
+  exports.Set("bslz4Encode", Napi::Function::New(env, Bslz4Encode));
+  exports.Set("lz4BlockEncode", Napi::Function::New(env, Lz4BlockEncode));
   exports.Set("cbfLocate", Napi::Function::New(env, CbfLocate));
   exports.Set("cbfDecode", Napi::Function::New(env, CbfDecode));
   exports.Set("byteOffsetDecode", Napi::Function::New(env, ByteOffsetDecode));

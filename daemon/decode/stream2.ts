@@ -1,0 +1,114 @@
+// DECTRIS SIMPLON stream v2 messages (CBOR, one ZeroMQ part each). Typed-array
+// tags are decoded by our own handlers: in `69(56500(["bslz4", 2, bytes]))`
+// the typed-array tag wraps a compressed payload, which a generic decoder
+// would misread as pixel data.
+import type { Decoder as CborDecoder } from 'cbor-x' with { 'resolution-mode': 'import' };
+import { native } from '../native';
+
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const cborx = require('cbor-x') as typeof import('cbor-x', { with: { 'resolution-mode': 'import' } });
+
+export type Dtype = 'uint8' | 'uint16' | 'uint32' | 'float32' | 'int32';
+
+export interface Compressed {
+  algorithm: 'bslz4' | 'lz4';
+  elemSize: number;
+  bytes: Uint8Array;
+}
+
+/** An image as it arrives: shape, element type, and the (possibly compressed) bytes. */
+export interface EncodedImage {
+  shape: [number, number];
+  dtype: Dtype;
+  encoding: 'raw' | 'bslz4' | 'lz4';
+  bytes: Uint8Array;
+}
+
+interface TypedPayload {
+  dtype: Dtype;
+  payload: Uint8Array | Compressed;
+}
+
+const TYPED_TAGS: Record<number, Dtype> = { 64: 'uint8', 69: 'uint16', 70: 'uint32', 85: 'float32', 78: 'int32' };
+const ELEM: Record<Dtype, number> = { uint8: 1, uint16: 2, uint32: 4, float32: 4, int32: 4 };
+
+class TaggedArray {
+  constructor(
+    readonly tag: number,
+    readonly value: unknown,
+  ) {}
+}
+
+let decoder: CborDecoder | undefined;
+// Decode-only extensions: cbor-x's typing wants an encoder and a Class result.
+const addDecodeTag = (tag: number, decode: (value: unknown) => unknown) =>
+  (cborx.addExtension as (ext: { Class: unknown; tag: number; encode: () => never; decode: (v: unknown) => unknown }) => void)({
+    Class: TaggedArray,
+    tag,
+    encode: () => {
+      throw new Error('stream v2 tags are decode-only');
+    },
+    decode,
+  });
+
+function getDecoder(): CborDecoder {
+  if (decoder) return decoder;
+  for (const tag of Object.keys(TYPED_TAGS).map(Number)) addDecodeTag(tag, (value) => ({ dtype: TYPED_TAGS[tag]!, payload: value }) as TypedPayload);
+  addDecodeTag(56500, (value) => {
+    const [algorithm, elemSize, bytes] = value as [string, number, Uint8Array];
+    if (algorithm !== 'bslz4' && algorithm !== 'lz4') throw new Error(`stream v2: unsupported compression '${algorithm}'`);
+    return { algorithm, elemSize, bytes } as Compressed;
+  });
+  addDecodeTag(40, (value) => {
+      const [dims, typed] = value as [number[], TypedPayload];
+      if (!Array.isArray(dims) || dims.length !== 2 || !typed || !('dtype' in typed)) throw new Error('stream v2: tag 40 is not [[rows, cols], typed array]');
+      const p = typed.payload;
+      const image: EncodedImage =
+        p instanceof Uint8Array
+          ? { shape: [dims[0]!, dims[1]!], dtype: typed.dtype, encoding: 'raw', bytes: p }
+          : { shape: [dims[0]!, dims[1]!], dtype: typed.dtype, encoding: p.algorithm, bytes: p.bytes };
+      return image;
+  });
+  decoder = new cborx.Decoder({ useRecords: false, mapsAsObjects: true });
+  return decoder;
+}
+
+export interface Stream2Message {
+  type: 'start' | 'image' | 'end' | string;
+  series_id?: number;
+  series_unique_id?: string;
+  image_id?: number;
+  data?: Record<string, EncodedImage>;
+  [key: string]: unknown;
+}
+
+const SELF_DESCRIBE = [0xd9, 0xd9, 0xf7];
+
+export function decodeStream2(message: Uint8Array): Stream2Message {
+  if (message.length < 3 || message[0] !== SELF_DESCRIBE[0] || message[1] !== SELF_DESCRIBE[1] || message[2] !== SELF_DESCRIBE[2])
+    throw new Error('stream v2: message does not start with the CBOR self-describe tag 55799');
+  const m = getDecoder().decode(message) as Stream2Message;
+  if (typeof m !== 'object' || m === null || typeof m.type !== 'string') throw new Error('stream v2: message is not a map with a type');
+  return m;
+}
+
+export function elemSize(dtype: Dtype): number {
+  return ELEM[dtype];
+}
+
+const CTORS = { uint8: Uint8Array, uint16: Uint16Array, uint32: Uint32Array, float32: Float32Array, int32: Int32Array } as const;
+
+/** Decodes (decompresses) an image into `out` when given, else into a new typed array. */
+export function decodeImage(img: EncodedImage, out?: ArrayBufferView): Uint8Array | Uint16Array | Uint32Array | Float32Array | Int32Array {
+  const n = img.shape[0] * img.shape[1];
+  const Ctor = CTORS[img.dtype];
+  const target = out ? new Ctor(out.buffer as ArrayBuffer, out.byteOffset, n) : new Ctor(n);
+  const bytes = new Uint8Array(target.buffer, target.byteOffset, n * Ctor.BYTES_PER_ELEMENT);
+  if (img.encoding === 'bslz4') native.bslz4Decode(img.bytes, bytes, Ctor.BYTES_PER_ELEMENT);
+  else if (img.encoding === 'lz4') native.lz4Decode(img.bytes, bytes, true);
+  else {
+    if (img.bytes.length !== bytes.length) throw new Error(`raw image has ${img.bytes.length} bytes, ${img.shape.join(' x ')} ${img.dtype} needs ${bytes.length}`);
+    bytes.set(img.bytes);
+  }
+  return target;
+}
