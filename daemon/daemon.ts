@@ -6,6 +6,7 @@ import os from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { checkReloadable, ConfigError, loadConfig, type Config, type LoadedConfig } from './config/config';
 import type { FrameRef, FrameSource, IncomingMeta, IngestSink } from './ingest/sink';
+import { DectrisSource } from './ingest/dectris-source';
 import { TcpSource } from './ingest/tcp-source';
 import { WatchSource } from './ingest/watch-source';
 import { startEmbeddedBroker, type EmbeddedBroker } from './publish/embedded-broker';
@@ -130,6 +131,8 @@ export class Daemon {
     });
     const sink = this.sink();
     if (c.ingest.tcp.enabled) this.sources.push(new TcpSource(c.ingest.tcp));
+    if (c.ingest.dectris.enabled)
+      this.sources.push(new DectrisSource({ endpoint: c.ingest.dectris.endpoint, channel: c.ingest.dectris.channel, publishContext: (ctx) => this.pool.seriesContext(ctx) }));
     if (c.ingest.watch.enabled)
       this.sources.push(
         new WatchSource({ directory: c.ingest.watch.directory!, pattern: c.ingest.watch.pattern, pollMs: c.ingest.watch.poll_ms, incompleteTimeoutMs: c.ingest.watch.incomplete_timeout_ms, series: c.ingest.watch.series }),

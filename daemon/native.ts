@@ -64,6 +64,8 @@ export interface FrameOptions {
   dark?: Float32Array;
   /** Count mapped, valid pixels whose (dark-subtracted) value exceeds this: the lit-pixel veto. */
   litThreshold?: number;
+  /** Pixels above this are excluded and counted (saturated, or the detector's flag value). */
+  maxValid?: number;
   dummy?: number;
   deltaDummy?: number;
   empty?: number;
@@ -78,6 +80,8 @@ export interface NativeIntegration {
   count: Float64Array;
   /** Pixels above FrameOptions.litThreshold (0 when not asked). */
   lit: number;
+  /** Mapped pixels excluded by their value in this frame (markers, dummy, above maxValid). */
+  excluded: number;
 }
 
 export interface NativeAxis {

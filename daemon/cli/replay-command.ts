@@ -2,7 +2,42 @@
 import { readFileSync } from 'node:fs';
 import { FrameSender, Pacer } from '../sim/sender';
 import { targetOf, TO_OPTION, UsageError } from './args';
-import type { Command } from './command';
+import { decodeStream2 } from '../decode/stream2';
+import { endMessage, startMessage, Stream2Pusher } from '../sim/stream2-sender';
+import type { Options } from './args';
+import type { Command, Io } from './command';
+
+// The captures hold image and end messages only: a start message is made up
+// from the first image (EIGER2 geometry: 75 um pixels, beam at the centre).
+async function replayStream2(files: string[], opts: Options, io: Io): Promise<number> {
+  const messages = files.map((f) => readFileSync(f));
+  const first = messages.map((m) => decodeStream2(m)).find((m) => m.type === 'image');
+  if (!first) throw new UsageError('no image message among the files');
+  const [rows, cols] = Object.values(first.data!)[0]!.shape;
+  const pusher = await Stream2Pusher.bind(opts.string('zmq-v2')!);
+  await new Promise((r) => setTimeout(r, opts.number('wait-ms') ?? 500));
+  const pacer = new Pacer(opts.number('rate') ?? 0);
+  const loops = opts.number('loop') ?? 1;
+  const id = first.series_id ?? 1;
+  const uid = first.series_unique_id ?? `replay-${id}`;
+  const t0 = performance.now();
+  if (!opts.flag('no-start'))
+    await pusher.send(
+      startMessage({ series_id: id, series_unique_id: uid, shape: [rows, cols], dtype: 'uint16', beam_center: [cols / 2, rows / 2], pixel_size: 75e-6, distance: 0.1, wavelength_A: 1, number_of_images: messages.length * loops, channels: Object.keys(first.data!) }),
+    );
+  let sent = 0;
+  for (let l = 0; l < loops; l++)
+    for (const m of messages) {
+      if (l < loops - 1 && decodeStream2(m).type === 'end') continue;
+      await pusher.send(m);
+      sent++;
+      await pacer.next();
+    }
+  if (!messages.some((m) => decodeStream2(m).type === 'end')) await pusher.send(endMessage(id, uid));
+  await pusher.close();
+  io.out(`pushed ${sent} stream v2 messages in ${((performance.now() - t0) / 1000).toFixed(2)} s on ${opts.string('zmq-v2')}\n`);
+  return 0;
+}
 
 export interface SendSummary {
   frames: number;
@@ -12,9 +47,12 @@ export interface SendSummary {
 export const replayCommand: Command = {
   name: 'replay',
   summary: 'send CBF files to a beamedge TCP ingest, as a detector would',
-  usage: 'beamedge replay FILES... --to HOST:PORT [--rate HZ] [--loop N] [--series ID]',
+  usage: 'beamedge replay FILES... (--to HOST:PORT | --zmq-v2 BIND) [--rate HZ] [--loop N] [--series ID] [--no-start]',
   options: {
     to: TO_OPTION,
+    'zmq-v2': { kind: 'string', arg: 'BIND', help: 'act as a DECTRIS DCU: PUSH stream v2 messages (.cbor files) on this endpoint, e.g. tcp://*:31001' },
+    'no-start': { kind: 'flag', help: 'with --zmq-v2: do not send a start message first (a consumer joining mid-series)' },
+    'wait-ms': { kind: 'number', arg: 'MS', min: 0, help: 'with --zmq-v2: wait this long for consumers to connect (default 500)' },
     rate: { kind: 'number', arg: 'HZ', min: 0, help: 'frames per second (default 0: as fast as accepted)' },
     loop: { kind: 'number', arg: 'N', integer: true, min: 1, help: 'send the files N times (default 1)' },
     series: { kind: 'string', arg: 'ID', help: 'series id (default "replay")' },
@@ -22,6 +60,10 @@ export const replayCommand: Command = {
   async run(opts, io) {
     const files = opts.positional;
     if (!files.length) throw new UsageError('name at least one FILE');
+    if (opts.has('zmq-v2')) {
+      if (opts.has('to')) throw new UsageError('give one of --to and --zmq-v2');
+      return replayStream2(files, opts, io);
+    }
     const target = targetOf(opts);
     const payloads = files.map((f) => readFileSync(f));
     const sender = await FrameSender.connect(target.host, target.port);

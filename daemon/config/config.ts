@@ -43,6 +43,7 @@ export interface Config {
   log: { level: 'debug' | 'info' | 'warn' | 'error' };
   ingest: {
     tcp: { enabled: boolean; host: string; port: number; policy: 'backpressure' | 'drop' };
+    dectris: { enabled: boolean; endpoint: string; protocol: 'v2'; channel: string | null };
     watch: { enabled: boolean; directory: string | null; pattern: string; poll_ms: number; incomplete_timeout_ms: number; series: string };
   };
   rings: { slots: number; slot_mb: number; result_mb: number };
@@ -90,7 +91,8 @@ export function parseConfig(text: string, source: string, baseDir = process.cwd(
   }
   const c = resolvePaths(config, baseDir);
   if (c.ingest.watch.enabled && !c.ingest.watch.directory) throw new ConfigError([`${source}: ingest.watch.directory: null must be set when ingest.watch.enabled is true`]);
-  if (!c.ingest.tcp.enabled && !c.ingest.watch.enabled) throw new ConfigError([`${source}: ingest: both tcp and watch are disabled, so no frame can arrive`]);
+  if (!c.ingest.tcp.enabled && !c.ingest.watch.enabled && !c.ingest.dectris.enabled)
+    throw new ConfigError([`${source}: ingest: tcp, watch and dectris are all disabled, so no frame can arrive`]);
   return { config: c, text, sha256: createHash('sha256').update(text).digest('hex'), source };
 }
 

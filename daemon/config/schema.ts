@@ -56,6 +56,16 @@ export const SCHEMA: Node = {
             policy: { kind: 'enum', values: ['backpressure', 'drop'], default: 'backpressure', doc: 'when the workers fall behind: stop reading, or drop frames' },
           },
         },
+        dectris: {
+          kind: 'object',
+          restart: true,
+          fields: {
+            enabled: { kind: 'boolean', default: false, doc: 'connect to a DECTRIS detector control unit (ZeroMQ PULL)' },
+            endpoint: { kind: 'string', default: 'tcp://127.0.0.1:31001', doc: 'the DCU stream endpoint, e.g. tcp://dcu:31001' },
+            protocol: { kind: 'enum', values: ['v2'], default: 'v2', doc: 'stream protocol: v2 (CBOR)' },
+            channel: { kind: 'string', nullable: true, default: null, doc: 'image channel to process (null: the first, e.g. threshold_1)' },
+          },
+        },
         watch: {
           kind: 'object',
           restart: true,

@@ -22,6 +22,8 @@ export interface ReducedMessage {
   decision: string;
   reason: string;
   score: number | null;
+  /** Pixels left out for their value: gaps, saturated or flagged. */
+  excluded: number | undefined;
   unit: string | undefined;
   shape: [number, number] | undefined;
   source: string;
@@ -45,6 +47,7 @@ export function reducedMessage(instance: string, h: ResultHeader, a: ResultArray
     decision: h.decision,
     reason: h.reason,
     score: h.score,
+    excluded: h.excluded,
     unit: h.unit,
     shape: h.shape,
     source: h.source,

@@ -11,7 +11,8 @@ import { geometryFromCbfHeader, type Geometry } from '../geometry/geometry';
 import { parsePoni } from '../geometry/poni';
 import { AzimuthalIntegrator } from '../integrate/azimuthal';
 import { native, type PixelFrame } from '../native';
-import type { FrameMeta, PipelineUpdate, ResultArrays, ResultHeader } from './protocol';
+import { decodeImage, type Dtype } from '../decode/stream2';
+import type { FrameMeta, PipelineUpdate, ResultArrays, ResultHeader, SeriesContext } from './protocol';
 
 const MAX_INTEGRATORS = 4;
 
@@ -57,6 +58,13 @@ function rawView(meta: FrameMeta, payload: Uint8Array): PixelFrame {
   return new ctor(payload.buffer as ArrayBuffer, payload.byteOffset, n);
 }
 
+const ELEM_BYTES: Record<string, number> = { uint8: 1, uint16: 2, uint32: 4, int32: 4, float32: 4 };
+
+/** The value EIGER gives flagged pixels: all ones in the pixel's bits. */
+function flagValue(dtype: string): number {
+  return 2 ** (8 * (ELEM_BYTES[dtype] ?? 4)) - 1;
+}
+
 export class Pipeline {
   readonly epoch: number;
   private readonly cal: Calibration;
@@ -65,7 +73,10 @@ export class Pipeline {
   private readonly rejectedSince = new Map<string, number>();
   private scratch = new Int32Array(0);
 
-  constructor(private readonly update: PipelineUpdate) {
+  constructor(
+    private readonly update: PipelineUpdate,
+    private readonly contexts: Map<string, SeriesContext> = new Map(),
+  ) {
     this.epoch = update.epoch;
     this.cal = loadCalibration(update);
     this.overrides = update.series.map((o) => ({ re: globToRegExp(o.match), o }));
@@ -77,8 +88,8 @@ export class Pipeline {
     return { veto: { ...base.veto, ...hit?.veto }, integrate: { ...base.integrate, ...hit?.integrate } };
   }
 
-  private integrator(geometry: Geometry, shape: [number, number], cfg: IntegrateConfig, pixels: () => PixelFrame): AzimuthalIntegrator {
-    const key = JSON.stringify([geometry, shape, cfg]);
+  private integrator(geometry: Geometry, shape: [number, number], cfg: IntegrateConfig, pixels: () => PixelFrame, context?: SeriesContext): AzimuthalIntegrator {
+    const key = JSON.stringify([geometry, shape, cfg, context?.key ?? null]);
     let ai = this.integrators.get(key);
     if (ai) {
       // Refresh its place in the LRU order.
@@ -90,6 +101,10 @@ export class Pipeline {
     if (maskImg) expectShape({ shape: maskImg.shape, data: new Float64Array(0) }, shape, 'mask');
     // Static mask: the mask file plus this first frame's markers (negative pixels).
     const mask = maskImg ? maskImg.data.slice() : new Uint8Array(shape[0] * shape[1]);
+    if (context?.mask) {
+      if (context.mask.length !== mask.length) throw new Error(`the start message's pixel mask has ${context.mask.length} pixels, the frames ${mask.length}`);
+      for (let i = 0; i < mask.length; i++) if (context.mask[i]) mask[i] = 1;
+    }
     const px = pixels();
     for (let i = 0; i < mask.length; i++) if (px[i]! < 0) mask[i] = 1;
     ai = new AzimuthalIntegrator({
@@ -103,10 +118,22 @@ export class Pipeline {
       ...(cfg.npt_azim > 0 ? { nptAzim: cfg.npt_azim } : {}),
       ...(cfg.polarization !== null ? { polarization: cfg.polarization } : {}),
       ...(cfg.range ? { radialRange: cfg.range } : {}),
+      ...(context?.flat ? { flat: context.flat } : {}),
     });
     this.integrators.set(key, ai);
     if (this.integrators.size > MAX_INTEGRATORS) this.integrators.delete(this.integrators.keys().next().value!);
     return ai;
+  }
+
+  private streamScratch: Uint8Array = new Uint8Array(0);
+
+  /** Decompresses a stream image into a worker-owned buffer (reused frame to frame). */
+  private decodeStream(meta: FrameMeta, payload: Uint8Array): PixelFrame {
+    const [rows, cols] = meta.shape!;
+    const bytes = rows * cols * ELEM_BYTES[meta.dtype!];
+    if (this.streamScratch.length < bytes) this.streamScratch = new Uint8Array(bytes);
+    const img = { shape: meta.shape!, dtype: meta.dtype as Dtype, encoding: meta.encoding as 'bslz4' | 'lz4', bytes: payload };
+    return decodeImage(img, this.streamScratch) as PixelFrame;
   }
 
   process(meta: FrameMeta, payload: Uint8Array, slot: number, worker: number): { header: ResultHeader; arrays: ResultArrays } {
@@ -139,7 +166,18 @@ export class Pipeline {
       let shape: [number, number];
       let geometry: Geometry;
       let frame: PixelFrame | undefined;
-      if (meta.encoding === 'cbf') {
+      const context = meta.context !== undefined ? this.contexts.get(meta.context) : undefined;
+      if (meta.encoding === 'bslz4' || meta.encoding === 'lz4') {
+        if (!meta.shape || !meta.dtype) throw new Error('stream frames need shape and dtype');
+        shape = meta.shape;
+        const g = this.cal.poni ?? context?.geometry;
+        if (!g)
+          throw new Error(
+            context ? 'the start message gave no usable geometry and pipeline.geometry.poni is not set' : `no start message for series ${meta.series} (started mid-series?) and pipeline.geometry.poni is not set`,
+          );
+        geometry = g;
+        frame = this.decodeStream(meta, payload);
+      } else if (meta.encoding === 'cbf') {
         const info = native.cbfLocate(payload);
         if (info.fastest === null) throw new Error('CBF gives no dimensions');
         shape = [info.second ?? 1, info.fastest];
@@ -159,15 +197,16 @@ export class Pipeline {
         frame = readCbf(payload, { out: this.scratch.subarray(0, n), source: where }).pixels;
         return frame;
       };
-      const ai = this.integrator(geometry, shape, stages.integrate, decoded);
+      const ai = this.integrator(geometry, shape, stages.integrate, decoded, context);
       const options = {
         ...(this.cal.dark ? { dark: this.cal.dark.data } : {}),
         ...(stages.veto.enabled ? { litThreshold: stages.veto.threshold } : {}),
+        ...(context?.maxValid !== undefined ? { maxValid: context.maxValid } : meta.dtype && meta.encoding !== 'raw' && meta.encoding !== 'cbf' ? { maxValid: flagValue(meta.dtype) - 1 } : {}),
       };
       // Frames already decoded (raw, or the first of a geometry) are integrated
       // from pixels; the rest in one fused decode+integrate pass.
       const r = frame ? ai.integrate(frame, options) : ai.integrateCbf(payload, options);
-      const h: ResultHeader = { ...base, unit: ai.unit.name, shape, score: stages.veto.enabled ? r.lit : null };
+      const h: ResultHeader = { ...base, unit: ai.unit.name, shape, score: stages.veto.enabled ? r.lit : null, excluded: r.excluded };
       const { veto } = stages;
       if (!veto.enabled) {
         h.decision = 'kept';

@@ -6,7 +6,7 @@ import type { FrameSlots } from '../rings/frame-slots';
 import { IndexQueue } from '../rings/index-queue';
 import { RecordRing } from '../rings/record-ring';
 import type { Logger } from '../system/logger';
-import { CONTROL, type PipelineUpdate, type ResultArrays, type ResultHeader, type WorkerInit } from './protocol';
+import { CONTROL, type PipelineUpdate, type ResultArrays, type ResultHeader, type SeriesContext, type WorkerInit, type WorkerMessage } from './protocol';
 import { decodeResult } from './result-codec';
 
 export type ResultHandler = (header: ResultHeader, arrays: ResultArrays) => void;
@@ -64,7 +64,6 @@ export class WorkerPool {
     const queue = IndexQueue.create(slots.slots);
     const ring = RecordRing.create(this.opts.resultBytes);
     const control = new Int32Array(new SharedArrayBuffer(CONTROL.words * 4));
-    control[CONTROL.epoch] = this.current.epoch;
     const { port1, port2 } = new MessageChannel();
     const init: WorkerInit = {
       index,
@@ -100,6 +99,7 @@ export class WorkerPool {
       });
     });
     worker.on('error', (err) => this.opts.log.error('worker error', { worker: index, error: err.stack ?? String(err) }));
+    for (const context of this.contexts?.values() ?? []) this.post(h, { kind: 'series', context });
     void this.collect(h);
     return h;
   }
@@ -135,14 +135,29 @@ export class WorkerPool {
     }
   }
 
+  private post(h: Handle, message: WorkerMessage): void {
+    h.port.postMessage(message);
+    Atomics.add(h.control, CONTROL.generation, 1);
+    h.queue.wake();
+  }
+
   /** New configuration, taken by each worker at its next frame boundary. */
   update(next: PipelineUpdate): void {
     this.current = next;
-    for (const h of this.handles) {
-      h.port.postMessage(next);
-      Atomics.store(h.control, CONTROL.epoch, next.epoch);
-      h.queue.wake();
-    }
+    for (const h of this.handles) this.post(h, { kind: 'pipeline', update: next });
+  }
+
+  /**
+   * A series' context (geometry, mask...), posted before any of its frames is
+   * dispatched, so every worker has it when the first one arrives. Kept to
+   * give to workers that are restarted.
+   */
+  private contexts = new Map<string, SeriesContext>();
+
+  seriesContext(context: SeriesContext): void {
+    this.contexts.set(context.key, context);
+    while (this.contexts.size > 8) this.contexts.delete(this.contexts.keys().next().value!);
+    for (const h of this.handles) this.post(h, { kind: 'series', context });
   }
 
   /** Waits until every dispatched frame has produced its result. */

@@ -7,8 +7,11 @@ import type { SlotLayout } from '../rings/frame-slots';
 export interface FrameMeta {
   series: string;
   frame: number;
-  encoding: 'cbf' | 'raw';
+  /** cbf: a whole CBF file; raw: pixels; bslz4 / lz4: a DECTRIS stream image. */
+  encoding: 'cbf' | 'raw' | 'bslz4' | 'lz4';
   dtype?: 'int32' | 'uint32' | 'uint16' | 'uint8' | 'float32';
+  /** Key of the series context (geometry, mask, saturation) sent ahead by the source. */
+  context?: string;
   shape?: [number, number];
   /** Main-thread monotonic time (ms) when the frame was complete. */
   receivedAt: number;
@@ -25,6 +28,19 @@ export interface PipelineUpdate {
   series: SeriesOverride[];
 }
 
+/** What a DECTRIS `start` message tells the workers about a series. */
+export interface SeriesContext {
+  key: string;
+  geometry?: import('../geometry/geometry').Geometry;
+  /** Non-zero: masked (the detector's pixel mask for the processed channel). */
+  mask?: Uint8Array;
+  flat?: Float32Array;
+  /** Pixels above this are saturated or flagged, and excluded. */
+  maxValid?: number;
+}
+
+export type WorkerMessage = { kind: 'pipeline'; update: PipelineUpdate } | { kind: 'series'; context: SeriesContext };
+
 export interface WorkerInit {
   index: number;
   slotInfo: SharedArrayBuffer;
@@ -38,7 +54,8 @@ export interface WorkerInit {
 }
 
 /** Control words shared with each worker. */
-export const CONTROL = { epoch: 0, stop: 1, words: 2 } as const;
+// generation: bumped with every message posted to the worker, which drains its port when it changes.
+export const CONTROL = { generation: 0, stop: 1, words: 2 } as const;
 
 export type Decision = 'kept' | 'rejected' | 'error';
 
@@ -61,6 +78,8 @@ export interface ResultHeader {
   shape?: [number, number];
   extra?: Record<string, unknown>;
   error?: string;
+  /** Mapped pixels excluded by their value (markers, saturated or flagged). */
+  excluded?: number;
 }
 
 export interface ResultArrays {

@@ -6,7 +6,7 @@ import { FrameSlots } from '../rings/frame-slots';
 import { IndexQueue } from '../rings/index-queue';
 import { RecordRing } from '../rings/record-ring';
 import { Pipeline } from './pipeline';
-import { CONTROL, type FrameMeta, type PipelineUpdate, type WorkerInit } from './protocol';
+import { CONTROL, type FrameMeta, type SeriesContext, type WorkerInit, type WorkerMessage } from './protocol';
 import { encodedSize } from './result-codec';
 
 const init = workerData as WorkerInit;
@@ -14,16 +14,28 @@ const slots = new FrameSlots(init.slotInfo, init.slotData, init.layout);
 const queue = new IndexQueue(init.queue);
 const ring = new RecordRing(init.results);
 const control = new Int32Array(init.control);
-let pipeline = new Pipeline(init.initial);
+const contexts = new Map<string, SeriesContext>();
+let pipeline = new Pipeline(init.initial, contexts);
+let generation = 0;
 
-function latestUpdate(): void {
-  let update: PipelineUpdate | undefined;
-  for (let m = receiveMessageOnPort(init.port); m; m = receiveMessageOnPort(init.port)) update = m.message as PipelineUpdate;
-  if (update && update.epoch !== pipeline.epoch) pipeline = new Pipeline(update);
+function drainMessages(): void {
+  for (let m = receiveMessageOnPort(init.port); m; m = receiveMessageOnPort(init.port)) {
+    const msg = m.message as WorkerMessage;
+    if (msg.kind === 'series') {
+      contexts.set(msg.context.key, msg.context);
+      while (contexts.size > 8) contexts.delete(contexts.keys().next().value!);
+    } else if (msg.update.epoch !== pipeline.epoch) {
+      pipeline = new Pipeline(msg.update, contexts);
+    }
+  }
 }
 
 for (;;) {
-  if (Atomics.load(control, CONTROL.epoch) !== pipeline.epoch) latestUpdate();
+  const g = Atomics.load(control, CONTROL.generation);
+  if (g !== generation) {
+    generation = g;
+    drainMessages();
+  }
   const slot = queue.pop();
   if (slot === undefined) {
     if (Atomics.load(control, CONTROL.stop)) break;

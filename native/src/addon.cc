@@ -268,6 +268,8 @@ class IntegratorWrap : public Napi::ObjectWrap<IntegratorWrap> {
     if (!dark.IsEmpty()) f.dark = dark.Data();
     const Napi::Value lt = o.Get("litThreshold");
     if (lt.IsNumber()) f.lit_threshold = lt.As<Napi::Number>().DoubleValue();
+    const Napi::Value mv = o.Get("maxValid");
+    if (mv.IsNumber()) f.max_valid = mv.As<Napi::Number>().DoubleValue();
     const Napi::Value d = o.Get("dummy");
     if (d.IsNumber()) {
       f.has_dummy = true;
@@ -293,6 +295,7 @@ class IntegratorWrap : public Napi::ObjectWrap<IntegratorWrap> {
     o.Set("normalization", to_js(env, r.normalization));
     o.Set("count", to_js(env, r.count));
     o.Set("lit", double(r.lit));
+    o.Set("excluded", double(r.excluded));
     return o;
   }
 

@@ -182,7 +182,7 @@ template <typename T, bool kDummy>
 inline bool excluded(T raw, const FrameInputs& f) {
   const double x = static_cast<double>(raw);
   // Negative raw values are the detector's gap and bad-pixel markers; NaN fails the test too.
-  bool bad = !(x >= 0);
+  bool bad = !(x >= 0) || x > f.max_valid;
   if (kDummy) bad = bad || std::fabs(x - f.dummy) <= f.delta_dummy;
   return bad;
 }
@@ -191,20 +191,23 @@ inline bool excluded(T raw, const FrameInputs& f) {
 }  // namespace
 
 template <typename T, typename Index, bool kLit>
-void Integrator::run_packed(Accumulator& acc, const Index* map, const T* data, int64_t lit_above, size_t first,
-                            size_t n) const {
+void Integrator::run_packed(Accumulator& acc, const Index* map, const T* data, int64_t lit_above, double f_max_valid,
+                            size_t first, size_t n) const {
   uint64_t* packed = acc.packed.data();
   const Index discard = static_cast<Index>(bins());
   uint64_t lit = 0;
+  // Integer pixels above this are excluded (saturated); the clamp keeps the compare exact.
+  const int64_t max_valid = static_cast<int64_t>(std::min(f_max_valid, 9.0e18));
   // One add per pixel, but neighbours usually share a bin: each lane of four
   // has its own copy of the sums, so consecutive adds do not wait on each other.
   auto add = [&](size_t k, size_t lane) {
     const size_t i = first + k;
     const Index b = map[i];
     const T raw = data[k];
-    if (std::is_signed<T>::value && __builtin_expect(raw < 0, 0)) {
+    if (__builtin_expect((std::is_signed<T>::value && raw < 0) || static_cast<int64_t>(raw) > max_valid, 0)) {
       acc.lost_norm[b] += norm_.empty() ? 1.0 : norm_[i];
       acc.lost_count[b] += 1.0;
+      acc.excluded += b != discard;
       return;
     }
     const uint64_t x = static_cast<uint64_t>(raw);
@@ -249,6 +252,7 @@ void Integrator::run_direct(Accumulator& acc, const Index* map, const T* data, c
     if (__builtin_expect(excluded<T, kDummy>(raw, f), 0)) {
       acc.lost_norm[b] += norm_.empty() ? 1.0 : norm_[i];
       acc.lost_count[b] += 1.0;
+      acc.excluded += b != discard;
       continue;
     }
     const double x = static_cast<double>(raw);
@@ -275,6 +279,7 @@ void Integrator::run_split(Accumulator& acc, const T* data, const FrameInputs& f
         acc.lost_norm[ebin_[e]] += eweight_[e] * w_norm;
         acc.lost_count[ebin_[e]] += eweight_[e];
       }
+      ++acc.excluded;
       continue;
     }
     const double x = static_cast<double>(raw);
@@ -297,8 +302,8 @@ void Integrator::run(Accumulator& acc, const T* data, const FrameInputs& f, size
   // For integer pixels, x > t is x > floor(t).
   const int64_t lit_above = kLit ? static_cast<int64_t>(std::floor(std::max(-1.0, std::min(f.lit_threshold, 4294967296.0)))) : 0;
   if (!direct_) run_split<T, kDark, kDummy, kLit>(acc, data, f, first, n);
-  else if (kPackable && !bin16_.empty()) run_packed<T, uint16_t, kLit>(acc, bin16_.data(), data, lit_above, first, n);
-  else if (kPackable) run_packed<T, uint32_t, kLit>(acc, bin32_.data(), data, lit_above, first, n);
+  else if (kPackable && !bin16_.empty()) run_packed<T, uint16_t, kLit>(acc, bin16_.data(), data, lit_above, f.max_valid, first, n);
+  else if (kPackable) run_packed<T, uint32_t, kLit>(acc, bin32_.data(), data, lit_above, f.max_valid, first, n);
   else if (!bin16_.empty()) run_direct<T, uint16_t, kDark, kDummy, kLit>(acc, bin16_.data(), data, f, first, n);
   else run_direct<T, uint32_t, kDark, kDummy, kLit>(acc, bin32_.data(), data, f, first, n);
 }
@@ -334,6 +339,7 @@ void Integrator::finish(Accumulator& acc, double empty, IntegrationResult& out) 
   const size_t nb = bins();
   if (!acc.packed.empty()) flush_packed(acc);
   out.lit = acc.lit;
+  out.excluded = acc.excluded;
   out.signal.resize(nb);
   out.variance.resize(nb);
   out.normalization.resize(nb);

@@ -54,6 +54,8 @@ struct FrameInputs {
   // Lit-pixel veto: count mapped, valid pixels whose (dark-subtracted) value
   // exceeds this threshold, in the same pass. NaN: do not count.
   double lit_threshold = std::numeric_limits<double>::quiet_NaN();
+  // Pixels above this are excluded like markers: saturated or flagged (EIGER: 2^bits - 1).
+  double max_valid = std::numeric_limits<double>::infinity();
 };
 
 // Running sums for one frame; a frame may be fed in tiles of consecutive pixels.
@@ -65,11 +67,13 @@ struct Accumulator {
   size_t packed_pixels = 0;                  // pixels added to `packed` since the last flush
   std::vector<double> lost_norm, lost_count; // pixels excluded by their value in this frame
   uint64_t lit = 0;                          // pixels above FrameInputs::lit_threshold
+  uint64_t excluded = 0;                     // mapped pixels excluded by their value
 };
 
 struct IntegrationResult {
   std::vector<double> signal, variance, normalization, count, intensity, sigma;
   uint64_t lit = 0;
+  uint64_t excluded = 0;
 };
 
 class Integrator {
@@ -89,7 +93,8 @@ class Integrator {
 
  private:
   template <typename T, typename Index, bool kLit>
-  void run_packed(Accumulator& acc, const Index* map, const T* data, int64_t lit_above, size_t first, size_t n) const;
+  void run_packed(Accumulator& acc, const Index* map, const T* data, int64_t lit_above, double max_valid, size_t first,
+                  size_t n) const;
   void flush_packed(Accumulator& acc) const;
   template <typename T, typename Index, bool kDark, bool kDummy, bool kLit>
   void run_direct(Accumulator& acc, const Index* map, const T* data, const FrameInputs& f, size_t first, size_t n) const;

@@ -1,0 +1,65 @@
+// A synthetic EIGER-like detector on DECTRIS stream v2: start (geometry,
+// pixel mask, saturation), bitshuffle-LZ4 images from a small pool, end.
+import { Pacer } from './sender';
+import { compressedImage, endMessage, imageMessage, startMessage, Stream2Pusher } from './stream2-sender';
+import { SyntheticDetector } from './synthetic';
+
+export interface Stream2SimOptions {
+  bind: string;
+  shape: [number, number];
+  bits: 16 | 32;
+  frames: number;
+  rateHz: number;
+  hitFraction: number;
+  waitMs: number;
+  seriesId?: number;
+}
+
+/** Pre-compressed images: the pool, not the generator, sets the pace. */
+export function stream2Pool(shape: [number, number], bits: 16 | 32, hitFraction: number, size = 8): { pool: ReturnType<typeof compressedImage>[]; mask: Uint32Array } {
+  const det = new SyntheticDetector({ shape });
+  const flag = bits === 16 ? 0xffff : 0xffffffff;
+  let mask = new Uint32Array(0);
+  const images = Array.from({ length: size }, (_, i) => {
+    const hit = Math.floor((i + 1) * hitFraction) > Math.floor(i * hitFraction);
+    const px = det.pixels(hit);
+    if (!mask.length) mask = Uint32Array.from(px, (v) => (v < 0 ? 1 : 0));
+    const out = bits === 16 ? new Uint16Array(px.length) : new Uint32Array(px.length);
+    for (let k = 0; k < px.length; k++) out[k] = px[k]! < 0 ? flag : px[k]!;
+    return out;
+  });
+  return { pool: images.map((img) => compressedImage(img, shape)), mask };
+}
+
+export async function simulateStream2(o: Stream2SimOptions): Promise<{ frames: number; seconds: number; shape: [number, number] }> {
+  const { pool, mask } = stream2Pool(o.shape, o.bits, o.hitFraction);
+  const pusher = await Stream2Pusher.bind(o.bind);
+  await new Promise((r) => setTimeout(r, o.waitMs));
+  const id = o.seriesId ?? 1;
+  const uid = `sim-${id}-${Date.now()}`;
+  const t0 = performance.now();
+  await pusher.send(
+    startMessage({
+      series_id: id,
+      series_unique_id: uid,
+      shape: o.shape,
+      dtype: o.bits === 16 ? 'uint16' : 'uint32',
+      beam_center: [o.shape[1] * 0.49, o.shape[0] * 0.52],
+      pixel_size: 75e-6,
+      distance: 0.12,
+      wavelength_A: 1,
+      number_of_images: o.frames,
+      channels: ['threshold_1'],
+      saturation_value: o.bits === 16 ? 65000 : 1_000_000,
+      pixel_mask: mask,
+    }),
+  );
+  const pacer = new Pacer(o.rateHz);
+  for (let i = 0; i < o.frames; i++) {
+    await pusher.send(imageMessage(id, uid, i, { threshold_1: pool[i % pool.length]! }));
+    await pacer.next();
+  }
+  await pusher.send(endMessage(id, uid));
+  await pusher.close();
+  return { frames: o.frames, seconds: (performance.now() - t0) / 1000, shape: o.shape };
+}
