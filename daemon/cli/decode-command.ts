@@ -2,7 +2,38 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { checkMd5, readCbf } from '../decode/cbf';
 import { UsageError } from './args';
-import type { Command } from './command';
+import { decodeImage, decodeStream2 } from '../decode/stream2';
+import type { Command, Io } from './command';
+
+function range(px: ArrayLike<number>): [number, number] {
+  let min = Infinity;
+  let max = -Infinity;
+  for (let i = 0; i < px.length; i++) {
+    const v = px[i]!;
+    if (v < min) min = v;
+    if (v > max) max = v;
+  }
+  return [min, max];
+}
+
+function decodeStream2File(file: string, buf: Buffer, json: boolean, io: Io): number {
+  const m = decodeStream2(buf);
+  const channels = Object.entries(m.data ?? {}).map(([name, img]) => {
+    const t0 = process.hrtime.bigint();
+    const px = decodeImage(img);
+    const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+    const [min, max] = range(px);
+    return { channel: name, shape: img.shape, dtype: img.dtype, compression: img.encoding, min, max, decodeMs: ms };
+  });
+  const info = { file, type: m.type, series_id: m.series_id, series_unique_id: m.series_unique_id, image_id: m.image_id, channels };
+  if (json) io.out(JSON.stringify(info) + '\n');
+  else {
+    io.out(`file     ${file}\nmessage  stream v2 ${m.type}, series ${m.series_id ?? '?'}${m.image_id !== undefined ? `, image ${m.image_id}` : ''}\n`);
+    for (const c of channels)
+      io.out(`${c.channel.padEnd(12)} ${c.shape[0]} x ${c.shape[1]} ${c.dtype} (${c.compression})  min ${c.min}  max ${c.max}  decode ${c.decodeMs.toFixed(2)} ms\n`);
+  }
+  return 0;
+}
 
 function extremes(pixels: Int32Array): [number, number] {
   let min = Infinity;
@@ -18,7 +49,7 @@ function extremes(pixels: Int32Array): [number, number] {
 export const decodeCommand: Command = {
   name: 'decode',
   summary: 'decode a CBF frame; print shape, dtype, range, MD5 status and timing',
-  usage: 'beamedge decode FILE [--out RAW] [--json]',
+  usage: 'beamedge decode FILE [--out RAW] [--json]   (FILE: a CBF, or a DECTRIS stream v2 message .cbor)',
   options: {
     out: { kind: 'string', arg: 'RAW', help: 'write the decoded pixels as little-endian int32' },
     json: { kind: 'flag', help: 'print JSON instead of text' },
@@ -27,6 +58,7 @@ export const decodeCommand: Command = {
     if (opts.positional.length !== 1) throw new UsageError('decode takes exactly one FILE');
     const file = opts.positional[0]!;
     const buf = readFileSync(file);
+    if (/\.cbor$/i.test(file)) return decodeStream2File(file, buf, opts.flag('json'), io);
     const t0 = process.hrtime.bigint();
     const frame = readCbf(buf, { source: file });
     const ms = Number(process.hrtime.bigint() - t0) / 1e6;

@@ -24,10 +24,19 @@ export interface EncodedImage {
   bytes: Uint8Array;
 }
 
-interface TypedPayload {
+/** A typed-array tag around a compressed payload: 69(56500([...])). */
+interface CompressedTyped {
   dtype: Dtype;
-  payload: Uint8Array | Compressed;
+  compressed: Compressed;
 }
+
+const CTOR_DTYPE = new Map<unknown, Dtype>([
+  [Uint8Array, 'uint8'],
+  [Uint16Array, 'uint16'],
+  [Uint32Array, 'uint32'],
+  [Float32Array, 'float32'],
+  [Int32Array, 'int32'],
+]);
 
 const TYPED_TAGS: Record<number, Dtype> = { 64: 'uint8', 69: 'uint16', 70: 'uint32', 85: 'float32', 78: 'int32' };
 const ELEM: Record<Dtype, number> = { uint8: 1, uint16: 2, uint32: 4, float32: 4, int32: 4 };
@@ -53,21 +62,36 @@ const addDecodeTag = (tag: number, decode: (value: unknown) => unknown) =>
 
 function getDecoder(): CborDecoder {
   if (decoder) return decoder;
-  for (const tag of Object.keys(TYPED_TAGS).map(Number)) addDecodeTag(tag, (value) => ({ dtype: TYPED_TAGS[tag]!, payload: value }) as TypedPayload);
+  // cbor-x's extensions are process-wide: byte strings still become ordinary
+  // typed arrays (RFC 8746), so other CBOR users in the process are unaffected;
+  // only a compressed payload turns into a CompressedTyped.
+  for (const tag of Object.keys(TYPED_TAGS).map(Number))
+    addDecodeTag(tag, (value) => {
+      const dtype = TYPED_TAGS[tag]!;
+      if (value instanceof Uint8Array) {
+        const Ctor = CTORS[dtype];
+        // A copy when misaligned (Buffer.slice would only make another view).
+        const bytes = value.byteOffset % Ctor.BYTES_PER_ELEMENT ? new Uint8Array(value) : value;
+        return new Ctor(bytes.buffer as ArrayBuffer, bytes.byteOffset, Math.floor(bytes.length / Ctor.BYTES_PER_ELEMENT));
+      }
+      return { dtype, compressed: value as Compressed } as CompressedTyped;
+    });
   addDecodeTag(56500, (value) => {
     const [algorithm, elemSize, bytes] = value as [string, number, Uint8Array];
     if (algorithm !== 'bslz4' && algorithm !== 'lz4') throw new Error(`stream v2: unsupported compression '${algorithm}'`);
     return { algorithm, elemSize, bytes } as Compressed;
   });
   addDecodeTag(40, (value) => {
-      const [dims, typed] = value as [number[], TypedPayload];
-      if (!Array.isArray(dims) || dims.length !== 2 || !typed || !('dtype' in typed)) throw new Error('stream v2: tag 40 is not [[rows, cols], typed array]');
-      const p = typed.payload;
-      const image: EncodedImage =
-        p instanceof Uint8Array
-          ? { shape: [dims[0]!, dims[1]!], dtype: typed.dtype, encoding: 'raw', bytes: p }
-          : { shape: [dims[0]!, dims[1]!], dtype: typed.dtype, encoding: p.algorithm, bytes: p.bytes };
-      return image;
+      const [dims, typed] = value as [number[], ArrayBufferView | CompressedTyped];
+      if (!Array.isArray(dims) || dims.length !== 2 || !typed) throw new Error('stream v2: tag 40 is not [[rows, cols], typed array]');
+      const shape: [number, number] = [dims[0]!, dims[1]!];
+      if (ArrayBuffer.isView(typed)) {
+        const dtype = CTOR_DTYPE.get(typed.constructor);
+        if (!dtype) throw new Error('stream v2: unsupported typed array in tag 40');
+        return { shape, dtype, encoding: 'raw', bytes: new Uint8Array(typed.buffer, typed.byteOffset, typed.byteLength) } as EncodedImage;
+      }
+      if (!('compressed' in typed)) throw new Error('stream v2: tag 40 is not [[rows, cols], typed array]');
+      return { shape, dtype: typed.dtype, encoding: typed.compressed.algorithm, bytes: typed.compressed.bytes } as EncodedImage;
   });
   decoder = new cborx.Decoder({ useRecords: false, mapsAsObjects: true });
   return decoder;

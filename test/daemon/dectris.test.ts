@@ -1,0 +1,115 @@
+// DECTRIS stream v2 over real ZeroMQ sockets: the captures replayed as a
+// detector would send them, a consumer joining mid-series, and two daemon
+// instances sharing one stream round-robin.
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import t, { type Test } from 'tap';
+import { parseConfig } from '../../daemon/config/config';
+import { Daemon } from '../../daemon/daemon';
+import { decodeImage, decodeStream2 } from '../../daemon/decode/stream2';
+import { AzimuthalIntegrator } from '../../daemon/integrate/azimuthal';
+import { startMessage, Stream2Pusher } from '../../daemon/sim/stream2-sender';
+import { simulateStream2 } from '../../daemon/sim/stream2-simulator';
+import { createLogger } from '../../daemon/system/logger';
+import { dataFile, needData, readData } from '../helpers/data';
+import { Collector } from '../helpers/mqtt-collector';
+import { until } from '../helpers/wait';
+
+async function freePort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
+  const port = (s.address() as net.AddressInfo).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+async function instance(t: Test, name: string, endpoint: string, pipeline = '{ veto: { threshold: 2, min_pixels: 10 } }'): Promise<{ d: Daemon; db: string; sub: Collector }> {
+  const dir = mkdtempSync(path.join(tmpdir(), `beamedge-${name}-`));
+  const db = path.join(dir, 'p.sqlite');
+  writeFileSync(path.join(dir, 'g.poni'), 'PixelSize1: 75e-6\nPixelSize2: 75e-6\nDistance: 0.1\nPoni1: 0.0193\nPoni2: 0.0386\nWavelength: 1e-10\n');
+  const loaded = parseConfig(
+    `instance: ${name}\ningest: { tcp: { enabled: false }, dectris: { enabled: true, endpoint: "${endpoint}" } }\nrings: { slots: 8, slot_mb: 12 }\nworkers: { threads: 1 }\nmqtt: { embedded_port: 0 }\nprovenance: { path: ${JSON.stringify(db)}, batch_ms: 20 }\npipeline: ${pipeline}\n`,
+    name,
+    dir,
+  );
+  const d = await Daemon.start({ loaded, log: createLogger('error') });
+  const sub = await Collector.connect(d.mqttUrl, `beamedge/${name}/#`);
+  t.teardown(async () => {
+    await sub.close();
+    await d.stop('test end');
+    rmSync(dir, { recursive: true, force: true });
+  });
+  return { d, db, sub };
+}
+
+const frames = (db: string) =>
+  new Database(db, { readonly: true }).prepare('SELECT series, frame, decision, reason FROM frames ORDER BY frame').all() as { series: string; frame: number; decision: string; reason: string }[];
+
+t.test('captured stream v2 images reach MQTT with their ids, profiles and the start geometry', async (t) => {
+  if (!needData(t)) return;
+  const endpoint = `tcp://127.0.0.1:${await freePort()}`;
+  const pusher = await Stream2Pusher.bind(endpoint);
+  const { d, db, sub } = await instance(t, 'v2a', endpoint);
+  const dir = 'r500k_bm_bslz4_16bit';
+  const files = readdirSync(dataFile('stream2', dir)).sort();
+  const first = decodeStream2(readData('stream2', dir, files[0]!));
+  const uid = first.series_unique_id!;
+  await new Promise((r) => setTimeout(r, 300)); // let the PULL connect
+  await pusher.send(startMessage({ series_id: 1, series_unique_id: uid, shape: [514, 1030], dtype: 'uint16', beam_center: [515, 257], pixel_size: 75e-6, distance: 0.1, wavelength_A: 1, number_of_images: 10, channels: ['threshold_1', 'threshold_2', 'difference'], saturation_value: 3 }));
+  for (const f of files) await pusher.send(readData('stream2', dir, f));
+  await sub.waitForCount('reduced', 10);
+  const reduced = sub.reduced().sort((a, b) => a.frame - b.frame);
+  t.same(reduced.map((m) => [m.series, m.frame]), Array.from({ length: 10 }, (_, i) => ['1', i]), 'series and image ids');
+  t.equal((reduced[0]!.meta as { series_unique_id: string }).series_unique_id, uid);
+  // Independent of the stream path: decode the capture directly and integrate with the start's geometry.
+  const px = decodeImage(first.data!.threshold_1!) as Uint16Array;
+  const ai = new AzimuthalIntegrator({ geometry: { dist: 0.1, poni1: 257 * 75e-6, poni2: 515 * 75e-6, rot1: 0, rot2: 0, rot3: 0, pixel1: 75e-6, pixel2: 75e-6, wavelength: 1e-10 }, shape: [514, 1030], npt: 1000, unit: 'q_nm^-1', split: 'no' });
+  const want = ai.integrate(px, { maxValid: 3 });
+  const got = reduced[0]!.intensity!;
+  const worst = Math.max(...Array.from(want.intensity, (v, i) => Math.abs(got[i]! - v) / Math.max(Math.abs(v), 1e-6)));
+  t.ok(worst < 1e-6, `profile equals a direct integration of the decoded capture (worst ${worst.toExponential(2)})`);
+  t.ok(reduced[0]!.excluded! > 0 && reduced[0]!.excluded === want.excluded, `pixels above saturation_value are excluded and counted (${reduced[0]!.excluded})`);
+  await until(() => sub.events().some((e) => e.kind === 'series_end'), 'series_end event');
+  await until(() => frames(db).length === 10 || undefined, 'provenance rows');
+  t.ok(frames(db).every((r) => r.decision === 'kept'));
+  await pusher.close(0);
+  t.equal(d.stats.totals.errored, 0);
+});
+
+t.test('images without a start message: recorded as errors without a PONI, processed with one', async (t) => {
+  if (!needData(t)) return;
+  for (const withPoni of [false, true]) {
+    const endpoint = `tcp://127.0.0.1:${await freePort()}`;
+    const pusher = await Stream2Pusher.bind(endpoint);
+    const { d, db, sub } = await instance(t, withPoni ? 'midb' : 'mida', endpoint, withPoni ? '{ geometry: { poni: g.poni }, veto: { enabled: false } }' : undefined);
+    await new Promise((r) => setTimeout(r, 300));
+    for (const f of ['000001.cbor', '000002.cbor', '000003.cbor']) await pusher.send(readData('stream2', 'r500k_bm_lz4_8bit', f));
+    await until(() => d.stats.totals.processed === 3, 'three images processed');
+    await until(() => frames(db).length === 3 || undefined, 'rows');
+    const rows = frames(db);
+    if (withPoni) t.ok(rows.every((r) => r.decision === 'kept'), 'with pipeline.geometry.poni the images are integrated');
+    else {
+      t.ok(rows.every((r) => r.decision === 'error' && /no start message for series 1/.test(r.reason)), 'without a PONI each image is an error row that says why');
+      t.ok(sub.events().some((e) => e.kind === 'series_without_start'), 'and one event tells the operator');
+    }
+    await pusher.close(0);
+  }
+});
+
+t.test('two instances on one stream share it: every image exactly once', async (t) => {
+  const endpoint = `tcp://127.0.0.1:${await freePort()}`;
+  const a = await instance(t, 'shareA', endpoint);
+  const b = await instance(t, 'shareB', endpoint);
+  const n = 40;
+  await simulateStream2({ bind: endpoint, shape: [514, 1030], bits: 16, frames: n, rateHz: 0, hitFraction: 0.5, waitMs: 500 });
+  await until(() => a.d.stats.totals.processed + b.d.stats.totals.processed === n || undefined, 'all images processed', 60_000);
+  await until(() => frames(a.db).length + frames(b.db).length === n || undefined, 'all rows');
+  const ids = [...frames(a.db), ...frames(b.db)].map((r) => r.frame).sort((x, y) => x - y);
+  t.same(ids, Array.from({ length: n }, (_, i) => i), 'the union is every image, with no duplicates');
+  t.ok(frames(a.db).length > 0 && frames(b.db).length > 0, `split ${frames(a.db).length} / ${frames(b.db).length}`);
+  t.ok(a.sub.on('reduced').every((m) => m.topic.startsWith('beamedge/shareA/')), 'each instance publishes under its own topic prefix');
+});
+
