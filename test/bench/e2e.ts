@@ -7,6 +7,8 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { native } from '../../daemon/native';
 import { FrameSender, Pacer } from '../../daemon/sim/sender';
+import { endMessage, imageMessage, startMessage, Stream2Pusher } from '../../daemon/sim/stream2-sender';
+import { stream2Pool } from '../../daemon/sim/stream2-simulator';
 import { DaemonProcess } from '../helpers/daemon-process';
 
 export interface E2eResult {
@@ -96,6 +98,77 @@ provenance: { path: ${JSON.stringify(db)}, batch_ms: 500 }
       sent,
       processed: rows.filter((r) => r.decision !== 'dropped').length,
       lost: sent - rows.filter((r) => r.decision !== 'dropped').length,
+      errors: rows.filter((r) => r.decision === 'error').length,
+      fps: steady.length / span,
+      p50: lat[Math.floor(lat.length * 0.5)]!,
+      p99: lat[Math.floor(lat.length * 0.99)]!,
+      peakRssMb: rss,
+      workers,
+    };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** EIGER2 4M-sized synthetic stream v2 (bitshuffle-LZ4) pushed over ZeroMQ at maximum rate. */
+export async function stream2Benchmark(opts: { seconds: number; shape: [number, number]; bits: 16 | 32 }): Promise<E2eResult> {
+  const dir = mkdtempSync(path.join(tmpdir(), 'beamedge-bench-v2-'));
+  try {
+    const db = path.join(dir, 'p.sqlite');
+    const port = 32000 + Math.floor(Math.random() * 20000);
+    const endpoint = `tcp://127.0.0.1:${port}`;
+    const cfg = path.join(dir, 'bench.yaml');
+    writeFileSync(
+      cfg,
+      `instance: benchv2
+ingest: { tcp: { enabled: false }, dectris: { enabled: true, endpoint: "${endpoint}" } }
+rings: { slots: 16, slot_mb: 8 }
+pipeline:
+  veto: { enabled: true, threshold: 20, min_pixels: 30 }
+  integrate: { npt: 1000, unit: q_nm^-1, split: "no" }
+mqtt: { embedded_port: 0 }
+provenance: { path: ${JSON.stringify(db)}, batch_ms: 500 }
+`,
+    );
+    const d = DaemonProcess.start(cfg);
+    await d.ready();
+    const workers = Number((await d.waitFor((l) => l.msg === 'beamedge started')).workers);
+    const { pool, mask } = stream2Pool(opts.shape, opts.bits, 0.5);
+    const pusher = await Stream2Pusher.bind(endpoint);
+    await new Promise((r) => setTimeout(r, 500));
+    const uid = `bench-${Date.now()}`;
+    await pusher.send(startMessage({ series_id: 1, series_unique_id: uid, shape: opts.shape, dtype: opts.bits === 16 ? 'uint16' : 'uint32', beam_center: [opts.shape[1] / 2, opts.shape[0] / 2], pixel_size: 75e-6, distance: 0.12, wavelength_A: 1, number_of_images: 0, channels: ['threshold_1'], pixel_mask: mask }));
+    const t0 = performance.now();
+    let sent = 0;
+    while (performance.now() - t0 < opts.seconds * 1000) await pusher.send(imageMessage(1, uid, sent, { threshold_1: pool[sent++ % pool.length]! }));
+    await pusher.send(endMessage(1, uid));
+    const count = () => {
+      const d2 = new Database(db, { readonly: true });
+      try {
+        return (d2.prepare('SELECT count(*) n FROM frames').get() as { n: number }).n;
+      } finally {
+        d2.close();
+      }
+    };
+    const end = Date.now() + 120_000;
+    while (count() < sent && Date.now() < end) await new Promise((r) => setTimeout(r, 100));
+    const rss = peakRssMb(d.child.pid!);
+    await pusher.close(0);
+    await d.stop('SIGTERM');
+    const d2 = new Database(db, { readonly: true });
+    const rows = d2.prepare('SELECT decision, latency_ms, received, processed FROM frames ORDER BY id').all() as { decision: string; latency_ms: number; received: string; processed: string }[];
+    d2.close();
+    const firstMs = Date.parse(rows[0]!.received);
+    const steady = rows.filter((r) => Date.parse(r.received) - firstMs > 1000);
+    const lat = steady.map((r) => r.latency_ms).sort((a, b) => a - b);
+    const span = (Date.parse(steady.at(-1)!.processed) - Date.parse(steady[0]!.received)) / 1000;
+    return {
+      file: `synthetic EIGER stream v2, ${opts.bits}-bit bslz4`,
+      shape: `${opts.shape[0]} x ${opts.shape[1]}`,
+      seconds: (performance.now() - t0) / 1000,
+      sent,
+      processed: rows.length,
+      lost: sent - rows.length,
       errors: rows.filter((r) => r.decision === 'error').length,
       fps: steady.length / span,
       p50: lat[Math.floor(lat.length * 0.5)]!,

@@ -6,9 +6,11 @@ import os from 'node:os';
 import { readCbf } from '../../daemon/decode/cbf';
 import type { Geometry } from '../../daemon/geometry/geometry';
 import { AzimuthalIntegrator, type Splitting } from '../../daemon/integrate/azimuthal';
+import { decodeStream2 } from '../../daemon/decode/stream2';
 import { native } from '../../daemon/native';
+import { SyntheticDetector } from '../../daemon/sim/synthetic';
 import { dataDir, dataFile } from '../helpers/data';
-import { replayBenchmark } from './e2e';
+import { replayBenchmark, stream2Benchmark } from './e2e';
 import { measure, printTable, type Row, type Timing } from './measure';
 
 const REPS = Math.max(50, Number(process.env.BENCH_REPS ?? 50));
@@ -56,6 +58,16 @@ try:
     out["pyfai_version"] = pyFAI.version
 except Exception as e:
     out["pyfai_error"] = str(e)
+try:
+    import bitshuffle, struct
+    import cbor2
+    msg = cbor2.loads(open(req["stream2"], "rb").read(), tag_hook=lambda d, t: (t.tag, t.value))
+    algo, es, data = msg[1]["data"]["threshold_1"][1][1][1][1] if isinstance(msg, tuple) else msg["data"]["threshold_1"][1][1][1][1]
+    arr = numpy.frombuffer(data[12:], numpy.uint8)
+    block = struct.unpack(">I", data[8:12])[0] // es
+    out["bitshuffle_ms"] = med(lambda: bitshuffle.decompress_lz4(arr, (514 * 1030,), numpy.dtype("<u2"), block), reps)
+except Exception as e:
+    out["bitshuffle_error"] = str(e)
 print(json.dumps(out))
 `;
 
@@ -69,7 +81,7 @@ interface Reference {
 
 function reference(binarySize: number): Reference | undefined {
   const r = spawnSync('/usr/bin/python3', ['-c', PYTHON_BENCH], {
-    input: JSON.stringify({ file: dataFile('cbf', FILE), reps: REPS, binarySize, geometry }),
+    input: JSON.stringify({ file: dataFile('cbf', FILE), reps: REPS, binarySize, geometry, stream2: dataFile('stream2', 'r500k_bm_bslz4_16bit', '000001.cbor') }),
     encoding: 'utf8',
     env: { ...process.env, OMP_NUM_THREADS: '1', OPENBLAS_NUM_THREADS: '1', PYFAI_NO_OPENCL: '1' },
     maxBuffer: 16 * 1024 * 1024,
@@ -82,7 +94,29 @@ function reference(binarySize: number): Reference | undefined {
 }
 
 const fmt = (x: number, digits = 2) => x.toFixed(digits);
+const refCell = (v: number | undefined, f: (x: number) => string) => (v === undefined ? 'n/a' : f(v));
 const num = (ref: Reference | undefined, key: string) => (typeof ref?.[key] === 'number' ? (ref[key] as number) : undefined);
+
+// bitshuffle-LZ4 decoding, one thread: the real EIGER2 16-bit capture, and
+// EIGER2 4M-sized synthetic 16- and 32-bit frames compressed by our encoder.
+function bslz4Rows(ref: Reference | undefined): Row[] {
+  const capture = decodeStream2(readFileSync(dataFile('stream2', 'r500k_bm_bslz4_16bit', '000001.cbor'))).data!.threshold_1!;
+  const rows: Row[] = [];
+  const cases: [string, Uint8Array, number, number][] = [['real EIGER2 500K capture, 16-bit', capture.bytes, 514 * 1030, 2]];
+  const det = new SyntheticDetector({ shape: [2162, 2068] });
+  const px = det.pixels(true);
+  for (const bits of [16, 32] as const) {
+    const arr = bits === 16 ? Uint16Array.from(px, (v) => (v < 0 ? 0xffff : v)) : Uint32Array.from(px, (v) => (v < 0 ? 0xffffffff : v));
+    cases.push([`synthetic EIGER2 4M frame, ${bits}-bit`, native.bslz4Encode(arr, bits / 8), px.length, bits / 8]);
+  }
+  for (const [label, bytes, n, es] of cases) {
+    const out = new Uint8Array(n * es);
+    const t = measure(() => native.bslz4Decode(bytes, out, es), REPS);
+    const refMs = label.startsWith('real') ? num(ref, 'bitshuffle_ms') : undefined;
+    rows.push({ metric: `bitshuffle-LZ4 decode, ${label} (Mpixel/s)`, ours: fmt(n / t.medianMs / 1e3, 0), reference: refCell(refMs, (x) => fmt(n / x / 1e3, 0)), ratio: refMs === undefined ? 'n/a' : `${fmt(refMs / t.medianMs, 1)}x` });
+  }
+  return rows;
+}
 
 const E2E_SECONDS = Math.max(20, Number(process.env.BENCH_E2E_SECONDS ?? 20));
 // example.cbf has no header: a PILATUS 2M geometry with the beam near the centre.
@@ -109,6 +143,15 @@ async function endToEnd(): Promise<void> {
     const paced = await replayBenchmark(dataFile('cbf', r.file), { seconds: 10, label: r.label.replace(/\s/g, ''), rateHz: r.target, ...(r.poni ? { poni: r.poni } : {}) });
     rows.push({ metric: `${tag}: at ${r.target} Hz: latency p50 / p99 (ms), lost`, ours: `${fmt(paced.p50, 1)} / ${fmt(paced.p99, 1)}, ${paced.lost}`, reference: '', ratio: '' });
   }
+  const v2 = await stream2Benchmark({ seconds: E2E_SECONDS, shape: [2162, 2068], bits: 16 });
+  const tag = `EIGER2 4M (${v2.shape}), stream v2 over ZeroMQ`;
+  rows.push(
+    { metric: `${tag}: sustained frames/s`, ours: fmt(v2.fps, 1), reference: '560 (EIGER2 X 4M full rate)', ratio: `${fmt(v2.fps / 560, 2)}x` },
+    { metric: `${tag}: frames sent / processed / lost`, ours: `${v2.sent}/${v2.processed}/${v2.lost}`, reference: 'zero loss', ratio: v2.lost === 0 && v2.errors === 0 ? 'ok' : 'LOSS' },
+    { metric: `${tag}: latency p50 / p99 (ms)`, ours: `${fmt(v2.p50, 1)} / ${fmt(v2.p99, 1)}`, reference: '', ratio: '' },
+    { metric: `${tag}: daemon peak RSS (MiB)`, ours: fmt(v2.peakRssMb, 0), reference: '', ratio: '' },
+  );
+  process.stdout.write(`  ${tag}: ${fmt(v2.fps, 1)} frames/s, ${v2.sent} sent, ${v2.lost} lost\n`);
   printTable(
     'End to end on this machine (the sender shares its 2 cores). At maximum rate the slots stay full, so latency is mostly queueing: ring slots / rate.',
     rows,
@@ -146,7 +189,6 @@ function main(): void {
   const ref = reference(frame.binary.binarySize);
   const mpix = (ms: number) => npix / ms / 1e3;
   const ratio = (refMs: number | undefined, ourMs: number) => (refMs === undefined ? 'n/a' : `${fmt(refMs / ourMs, 1)}x`);
-  const refCell = (v: number | undefined, f: (x: number) => string) => (v === undefined ? 'n/a' : f(v));
 
   const rows: Row[] = [
     { metric: 'decode, byte-offset only (Mpixel/s)', ours: fmt(mpix(decode.medianMs), 0), reference: refCell(num(ref, 'fabio_decoder_ms'), (x) => fmt(mpix(x), 0)), ratio: ratio(num(ref, 'fabio_decoder_ms'), decode.medianMs) },
@@ -163,7 +205,8 @@ function main(): void {
       { metric: `map set-up, split=${split} (ms, once)`, ours: fmt(o.setupMs, 0), reference: refCell(num(ref, `pyfai_setup_${split}_ms`), (x) => fmt(x, 0)), ratio: ratio(num(ref, `pyfai_setup_${split}_ms`), o.setupMs) },
     );
   }
-  const refNames = ref ? `fabio ${ref.fabio_version ?? '?'}, pyFAI ${ref.pyfai_version ?? ref.pyfai_error ?? '?'}` : 'not available';
+  rows.push(...bslz4Rows(ref));
+  const refNames = ref ? `fabio ${ref.fabio_version ?? '?'}, pyFAI ${ref.pyfai_version ?? ref.pyfai_error ?? '?'}, Debian bitshuffle` : 'not available';
   printTable(`Reference: ${refNames}. Ratio = reference time / beamedge time (higher is better for beamedge).`, rows);
   const d = mpix(decode.medianMs);
   const f = ours.no!.fused.medianMs;
