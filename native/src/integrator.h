@@ -92,7 +92,7 @@ class Integrator {
   void finish(Accumulator& acc, double empty, IntegrationResult& out) const;
 
  private:
-  template <typename T, typename Index, bool kLit>
+  template <typename T, typename Index, bool kLit, bool kMax>
   void run_packed(Accumulator& acc, const Index* map, const T* data, int64_t lit_above, double max_valid, size_t first,
                   size_t n) const;
   void flush_packed(Accumulator& acc) const;
