@@ -132,7 +132,7 @@ export class Daemon {
     const sink = this.sink();
     if (c.ingest.tcp.enabled) this.sources.push(new TcpSource(c.ingest.tcp));
     if (c.ingest.dectris.enabled)
-      this.sources.push(new DectrisSource({ endpoint: c.ingest.dectris.endpoint, channel: c.ingest.dectris.channel, publishContext: (ctx) => this.pool.seriesContext(ctx) }));
+      this.sources.push(new DectrisSource({ endpoint: c.ingest.dectris.endpoint, protocol: c.ingest.dectris.protocol, channel: c.ingest.dectris.channel, publishContext: (ctx) => this.pool.seriesContext(ctx) }));
     if (c.ingest.watch.enabled)
       this.sources.push(
         new WatchSource({ directory: c.ingest.watch.directory!, pattern: c.ingest.watch.pattern, pollMs: c.ingest.watch.poll_ms, incompleteTimeoutMs: c.ingest.watch.incomplete_timeout_ms, series: c.ingest.watch.series }),

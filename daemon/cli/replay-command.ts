@@ -3,9 +3,35 @@ import { readFileSync } from 'node:fs';
 import { FrameSender, Pacer } from '../sim/sender';
 import { targetOf, TO_OPTION, UsageError } from './args';
 import { decodeStream2 } from '../decode/stream2';
+import { endParts, headerParts, imageParts, Stream1Pusher } from '../sim/stream1-sender';
 import { endMessage, startMessage, Stream2Pusher } from '../sim/stream2-sender';
 import type { Options } from './args';
 import type { Command, Io } from './command';
+
+// Stream v2 captures re-encoded as stream v1: same series, images and pixels.
+async function replayStream1(files: string[], opts: Options, io: Io): Promise<number> {
+  const messages = files.map((f) => decodeStream2(readFileSync(f))).filter((m) => m.type === 'image');
+  if (!messages.length) throw new UsageError('no image message among the files');
+  const channel = Object.keys(messages[0]!.data!)[0]!;
+  const [rows, cols] = messages[0]!.data![channel]!.shape;
+  const series = messages[0]!.series_id ?? 1;
+  const pusher = await Stream1Pusher.bind(opts.string('zmq-v1')!);
+  await new Promise((r) => setTimeout(r, opts.number('wait-ms') ?? 500));
+  const pacer = new Pacer(opts.number('rate') ?? 0);
+  const loops = opts.number('loop') ?? 1;
+  if (!opts.flag('no-start')) await pusher.send(headerParts(series, { shape: [rows, cols], beam_center: [cols / 2, rows / 2], pixel_size: 75e-6, distance: 0.1, wavelength_A: 1, nimages: messages.length * loops }));
+  let sent = 0;
+  for (let l = 0; l < loops; l++)
+    for (const m of messages) {
+      await pusher.send(imageParts(series, m.image_id ?? sent, m.data![channel]!));
+      sent++;
+      await pacer.next();
+    }
+  await pusher.send(endParts(series));
+  await pusher.close();
+  io.out(`pushed ${sent} stream v1 images on ${opts.string('zmq-v1')}\n`);
+  return 0;
+}
 
 // The captures hold image and end messages only: a start message is made up
 // from the first image (EIGER2 geometry: 75 um pixels, beam at the centre).
@@ -47,11 +73,12 @@ export interface SendSummary {
 export const replayCommand: Command = {
   name: 'replay',
   summary: 'send CBF files to a beamedge TCP ingest, as a detector would',
-  usage: 'beamedge replay FILES... (--to HOST:PORT | --zmq-v2 BIND) [--rate HZ] [--loop N] [--series ID] [--no-start]',
+  usage: 'beamedge replay FILES... (--to HOST:PORT | --zmq-v2 BIND | --zmq-v1 BIND) [--rate HZ] [--loop N] [--series ID] [--no-start]',
   options: {
     to: TO_OPTION,
     'zmq-v2': { kind: 'string', arg: 'BIND', help: 'act as a DECTRIS DCU: PUSH stream v2 messages (.cbor files) on this endpoint, e.g. tcp://*:31001' },
-    'no-start': { kind: 'flag', help: 'with --zmq-v2: do not send a start message first (a consumer joining mid-series)' },
+    'zmq-v1': { kind: 'string', arg: 'BIND', help: 'act as a DECTRIS DCU on stream v1: the .cbor captures re-encoded as JSON multipart, e.g. tcp://*:9999' },
+    'no-start': { kind: 'flag', help: 'with --zmq-v2/v1: do not send a start (header) message first (a consumer joining mid-series)' },
     'wait-ms': { kind: 'number', arg: 'MS', min: 0, help: 'with --zmq-v2: wait this long for consumers to connect (default 500)' },
     rate: { kind: 'number', arg: 'HZ', min: 0, help: 'frames per second (default 0: as fast as accepted)' },
     loop: { kind: 'number', arg: 'N', integer: true, min: 1, help: 'send the files N times (default 1)' },
@@ -60,10 +87,9 @@ export const replayCommand: Command = {
   async run(opts, io) {
     const files = opts.positional;
     if (!files.length) throw new UsageError('name at least one FILE');
-    if (opts.has('zmq-v2')) {
-      if (opts.has('to')) throw new UsageError('give one of --to and --zmq-v2');
-      return replayStream2(files, opts, io);
-    }
+    if ([opts.has('to'), opts.has('zmq-v2'), opts.has('zmq-v1')].filter(Boolean).length > 1) throw new UsageError('give one of --to, --zmq-v2 and --zmq-v1');
+    if (opts.has('zmq-v2')) return replayStream2(files, opts, io);
+    if (opts.has('zmq-v1')) return replayStream1(files, opts, io);
     const target = targetOf(opts);
     const payloads = files.map((f) => readFileSync(f));
     const sender = await FrameSender.connect(target.host, target.port);

@@ -3,16 +3,17 @@ import { FrameSender, Pacer } from '../sim/sender';
 import { framePool, SyntheticDetector } from '../sim/synthetic';
 import { targetOf, TO_OPTION, UsageError } from './args';
 import type { Command } from './command';
-import { simulateStream2 } from '../sim/stream2-simulator';
+import { simulateStream1, simulateStream2 } from '../sim/stream2-simulator';
 
 export const simulateCommand: Command = {
   name: 'simulate',
   summary: 'send synthetic frames (rings, Bragg spots, Poisson noise) to a beamedge TCP ingest',
-  usage: 'beamedge simulate (--to HOST:PORT | --zmq-v2 BIND) [--rate HZ] [--frames N] [--hit-fraction F] [--shape ROWSxCOLS] [--bits 16|32] [--series ID]',
+  usage: 'beamedge simulate (--to HOST:PORT | --zmq-v2 BIND | --zmq-v1 BIND) [--rate HZ] [--frames N] [--hit-fraction F] [--shape ROWSxCOLS] [--bits 16|32] [--series ID]',
   options: {
     to: TO_OPTION,
     'zmq-v2': { kind: 'string', arg: 'BIND', help: 'act as a DECTRIS DCU: PUSH stream v2 (bitshuffle-LZ4) on this endpoint, e.g. tcp://*:31001' },
-    bits: { kind: 'number', arg: '16|32', integer: true, min: 16, max: 32, help: 'with --zmq-v2: pixel depth (default 16)' },
+    'zmq-v1': { kind: 'string', arg: 'BIND', help: 'act as a DECTRIS DCU on stream v1 (JSON multipart, bs16/32-lz4<), e.g. tcp://*:9999' },
+    bits: { kind: 'number', arg: '16|32', integer: true, min: 16, max: 32, help: 'with --zmq-v2/v1: pixel depth (default 16)' },
     'wait-ms': { kind: 'number', arg: 'MS', min: 0, help: 'with --zmq-v2: wait this long for consumers to connect (default 500)' },
     rate: { kind: 'number', arg: 'HZ', min: 0, help: 'frames per second (default 10; 0: as fast as accepted)' },
     frames: { kind: 'number', arg: 'N', integer: true, min: 1, help: 'frames to send (default 100)' },
@@ -26,12 +27,13 @@ export const simulateCommand: Command = {
     const shapeText = opts.string('shape');
     const m = shapeText ? /^(\d+)x(\d+)$/.exec(shapeText) : null;
     if (shapeText && !m) throw new UsageError(`--shape: '${shapeText}' is not ROWSxCOLS`);
-    if (opts.has('zmq-v2')) {
-      if (opts.has('to')) throw new UsageError('give one of --to and --zmq-v2');
+    if ([opts.has('to'), opts.has('zmq-v2'), opts.has('zmq-v1')].filter(Boolean).length > 1) throw new UsageError('give one of --to, --zmq-v2 and --zmq-v1');
+    if (opts.has('zmq-v2') || opts.has('zmq-v1')) {
+      const v1 = opts.has('zmq-v1');
       const bits = opts.number('bits') ?? 16;
       if (bits !== 16 && bits !== 32) throw new UsageError('--bits must be 16 or 32');
-      const r = await simulateStream2({
-        bind: opts.string('zmq-v2')!,
+      const r = await (v1 ? simulateStream1 : simulateStream2)({
+        bind: opts.string(v1 ? 'zmq-v1' : 'zmq-v2')!,
         shape: m ? [Number(m[1]), Number(m[2])] : [2162, 2068],
         bits,
         frames: opts.number('frames') ?? 100,
@@ -39,7 +41,7 @@ export const simulateCommand: Command = {
         hitFraction,
         waitMs: opts.number('wait-ms') ?? 500,
       });
-      io.out(`pushed ${r.frames} synthetic ${r.shape.join(' x ')} ${bits}-bit frames (bitshuffle-LZ4) in ${r.seconds.toFixed(2)} s on ${opts.string('zmq-v2')}\n`);
+      io.out(`pushed ${r.frames} synthetic ${r.shape.join(' x ')} ${bits}-bit frames (bitshuffle-LZ4, stream ${v1 ? 'v1' : 'v2'}) in ${r.seconds.toFixed(2)} s\n`);
       return 0;
     }
     const target = targetOf(opts);

@@ -43,7 +43,7 @@ export interface Config {
   log: { level: 'debug' | 'info' | 'warn' | 'error' };
   ingest: {
     tcp: { enabled: boolean; host: string; port: number; policy: 'backpressure' | 'drop' };
-    dectris: { enabled: boolean; endpoint: string; protocol: 'v2'; channel: string | null };
+    dectris: { enabled: boolean; endpoint: string; protocol: 'v2' | 'v1'; channel: string | null };
     watch: { enabled: boolean; directory: string | null; pattern: string; poll_ms: number; incomplete_timeout_ms: number; series: string };
   };
   rings: { slots: number; slot_mb: number; result_mb: number };

@@ -62,7 +62,7 @@ export const SCHEMA: Node = {
           fields: {
             enabled: { kind: 'boolean', default: false, doc: 'connect to a DECTRIS detector control unit (ZeroMQ PULL)' },
             endpoint: { kind: 'string', default: 'tcp://127.0.0.1:31001', doc: 'the DCU stream endpoint, e.g. tcp://dcu:31001' },
-            protocol: { kind: 'enum', values: ['v2'], default: 'v2', doc: 'stream protocol: v2 (CBOR)' },
+            protocol: { kind: 'enum', values: ['v2', 'v1'], default: 'v2', doc: 'stream protocol: v2 (CBOR, port 31001) or v1 (JSON multipart, port 9999)' },
             channel: { kind: 'string', nullable: true, default: null, doc: 'image channel to process (null: the first, e.g. threshold_1)' },
           },
         },

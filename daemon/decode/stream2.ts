@@ -20,7 +20,8 @@ export interface Compressed {
 export interface EncodedImage {
   shape: [number, number];
   dtype: Dtype;
-  encoding: 'raw' | 'bslz4' | 'lz4';
+  /** lz4: framed (stream v2, 12-byte header); lz4block: one bare block (stream v1 "lz4<"). */
+  encoding: 'raw' | 'bslz4' | 'lz4' | 'lz4block';
   bytes: Uint8Array;
 }
 
@@ -130,6 +131,7 @@ export function decodeImage(img: EncodedImage, out?: ArrayBufferView): Uint8Arra
   const bytes = new Uint8Array(target.buffer, target.byteOffset, n * Ctor.BYTES_PER_ELEMENT);
   if (img.encoding === 'bslz4') native.bslz4Decode(img.bytes, bytes, Ctor.BYTES_PER_ELEMENT);
   else if (img.encoding === 'lz4') native.lz4Decode(img.bytes, bytes, true);
+  else if (img.encoding === 'lz4block') native.lz4Decode(img.bytes, bytes, false);
   else {
     if (img.bytes.length !== bytes.length) throw new Error(`raw image has ${img.bytes.length} bytes, ${img.shape.join(' x ')} ${img.dtype} needs ${bytes.length}`);
     bytes.set(img.bytes);

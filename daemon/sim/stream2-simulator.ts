@@ -1,5 +1,8 @@
-// A synthetic EIGER-like detector on DECTRIS stream v2: start (geometry,
-// pixel mask, saturation), bitshuffle-LZ4 images from a small pool, end.
+// A synthetic EIGER-like detector on DECTRIS stream v2 (or v1): start
+// (geometry, pixel mask, saturation), bitshuffle-LZ4 images from a small pool, end.
+import type { EncodedImage } from '../decode/stream2';
+import { native } from '../native';
+import { endParts, headerParts, imageParts, Stream1Pusher } from './stream1-sender';
 import { Pacer } from './sender';
 import { compressedImage, endMessage, imageMessage, startMessage, Stream2Pusher } from './stream2-sender';
 import { SyntheticDetector } from './synthetic';
@@ -16,7 +19,7 @@ export interface Stream2SimOptions {
 }
 
 /** Pre-compressed images: the pool, not the generator, sets the pace. */
-export function stream2Pool(shape: [number, number], bits: 16 | 32, hitFraction: number, size = 8): { pool: ReturnType<typeof compressedImage>[]; mask: Uint32Array } {
+export function stream2Pool(shape: [number, number], bits: 16 | 32, hitFraction: number, size = 8): { pool: ReturnType<typeof compressedImage>[]; images: EncodedImage[]; mask: Uint32Array } {
   const det = new SyntheticDetector({ shape });
   const flag = bits === 16 ? 0xffff : 0xffffffff;
   let mask = new Uint32Array(0);
@@ -28,7 +31,11 @@ export function stream2Pool(shape: [number, number], bits: 16 | 32, hitFraction:
     for (let k = 0; k < px.length; k++) out[k] = px[k]! < 0 ? flag : px[k]!;
     return out;
   });
-  return { pool: images.map((img) => compressedImage(img, shape)), mask };
+  return {
+    pool: images.map((img) => compressedImage(img, shape)),
+    images: images.map((img) => ({ shape, dtype: bits === 16 ? 'uint16' : 'uint32', encoding: 'bslz4', bytes: native.bslz4Encode(img, bits / 8) })),
+    mask,
+  };
 }
 
 export async function simulateStream2(o: Stream2SimOptions): Promise<{ frames: number; seconds: number; shape: [number, number] }> {
@@ -60,6 +67,25 @@ export async function simulateStream2(o: Stream2SimOptions): Promise<{ frames: n
     await pacer.next();
   }
   await pusher.send(endMessage(id, uid));
+  await pusher.close();
+  return { frames: o.frames, seconds: (performance.now() - t0) / 1000, shape: o.shape };
+}
+
+export async function simulateStream1(o: Stream2SimOptions): Promise<{ frames: number; seconds: number; shape: [number, number] }> {
+  const { images, mask } = stream2Pool(o.shape, o.bits, o.hitFraction);
+  const pusher = await Stream1Pusher.bind(o.bind);
+  await new Promise((r) => setTimeout(r, o.waitMs));
+  const series = o.seriesId ?? 1;
+  const t0 = performance.now();
+  await pusher.send(
+    headerParts(series, { shape: o.shape, beam_center: [o.shape[1] * 0.49, o.shape[0] * 0.52], pixel_size: 75e-6, distance: 0.12, wavelength_A: 1, nimages: o.frames, count_cutoff: o.bits === 16 ? 65000 : 1_000_000 }, mask),
+  );
+  const pacer = new Pacer(o.rateHz);
+  for (let i = 0; i < o.frames; i++) {
+    await pusher.send(imageParts(series, i, images[i % images.length]!));
+    await pacer.next();
+  }
+  await pusher.send(endParts(series));
   await pusher.close();
   return { frames: o.frames, seconds: (performance.now() - t0) / 1000, shape: o.shape };
 }

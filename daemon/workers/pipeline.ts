@@ -132,7 +132,7 @@ export class Pipeline {
     const [rows, cols] = meta.shape!;
     const bytes = rows * cols * ELEM_BYTES[meta.dtype!];
     if (this.streamScratch.length < bytes) this.streamScratch = new Uint8Array(bytes);
-    const img = { shape: meta.shape!, dtype: meta.dtype as Dtype, encoding: meta.encoding as 'bslz4' | 'lz4', bytes: payload };
+    const img = { shape: meta.shape!, dtype: meta.dtype as Dtype, encoding: meta.encoding as 'bslz4' | 'lz4' | 'lz4block', bytes: payload };
     return decodeImage(img, this.streamScratch) as PixelFrame;
   }
 
@@ -167,7 +167,7 @@ export class Pipeline {
       let geometry: Geometry;
       let frame: PixelFrame | undefined;
       const context = meta.context !== undefined ? this.contexts.get(meta.context) : undefined;
-      if (meta.encoding === 'bslz4' || meta.encoding === 'lz4') {
+      if (meta.encoding === 'bslz4' || meta.encoding === 'lz4' || meta.encoding === 'lz4block') {
         if (!meta.shape || !meta.dtype) throw new Error('stream frames need shape and dtype');
         shape = meta.shape;
         const g = this.cal.poni ?? context?.geometry;

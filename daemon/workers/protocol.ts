@@ -7,8 +7,8 @@ import type { SlotLayout } from '../rings/frame-slots';
 export interface FrameMeta {
   series: string;
   frame: number;
-  /** cbf: a whole CBF file; raw: pixels; bslz4 / lz4: a DECTRIS stream image. */
-  encoding: 'cbf' | 'raw' | 'bslz4' | 'lz4';
+  /** cbf: a whole CBF file; raw: pixels; bslz4 / lz4 / lz4block: a DECTRIS stream image. */
+  encoding: 'cbf' | 'raw' | 'bslz4' | 'lz4' | 'lz4block';
   dtype?: 'int32' | 'uint32' | 'uint16' | 'uint8' | 'float32';
   /** Key of the series context (geometry, mask, saturation) sent ahead by the source. */
   context?: string;

@@ -11,6 +11,7 @@ import { parseConfig } from '../../daemon/config/config';
 import { Daemon } from '../../daemon/daemon';
 import { decodeImage, decodeStream2 } from '../../daemon/decode/stream2';
 import { AzimuthalIntegrator } from '../../daemon/integrate/azimuthal';
+import { endParts, headerParts, imageParts, Stream1Pusher, v1Image } from '../../daemon/sim/stream1-sender';
 import { startMessage, Stream2Pusher } from '../../daemon/sim/stream2-sender';
 import { simulateStream2 } from '../../daemon/sim/stream2-simulator';
 import { createLogger } from '../../daemon/system/logger';
@@ -26,12 +27,12 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-async function instance(t: Test, name: string, endpoint: string, pipeline = '{ veto: { threshold: 2, min_pixels: 10 } }'): Promise<{ d: Daemon; db: string; sub: Collector }> {
+async function instance(t: Test, name: string, endpoint: string, pipeline = '{ veto: { threshold: 2, min_pixels: 10 } }', protocol = 'v2'): Promise<{ d: Daemon; db: string; sub: Collector }> {
   const dir = mkdtempSync(path.join(tmpdir(), `beamedge-${name}-`));
   const db = path.join(dir, 'p.sqlite');
   writeFileSync(path.join(dir, 'g.poni'), 'PixelSize1: 75e-6\nPixelSize2: 75e-6\nDistance: 0.1\nPoni1: 0.0193\nPoni2: 0.0386\nWavelength: 1e-10\n');
   const loaded = parseConfig(
-    `instance: ${name}\ningest: { tcp: { enabled: false }, dectris: { enabled: true, endpoint: "${endpoint}" } }\nrings: { slots: 8, slot_mb: 12 }\nworkers: { threads: 1 }\nmqtt: { embedded_port: 0 }\nprovenance: { path: ${JSON.stringify(db)}, batch_ms: 20 }\npipeline: ${pipeline}\n`,
+    `instance: ${name}\ningest: { tcp: { enabled: false }, dectris: { enabled: true, endpoint: "${endpoint}", protocol: ${protocol} } }\nrings: { slots: 8, slot_mb: 12 }\nworkers: { threads: 1 }\nmqtt: { embedded_port: 0 }\nprovenance: { path: ${JSON.stringify(db)}, batch_ms: 20 }\npipeline: ${pipeline}\n`,
     name,
     dir,
   );
@@ -113,3 +114,30 @@ t.test('two instances on one stream share it: every image exactly once', async (
   t.ok(a.sub.on('reduced').every((m) => m.topic.startsWith('beamedge/shareA/')), 'each instance publishes under its own topic prefix');
 });
 
+
+t.test('stream v1: the captures re-encoded as JSON multipart (bs16-lz4< and lz4<) decode to the same pixels and profiles', async (t) => {
+  if (!needData(t)) return;
+  for (const dir of ['r500k_bm_bslz4_16bit', 'r500k_bm_lz4_8bit']) {
+    const endpoint = `tcp://127.0.0.1:${await freePort()}`;
+    const pusher = await Stream1Pusher.bind(endpoint);
+    const { d, sub } = await instance(t, `v1${dir.slice(-5)}`, endpoint, '{ veto: { enabled: false } }', 'v1');
+    await new Promise((r) => setTimeout(r, 300));
+    const images = readdirSync(dataFile('stream2', dir)).sort().map((f) => decodeStream2(readData('stream2', dir, f))).filter((m) => m.type === 'image');
+    const img0 = images[0]!.data!.threshold_1!;
+    await pusher.send(headerParts(1, { shape: [514, 1030], beam_center: [515, 257], pixel_size: 75e-6, distance: 0.1, wavelength_A: 1, nimages: images.length }));
+    for (const m of images) await pusher.send(imageParts(1, m.image_id!, m.data!.threshold_1!));
+    await pusher.send(endParts(1));
+    await sub.waitForCount('reduced', images.length);
+    const reduced = sub.reduced().sort((a, b) => a.frame - b.frame);
+    t.same(reduced.map((m) => m.frame), images.map((m) => m.image_id), `${dir}: every image id`);
+    t.equal(v1Image(img0).encoding, dir.includes('bslz4') ? 'bs16-lz4<' : 'lz4<');
+    const px = decodeImage(img0);
+    const ai = new AzimuthalIntegrator({ geometry: { dist: 0.1, poni1: 257 * 75e-6, poni2: 515 * 75e-6, rot1: 0, rot2: 0, rot3: 0, pixel1: 75e-6, pixel2: 75e-6, wavelength: 1e-10 }, shape: [514, 1030], npt: 1000, unit: 'q_nm^-1', split: 'no' });
+    const want = ai.integrate(px as Uint16Array, { maxValid: px instanceof Uint8Array ? 254 : 65534 });
+    const worst = Math.max(...Array.from(want.intensity, (v, i) => Math.abs(reduced[0]!.intensity![i]! - v) / Math.max(Math.abs(v), 1e-6)));
+    t.ok(worst < 1e-6, `${dir}: profile from the v1 header geometry equals a direct integration (worst ${worst.toExponential(2)})`);
+    await until(() => sub.events().some((e) => e.kind === 'series_end') || undefined, 'series_end');
+    t.equal(d.stats.totals.errored, 0);
+    await pusher.close(0);
+  }
+});
