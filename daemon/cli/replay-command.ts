@@ -19,7 +19,7 @@ async function replayStream1(files: string[], opts: Options, io: Io): Promise<nu
   await new Promise((r) => setTimeout(r, opts.number('wait-ms') ?? 500));
   const pacer = new Pacer(opts.number('rate') ?? 0);
   const loops = opts.number('loop') ?? 1;
-  if (!opts.flag('no-start')) await pusher.send(headerParts(series, { shape: [rows, cols], beam_center: [cols / 2, rows / 2], pixel_size: 75e-6, distance: 0.1, wavelength_A: 1, nimages: messages.length * loops }));
+  if (!opts.flag('no-start')) await pusher.sendToAll(headerParts(series, { shape: [rows, cols], beam_center: [cols / 2, rows / 2], pixel_size: 75e-6, distance: 0.1, wavelength_A: 1, nimages: messages.length * loops }));
   let sent = 0;
   for (let l = 0; l < loops; l++)
     for (const m of messages) {
@@ -27,7 +27,7 @@ async function replayStream1(files: string[], opts: Options, io: Io): Promise<nu
       sent++;
       await pacer.next();
     }
-  await pusher.send(endParts(series));
+  await pusher.sendToAll(endParts(series));
   await pusher.close();
   io.out(`pushed ${sent} stream v1 images on ${opts.string('zmq-v1')}\n`);
   return 0;
@@ -48,18 +48,19 @@ async function replayStream2(files: string[], opts: Options, io: Io): Promise<nu
   const uid = first.series_unique_id ?? `replay-${id}`;
   const t0 = performance.now();
   if (!opts.flag('no-start'))
-    await pusher.send(
-      startMessage({ series_id: id, series_unique_id: uid, shape: [rows, cols], dtype: 'uint16', beam_center: [cols / 2, rows / 2], pixel_size: 75e-6, distance: 0.1, wavelength_A: 1, number_of_images: messages.length * loops, channels: Object.keys(first.data!) }),
+    await pusher.sendToAll(startMessage({ series_id: id, series_unique_id: uid, shape: [rows, cols], dtype: 'uint16', beam_center: [cols / 2, rows / 2], pixel_size: 75e-6, distance: 0.1, wavelength_A: 1, number_of_images: messages.length * loops, channels: Object.keys(first.data!) }),
     );
   let sent = 0;
   for (let l = 0; l < loops; l++)
     for (const m of messages) {
-      if (l < loops - 1 && decodeStream2(m).type === 'end') continue;
-      await pusher.send(m);
+      const type = decodeStream2(m).type;
+      if (l < loops - 1 && type === 'end') continue;
+      if (type === 'end') await pusher.sendToAll(m);
+      else await pusher.send(m);
       sent++;
       await pacer.next();
     }
-  if (!messages.some((m) => decodeStream2(m).type === 'end')) await pusher.send(endMessage(id, uid));
+  if (!messages.some((m) => decodeStream2(m).type === 'end')) await pusher.sendToAll(endMessage(id, uid));
   await pusher.close();
   io.out(`pushed ${sent} stream v2 messages in ${((performance.now() - t0) / 1000).toFixed(2)} s on ${opts.string('zmq-v2')}\n`);
   return 0;

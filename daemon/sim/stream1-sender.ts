@@ -61,7 +61,23 @@ export function endParts(series: number): Buffer[] {
 }
 
 export class Stream1Pusher {
-  private constructor(private readonly socket: Push) {}
+  private peers = 0;
+
+  private constructor(private readonly socket: Push) {
+    // Count connected consumers: start and end go to each of them (images round-robin).
+    void (async () => {
+      for await (const e of socket.events) {
+        if (e.type === 'accept') this.peers++;
+        else if (e.type === 'disconnect') this.peers = Math.max(0, this.peers - 1);
+        else if (e.type === 'end') break;
+      }
+    })().catch(() => {});
+  }
+
+  /** Once per connected consumer, as a DCU sends start and end messages. */
+  async sendToAll(parts: Buffer[]): Promise<void> {
+    for (let i = 0; i < Math.max(1, this.peers); i++) await this.socket.send(parts);
+  }
 
   static async bind(endpoint: string): Promise<Stream1Pusher> {
     const socket = new Push();

@@ -70,7 +70,23 @@ export function endMessage(seriesId: number, uniqueId: string): Buffer {
 }
 
 export class Stream2Pusher {
-  private constructor(private readonly socket: Push) {}
+  private peers = 0;
+
+  private constructor(private readonly socket: Push) {
+    // Count connected consumers: start and end go to each of them (images round-robin).
+    void (async () => {
+      for await (const e of socket.events) {
+        if (e.type === 'accept') this.peers++;
+        else if (e.type === 'disconnect') this.peers = Math.max(0, this.peers - 1);
+        else if (e.type === 'end') break;
+      }
+    })().catch(() => {});
+  }
+
+  /** Once per connected consumer, as a DCU sends start and end messages. */
+  async sendToAll(msg: Buffer): Promise<void> {
+    for (let i = 0; i < Math.max(1, this.peers); i++) await this.socket.send(msg);
+  }
 
   static async bind(endpoint: string): Promise<Stream2Pusher> {
     const socket = new Push();

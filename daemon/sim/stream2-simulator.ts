@@ -45,8 +45,7 @@ export async function simulateStream2(o: Stream2SimOptions): Promise<{ frames: n
   const id = o.seriesId ?? 1;
   const uid = `sim-${id}-${Date.now()}`;
   const t0 = performance.now();
-  await pusher.send(
-    startMessage({
+  await pusher.sendToAll(startMessage({
       series_id: id,
       series_unique_id: uid,
       shape: o.shape,
@@ -66,7 +65,7 @@ export async function simulateStream2(o: Stream2SimOptions): Promise<{ frames: n
     await pusher.send(imageMessage(id, uid, i, { threshold_1: pool[i % pool.length]! }));
     await pacer.next();
   }
-  await pusher.send(endMessage(id, uid));
+  await pusher.sendToAll(endMessage(id, uid));
   await pusher.close();
   return { frames: o.frames, seconds: (performance.now() - t0) / 1000, shape: o.shape };
 }
@@ -77,7 +76,7 @@ export async function simulateStream1(o: Stream2SimOptions): Promise<{ frames: n
   await new Promise((r) => setTimeout(r, o.waitMs));
   const series = o.seriesId ?? 1;
   const t0 = performance.now();
-  await pusher.send(
+  await pusher.sendToAll(
     headerParts(series, { shape: o.shape, beam_center: [o.shape[1] * 0.49, o.shape[0] * 0.52], pixel_size: 75e-6, distance: 0.12, wavelength_A: 1, nimages: o.frames, count_cutoff: o.bits === 16 ? 65000 : 1_000_000 }, mask),
   );
   const pacer = new Pacer(o.rateHz);
@@ -85,7 +84,7 @@ export async function simulateStream1(o: Stream2SimOptions): Promise<{ frames: n
     await pusher.send(imageParts(series, i, images[i % images.length]!));
     await pacer.next();
   }
-  await pusher.send(endParts(series));
+  await pusher.sendToAll(endParts(series));
   await pusher.close();
   return { frames: o.frames, seconds: (performance.now() - t0) / 1000, shape: o.shape };
 }

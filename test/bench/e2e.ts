@@ -137,11 +137,11 @@ provenance: { path: ${JSON.stringify(db)}, batch_ms: 500 }
     const pusher = await Stream2Pusher.bind(endpoint);
     await new Promise((r) => setTimeout(r, 500));
     const uid = `bench-${Date.now()}`;
-    await pusher.send(startMessage({ series_id: 1, series_unique_id: uid, shape: opts.shape, dtype: opts.bits === 16 ? 'uint16' : 'uint32', beam_center: [opts.shape[1] / 2, opts.shape[0] / 2], pixel_size: 75e-6, distance: 0.12, wavelength_A: 1, number_of_images: 0, channels: ['threshold_1'], pixel_mask: mask }));
+    await pusher.sendToAll(startMessage({ series_id: 1, series_unique_id: uid, shape: opts.shape, dtype: opts.bits === 16 ? 'uint16' : 'uint32', beam_center: [opts.shape[1] / 2, opts.shape[0] / 2], pixel_size: 75e-6, distance: 0.12, wavelength_A: 1, number_of_images: 0, channels: ['threshold_1'], pixel_mask: mask }));
     const t0 = performance.now();
     let sent = 0;
     while (performance.now() - t0 < opts.seconds * 1000) await pusher.send(imageMessage(1, uid, sent, { threshold_1: pool[sent++ % pool.length]! }));
-    await pusher.send(endMessage(1, uid));
+    await pusher.sendToAll(endMessage(1, uid));
     const count = () => {
       const d2 = new Database(db, { readonly: true });
       try {

@@ -59,7 +59,10 @@ t.test('captured stream v2 images reach MQTT with their ids, profiles and the st
   const first = decodeStream2(readData('stream2', dir, files[0]!));
   const uid = first.series_unique_id!;
   await new Promise((r) => setTimeout(r, 300)); // let the PULL connect
-  await pusher.send(startMessage({ series_id: 1, series_unique_id: uid, shape: [514, 1030], dtype: 'uint16', beam_center: [515, 257], pixel_size: 75e-6, distance: 0.1, wavelength_A: 1, number_of_images: 10, channels: ['threshold_1', 'threshold_2', 'difference'], saturation_value: 3 }));
+  // A pixel mask in the start message: a block of 100 x 200 pixels left out.
+  const pixelMask = new Uint32Array(514 * 1030);
+  for (let r = 50; r < 150; r++) for (let c = 600; c < 800; c++) pixelMask[r * 1030 + c] = 1;
+  await pusher.send(startMessage({ series_id: 1, series_unique_id: uid, shape: [514, 1030], dtype: 'uint16', beam_center: [515, 257], pixel_size: 75e-6, distance: 0.1, wavelength_A: 1, number_of_images: 10, channels: ['threshold_1', 'threshold_2', 'difference'], saturation_value: 3, pixel_mask: pixelMask }));
   for (const f of files) await pusher.send(readData('stream2', dir, f));
   await sub.waitForCount('reduced', 10);
   const reduced = sub.reduced().sort((a, b) => a.frame - b.frame);
@@ -67,11 +70,12 @@ t.test('captured stream v2 images reach MQTT with their ids, profiles and the st
   t.equal((reduced[0]!.meta as { series_unique_id: string }).series_unique_id, uid);
   // Independent of the stream path: decode the capture directly and integrate with the start's geometry.
   const px = decodeImage(first.data!.threshold_1!) as Uint16Array;
-  const ai = new AzimuthalIntegrator({ geometry: { dist: 0.1, poni1: 257 * 75e-6, poni2: 515 * 75e-6, rot1: 0, rot2: 0, rot3: 0, pixel1: 75e-6, pixel2: 75e-6, wavelength: 1e-10 }, shape: [514, 1030], npt: 1000, unit: 'q_nm^-1', split: 'no' });
+  const ai = new AzimuthalIntegrator({ geometry: { dist: 0.1, poni1: 257 * 75e-6, poni2: 515 * 75e-6, rot1: 0, rot2: 0, rot3: 0, pixel1: 75e-6, pixel2: 75e-6, wavelength: 1e-10 }, shape: [514, 1030], npt: 1000, unit: 'q_nm^-1', split: 'no', mask: Uint8Array.from(pixelMask) });
   const want = ai.integrate(px, { maxValid: 3 });
   const got = reduced[0]!.intensity!;
   const worst = Math.max(...Array.from(want.intensity, (v, i) => Math.abs(got[i]! - v) / Math.max(Math.abs(v), 1e-6)));
-  t.ok(worst < 1e-6, `profile equals a direct integration of the decoded capture (worst ${worst.toExponential(2)})`);
+  t.ok(worst < 1e-6, `profile equals a direct integration of the decoded capture with the start's mask (worst ${worst.toExponential(2)})`);
+  t.same(Array.from(reduced[0]!.count!), Array.from(want.count, (c) => Math.fround(c)), 'pixel counts per bin show the pixel mask applied');
   t.ok(reduced[0]!.excluded! > 0 && reduced[0]!.excluded === want.excluded, `pixels above saturation_value are excluded and counted (${reduced[0]!.excluded})`);
   await until(() => sub.events().some((e) => e.kind === 'series_end'), 'series_end event');
   await until(() => frames(db).length === 10 || undefined, 'provenance rows');
@@ -102,8 +106,8 @@ t.test('images without a start message: recorded as errors without a PONI, proce
 
 t.test('two instances on one stream share it: every image exactly once', async (t) => {
   const endpoint = `tcp://127.0.0.1:${await freePort()}`;
-  const a = await instance(t, 'shareA', endpoint);
-  const b = await instance(t, 'shareB', endpoint);
+  const a = await instance(t, 'shareA', endpoint, '{ veto: { enabled: false } }');
+  const b = await instance(t, 'shareB', endpoint, '{ veto: { enabled: false } }');
   const n = 40;
   await simulateStream2({ bind: endpoint, shape: [514, 1030], bits: 16, frames: n, rateHz: 0, hitFraction: 0.5, waitMs: 500 });
   await until(() => a.d.stats.totals.processed + b.d.stats.totals.processed === n || undefined, 'all images processed', 60_000);
@@ -112,6 +116,11 @@ t.test('two instances on one stream share it: every image exactly once', async (
   t.same(ids, Array.from({ length: n }, (_, i) => i), 'the union is every image, with no duplicates');
   t.ok(frames(a.db).length > 0 && frames(b.db).length > 0, `split ${frames(a.db).length} / ${frames(b.db).length}`);
   t.ok(a.sub.on('reduced').every((m) => m.topic.startsWith('beamedge/shareA/')), 'each instance publishes under its own topic prefix');
+  await until(() => a.sub.on('reduced').length + b.sub.on('reduced').length === n || undefined, `all reduced messages`).catch((e: Error) => {
+    throw new Error(`${e.message}: ${a.sub.on('reduced').length} + ${b.sub.on('reduced').length}, published ${a.d.stats.totals.published} + ${b.d.stats.totals.published}, kept ${a.d.stats.totals.kept} + ${b.d.stats.totals.kept}; A rows ${JSON.stringify(frames(a.db).slice(0, 2))}`);
+  });
+  const published = [...a.sub.reduced(), ...b.sub.reduced()].map((m) => m.frame).sort((x, y) => x - y);
+  t.same(published, Array.from({ length: n }, (_, i) => i), 'together they publish every image exactly once');
 });
 
 

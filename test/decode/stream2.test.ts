@@ -76,6 +76,27 @@ t.test('our bitshuffle-LZ4 encoder round-trips 8/16/32-bit, with and without the
   }
 });
 
+t.test('framed LZ4: compressed and stored-raw blocks', async (t) => {
+  // Two 64-byte blocks: the first LZ4-compressed, the second stored raw (its length equals the block size).
+  const plain = Buffer.concat([Buffer.from('abcd'.repeat(16)), Buffer.from('raw block, stored as is because LZ4 would not shrink it: 0123456'.slice(0, 64))]);
+  const block1 = native.lz4BlockEncode(plain.subarray(0, 64));
+  const header = Buffer.alloc(12);
+  header.writeBigUInt64BE(128n, 0);
+  header.writeUInt32BE(64, 8);
+  const len = (n: number) => {
+    const b = Buffer.alloc(4);
+    b.writeUInt32BE(n);
+    return b;
+  };
+  const framed = Buffer.concat([header, len(block1.length), block1, len(64), plain.subarray(64)]);
+  t.ok(block1.length < 64, 'the first block really is compressed');
+  t.equal(Buffer.from(native.lz4Decode(framed, new Uint8Array(128), true)).toString(), plain.toString());
+  t.throws(() => native.lz4Decode(framed.subarray(0, framed.length - 1), new Uint8Array(128), true), /LZ4 block runs past the input/);
+  t.throws(() => native.lz4Decode(framed, new Uint8Array(127), true), /header says 128 bytes/);
+  // An LZ4 match whose offset points before the start of the output.
+  t.throws(() => native.lz4Decode(Buffer.from([0x10, 0x41, 0x05, 0x00, 0x50, 0x41, 0x41, 0x41, 0x41, 0x41]), new Uint8Array(10), false), /offset points outside/);
+});
+
 t.test('10,000 corrupted compressed images end in a result or a clean error', async (t) => {
   if (!needData(t)) return;
   let seed = 7;
