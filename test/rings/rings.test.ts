@@ -52,6 +52,9 @@ t.test('RecordRing across threads: a worker writes 20,000 records, all arrive in
       while (!ring.tryWrite(size, (b) => { new DataView(b.buffer, b.byteOffset).setUint32(0, i, true); b.fill(i & 0xff, 4); })) ring.waitForSpace(50);
     }`;
   const w = new Worker(code, { eval: true, workerData: ring.buffer });
+  const exited = new Promise((r) => w.once('exit', r));
+  // Atomics.waitAsync does not keep the event loop alive by itself (the daemon has its timers and sockets).
+  const keepAlive = setInterval(() => {}, 1000);
   let n = 0;
   let bad = 0;
   while (n < 20000) {
@@ -62,6 +65,7 @@ t.test('RecordRing across threads: a worker writes 20,000 records, all arrive in
       n++;
     }
   }
-  await new Promise((r) => w.once('exit', r));
+  await exited;
+  clearInterval(keepAlive);
   t.equal(bad, 0, '20,000 records, in order and intact');
 });
