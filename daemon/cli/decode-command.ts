@@ -35,17 +35,6 @@ function decodeStream2File(file: string, buf: Buffer, json: boolean, io: Io): nu
   return 0;
 }
 
-function extremes(pixels: Int32Array): [number, number] {
-  let min = Infinity;
-  let max = -Infinity;
-  for (let i = 0; i < pixels.length; i++) {
-    const v = pixels[i]!;
-    if (v < min) min = v;
-    if (v > max) max = v;
-  }
-  return [min, max];
-}
-
 export const decodeCommand: Command = {
   name: 'decode',
   summary: 'decode a CBF frame; print shape, dtype, range, MD5 status and timing',
@@ -64,7 +53,7 @@ export const decodeCommand: Command = {
     const ms = Number(process.hrtime.bigint() - t0) / 1e6;
     // MD5 is checked here, after timing the decode: it is not part of the hot path.
     const md5 = checkMd5(buf, frame.binary);
-    const [min, max] = extremes(frame.pixels);
+    const [min, max] = range(frame.pixels);
     const out = opts.string('out');
     if (out) {
       const p = frame.pixels;

@@ -41,6 +41,8 @@ export class WorkerPool {
   private readonly handles: Handle[] = [];
   private current: PipelineUpdate;
   private closed = false;
+  /** Series contexts (geometry, mask...) seen recently, for workers that are restarted. */
+  private readonly contexts = new Map<string, SeriesContext>();
 
   constructor(private readonly opts: PoolOptions) {
     this.current = opts.initial;
@@ -99,7 +101,7 @@ export class WorkerPool {
       });
     });
     worker.on('error', (err) => this.opts.log.error('worker error', { worker: index, error: err.stack ?? String(err) }));
-    for (const context of this.contexts?.values() ?? []) this.post(h, { kind: 'series', context });
+    for (const context of this.contexts.values()) this.post(h, { kind: 'series', context });
     void this.collect(h);
     return h;
   }
@@ -147,13 +149,7 @@ export class WorkerPool {
     for (const h of this.handles) this.post(h, { kind: 'pipeline', update: next });
   }
 
-  /**
-   * A series' context (geometry, mask...), posted before any of its frames is
-   * dispatched, so every worker has it when the first one arrives. Kept to
-   * give to workers that are restarted.
-   */
-  private contexts = new Map<string, SeriesContext>();
-
+  /** Posted before any frame of the series is dispatched, so every worker has it when the first arrives. */
   seriesContext(context: SeriesContext): void {
     this.contexts.set(context.key, context);
     while (this.contexts.size > 8) this.contexts.delete(this.contexts.keys().next().value!);

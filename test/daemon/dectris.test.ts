@@ -2,7 +2,6 @@
 // detector would send them, a consumer joining mid-series, and two daemon
 // instances sharing one stream round-robin.
 import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
@@ -17,15 +16,9 @@ import { simulateStream2 } from '../../daemon/sim/stream2-simulator';
 import { createLogger } from '../../daemon/system/logger';
 import { dataFile, needData, readData } from '../helpers/data';
 import { Collector } from '../helpers/mqtt-collector';
+import { freePort } from '../helpers/net';
 import { until } from '../helpers/wait';
 
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
 async function instance(t: Test, name: string, endpoint: string, pipeline = '{ veto: { threshold: 2, min_pixels: 10 } }', protocol = 'v2'): Promise<{ d: Daemon; db: string; sub: Collector }> {
   const dir = mkdtempSync(path.join(tmpdir(), `beamedge-${name}-`));

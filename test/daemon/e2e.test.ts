@@ -3,12 +3,12 @@
 // Runs against the embedded broker, and against Mosquitto when installed.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import t, { type Test } from 'tap';
 import { FrameSender } from '../../daemon/sim/sender';
+import { freePort, waitForPort } from '../helpers/net';
 import { until } from '../helpers/wait';
 import { dataFile, needData, readData } from '../helpers/data';
 import { BIN, DaemonProcess, writeYaml } from '../helpers/daemon-process';
@@ -16,13 +16,6 @@ import { Collector } from '../helpers/mqtt-collector';
 
 const MOSQUITTO = ['/usr/sbin/mosquitto', '/usr/bin/mosquitto'].find((p) => existsSync(p));
 
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
 function config(db: string, mqtt: string, veto: { threshold: number; min_pixels: number }, threads = 1): string {
   return `instance: e2e
@@ -58,19 +51,6 @@ function rows(db: string): FrameRowDb[] {
   }
 }
 
-async function waitForPort(port: number, timeoutMs = 10_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = net.connect(port, '127.0.0.1');
-      s.once('connect', () => (s.destroy(), resolve(true)));
-      s.once('error', () => (s.destroy(), resolve(false)));
-    });
-    if (ok) return;
-    if (Date.now() > end) throw new Error(`nothing listens on port ${port}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 
 async function scenario(t: Test, broker: { name: string; mqttYaml: (port: number) => string; url?: string; v5: boolean }): Promise<void> {

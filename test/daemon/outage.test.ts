@@ -2,7 +2,6 @@
 // what it had to drop, and delivers the rest once the broker is back.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import t from 'tap';
@@ -10,6 +9,7 @@ import { loadConfig } from '../../daemon/config/config';
 import { Daemon } from '../../daemon/daemon';
 import { FrameSender } from '../../daemon/sim/sender';
 import { createLogger } from '../../daemon/system/logger';
+import { freePort } from '../helpers/net';
 import { until } from '../helpers/wait';
 import { needData, readData } from '../helpers/data';
 import { Collector } from '../helpers/mqtt-collector';
@@ -25,10 +25,7 @@ t.test('frames keep flowing while the broker is down; the queue is bounded and c
     return;
   }
   const dir = mkdtempSync(path.join(tmpdir(), 'beamedge-outage-'));
-  const probe = net.createServer();
-  await new Promise<void>((r) => probe.listen(0, '127.0.0.1', () => r()));
-  const port = (probe.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => probe.close(() => r()));
+  const port = await freePort();
 
   const cfg = path.join(dir, 'c.yaml');
   writeFileSync(cfg, `instance: outage\ningest: { tcp: { port: 0 } }\nrings: { slots: 4, slot_mb: 1 }\nworkers: { threads: 1 }\nmqtt: { url: "mqtt://127.0.0.1:${port}", queue_limit: 4 }\nprovenance: { path: ${JSON.stringify(path.join(dir, 'p.sqlite'))} }\nstats: { interval_ms: 60000 }\n`);

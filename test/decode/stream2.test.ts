@@ -97,24 +97,35 @@ t.test('framed LZ4: compressed and stored-raw blocks', async (t) => {
   t.throws(() => native.lz4Decode(Buffer.from([0x10, 0x41, 0x05, 0x00, 0x50, 0x41, 0x41, 0x41, 0x41, 0x41]), new Uint8Array(10), false), /offset points outside/);
 });
 
-t.test('10,000 corrupted compressed images end in a result or a clean error', async (t) => {
+t.test('10,000 corrupted messages (whole CBOR messages and compressed payloads) end in a result or a clean error', async (t) => {
   if (!needData(t)) return;
   let seed = 7;
   const rand = (n: number) => ((seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0) % n);
-  const sources: EncodedImage[] = ['r500k_bm_bslz4_16bit', 'r500k_bm_lz4_8bit'].map((d) => decodeStream2(readData('stream2', d, '000002.cbor')).data!.threshold_1!);
+  const messages = ['r500k_bm_bslz4_16bit', 'r500k_bm_lz4_8bit'].map((d) => readData('stream2', d, '000002.cbor'));
+  const sources: EncodedImage[] = messages.map((m) => decodeStream2(m).data!.threshold_1!);
   let errors = 0;
   let results = 0;
   for (let i = 0; i < 10_000; i++) {
-    const img = sources[i % 2]!;
-    let bytes = Buffer.from(img.bytes);
-    switch (i % 5) {
-      case 0: bytes = bytes.subarray(0, rand(bytes.length)); break;
-      case 1: for (let k = 1 + rand(8); k > 0; k--) bytes[rand(bytes.length)] = rand(256); break;
-      case 2: bytes.writeUInt32BE(rand(2 ** 32), 12 + 0); break; // first block's compressed length
-      case 3: bytes.writeUInt32BE(rand(3) === 0 ? 0 : rand(1 << 20), 8); break; // block size in the header
-      case 4: bytes = Buffer.concat([bytes, Buffer.alloc(1 + rand(64), rand(256))]); break;
-    }
     try {
+      if (i % 2 === 0) {
+        // The whole message: framing, CBOR structure, tags and payload alike.
+        let msg = Buffer.from(messages[(i >> 1) % 2]!);
+        if (i % 4 === 0) msg = msg.subarray(0, rand(msg.length));
+        else for (let k = 1 + rand(16); k > 0; k--) msg[rand(Math.min(msg.length, k % 2 ? 400 : msg.length))] = rand(256);
+        const m = decodeStream2(msg);
+        for (const img of Object.values(m.data ?? {})) decodeImage(img);
+        results++;
+        continue;
+      }
+      const img = sources[(i >> 1) % 2]!;
+      let bytes = Buffer.from(img.bytes);
+      switch ((i >> 1) % 5) {
+        case 0: bytes = bytes.subarray(0, rand(bytes.length)); break;
+        case 1: for (let k = 1 + rand(8); k > 0; k--) bytes[rand(bytes.length)] = rand(256); break;
+        case 2: bytes.writeUInt32BE(rand(2 ** 32), 12); break; // first block's compressed length
+        case 3: bytes.writeUInt32BE(rand(3) === 0 ? 0 : rand(1 << 20), 8); break; // block size in the header
+        case 4: bytes = Buffer.concat([bytes, Buffer.alloc(1 + rand(64), rand(256))]); break;
+      }
       decodeImage({ ...img, bytes });
       results++;
     } catch (e) {
