@@ -1,10 +1,11 @@
 // beamedge replay FILES... --to HOST:PORT: stream CBF files over the TCP framing.
+import { DcuPusher } from '../sim/dcu-pusher';
 import { readFileSync } from 'node:fs';
 import { FrameSender, Pacer } from '../sim/sender';
 import { targetOf, TO_OPTION, UsageError } from './args';
 import { decodeStream2 } from '../decode/stream2';
-import { endParts, headerParts, imageParts, Stream1Pusher } from '../sim/stream1-sender';
-import { endMessage, startMessage, Stream2Pusher } from '../sim/stream2-sender';
+import { endParts, headerParts, imageParts } from '../sim/stream1-sender';
+import { endMessage, startMessage } from '../sim/stream2-sender';
 import type { Options } from './args';
 import type { Command, Io } from './command';
 
@@ -15,7 +16,7 @@ async function replayStream1(files: string[], opts: Options, io: Io): Promise<nu
   const channel = Object.keys(messages[0]!.data!)[0]!;
   const [rows, cols] = messages[0]!.data![channel]!.shape;
   const series = messages[0]!.series_id ?? 1;
-  const pusher = await Stream1Pusher.bind(opts.string('zmq-v1')!);
+  const pusher = await DcuPusher.bind(opts.string('zmq-v1')!);
   await new Promise((r) => setTimeout(r, opts.number('wait-ms') ?? 500));
   const pacer = new Pacer(opts.number('rate') ?? 0);
   const loops = opts.number('loop') ?? 1;
@@ -40,7 +41,7 @@ async function replayStream2(files: string[], opts: Options, io: Io): Promise<nu
   const first = messages.map((m) => decodeStream2(m)).find((m) => m.type === 'image');
   if (!first) throw new UsageError('no image message among the files');
   const [rows, cols] = Object.values(first.data!)[0]!.shape;
-  const pusher = await Stream2Pusher.bind(opts.string('zmq-v2')!);
+  const pusher = await DcuPusher.bind(opts.string('zmq-v2')!);
   await new Promise((r) => setTimeout(r, opts.number('wait-ms') ?? 500));
   const pacer = new Pacer(opts.number('rate') ?? 0);
   const loops = opts.number('loop') ?? 1;

@@ -1,6 +1,5 @@
 // The detector side of DECTRIS stream v1 (JSON multipart over ZeroMQ PUSH),
 // for `replay --zmq-v1` and `simulate --zmq-v1`.
-import { Push } from 'zeromq';
 import { decodeImage, type EncodedImage } from '../decode/stream2';
 import { native } from '../native';
 
@@ -58,40 +57,4 @@ export function imageParts(series: number, frame: number, img: EncodedImage): Bu
 
 export function endParts(series: number): Buffer[] {
   return [j({ htype: 'dseries_end-1.0', series })];
-}
-
-export class Stream1Pusher {
-  private peers = 0;
-
-  private constructor(private readonly socket: Push) {
-    // Count connected consumers: start and end go to each of them (images round-robin).
-    void (async () => {
-      for await (const e of socket.events) {
-        if (e.type === 'accept') this.peers++;
-        else if (e.type === 'disconnect') this.peers = Math.max(0, this.peers - 1);
-        else if (e.type === 'end') break;
-      }
-    })().catch(() => {});
-  }
-
-  /** Once per connected consumer, as a DCU sends start and end messages. */
-  async sendToAll(parts: Buffer[]): Promise<void> {
-    for (let i = 0; i < Math.max(1, this.peers); i++) await this.socket.send(parts);
-  }
-
-  static async bind(endpoint: string): Promise<Stream1Pusher> {
-    const socket = new Push();
-    socket.sendHighWaterMark = 8;
-    await socket.bind(endpoint);
-    return new Stream1Pusher(socket);
-  }
-
-  async send(parts: Buffer[]): Promise<void> {
-    await this.socket.send(parts);
-  }
-
-  async close(lingerMs = 5000): Promise<void> {
-    this.socket.linger = lingerMs;
-    this.socket.close();
-  }
 }

@@ -2,7 +2,6 @@
 // `simulate --zmq-v2`: a ZeroMQ PUSH socket sending CBOR start/image/end
 // messages with the same tags a DCU uses.
 import type { Encoder as CborEncoder, Tag as CborTag } from 'cbor-x' with { 'resolution-mode': 'import' };
-import { Push } from 'zeromq';
 import { native } from '../native';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -67,41 +66,4 @@ export function imageMessage(seriesId: number, uniqueId: string, imageId: number
 
 export function endMessage(seriesId: number, uniqueId: string): Buffer {
   return message({ type: 'end', series_id: seriesId, series_unique_id: uniqueId });
-}
-
-export class Stream2Pusher {
-  private peers = 0;
-
-  private constructor(private readonly socket: Push) {
-    // Count connected consumers: start and end go to each of them (images round-robin).
-    void (async () => {
-      for await (const e of socket.events) {
-        if (e.type === 'accept') this.peers++;
-        else if (e.type === 'disconnect') this.peers = Math.max(0, this.peers - 1);
-        else if (e.type === 'end') break;
-      }
-    })().catch(() => {});
-  }
-
-  /** Once per connected consumer, as a DCU sends start and end messages. */
-  async sendToAll(msg: Buffer): Promise<void> {
-    for (let i = 0; i < Math.max(1, this.peers); i++) await this.socket.send(msg);
-  }
-
-  static async bind(endpoint: string): Promise<Stream2Pusher> {
-    const socket = new Push();
-    socket.sendHighWaterMark = 8;
-    await socket.bind(endpoint);
-    return new Stream2Pusher(socket);
-  }
-
-  /** Waits while every connected consumer's queue is full (ZeroMQ PUSH semantics). */
-  async send(msg: Buffer): Promise<void> {
-    await this.socket.send(msg);
-  }
-
-  async close(lingerMs = 5000): Promise<void> {
-    this.socket.linger = lingerMs;
-    this.socket.close();
-  }
 }

@@ -1,10 +1,11 @@
 // A synthetic EIGER-like detector on DECTRIS stream v2 (or v1): start
 // (geometry, pixel mask, saturation), bitshuffle-LZ4 images from a small pool, end.
+import { DcuPusher } from './dcu-pusher';
 import type { EncodedImage } from '../decode/stream2';
 import { native } from '../native';
-import { endParts, headerParts, imageParts, Stream1Pusher } from './stream1-sender';
+import { endParts, headerParts, imageParts } from './stream1-sender';
 import { Pacer } from './sender';
-import { compressedImage, endMessage, imageMessage, startMessage, Stream2Pusher } from './stream2-sender';
+import { compressedImage, endMessage, imageMessage, startMessage } from './stream2-sender';
 import { SyntheticDetector } from './synthetic';
 
 export interface Stream2SimOptions {
@@ -40,7 +41,7 @@ export function stream2Pool(shape: [number, number], bits: 16 | 32, hitFraction:
 
 export async function simulateStream2(o: Stream2SimOptions): Promise<{ frames: number; seconds: number; shape: [number, number] }> {
   const { pool, mask } = stream2Pool(o.shape, o.bits, o.hitFraction);
-  const pusher = await Stream2Pusher.bind(o.bind);
+  const pusher = await DcuPusher.bind(o.bind);
   await new Promise((r) => setTimeout(r, o.waitMs));
   const id = o.seriesId ?? 1;
   const uid = `sim-${id}-${Date.now()}`;
@@ -72,7 +73,7 @@ export async function simulateStream2(o: Stream2SimOptions): Promise<{ frames: n
 
 export async function simulateStream1(o: Stream2SimOptions): Promise<{ frames: number; seconds: number; shape: [number, number] }> {
   const { images, mask } = stream2Pool(o.shape, o.bits, o.hitFraction);
-  const pusher = await Stream1Pusher.bind(o.bind);
+  const pusher = await DcuPusher.bind(o.bind);
   await new Promise((r) => setTimeout(r, o.waitMs));
   const series = o.seriesId ?? 1;
   const t0 = performance.now();

@@ -7,7 +7,8 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { native } from '../../daemon/native';
 import { FrameSender, Pacer } from '../../daemon/sim/sender';
-import { endMessage, imageMessage, startMessage, Stream2Pusher } from '../../daemon/sim/stream2-sender';
+import { DcuPusher } from '../../daemon/sim/dcu-pusher';
+import { endMessage, imageMessage, startMessage } from '../../daemon/sim/stream2-sender';
 import { stream2Pool } from '../../daemon/sim/stream2-simulator';
 import { DaemonProcess } from '../helpers/daemon-process';
 
@@ -30,6 +31,42 @@ function peakRssMb(pid: number): number {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const kb = Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? 0);
   return kb / 1024;
+}
+
+/** Throughput and latency from the provenance rows, leaving out the first second (map set-up). */
+function summarise(db: string, r: { file: string; shape: string; sent: number; t0: number; rss: number; workers: number }): E2eResult {
+  const d = new Database(db, { readonly: true });
+  const rows = d.prepare('SELECT decision, latency_ms, received, processed FROM frames ORDER BY id').all() as { decision: string; latency_ms: number; received: string; processed: string }[];
+  d.close();
+  const firstMs = Date.parse(rows[0]!.received);
+  const steady = rows.filter((x) => Date.parse(x.received) - firstMs > 1000);
+  const lat = steady.map((x) => x.latency_ms).sort((a, b) => a - b);
+  const span = (Date.parse(steady.at(-1)!.processed) - Date.parse(steady[0]!.received)) / 1000;
+  const processed = rows.filter((x) => x.decision !== 'dropped').length;
+  return {
+    file: r.file,
+    shape: r.shape,
+    seconds: (performance.now() - r.t0) / 1000,
+    sent: r.sent,
+    processed,
+    lost: r.sent - processed,
+    errors: rows.filter((x) => x.decision === 'error').length,
+    fps: steady.length / span,
+    p50: lat[Math.floor(lat.length * 0.5)]!,
+    p99: lat[Math.floor(lat.length * 0.99)]!,
+    peakRssMb: r.rss,
+    workers: r.workers,
+  };
+}
+
+/** Rows recorded so far. */
+function recorded(db: string): number {
+  const d = new Database(db, { readonly: true });
+  try {
+    return (d.prepare('SELECT count(*) n FROM frames').get() as { n: number }).n;
+  } finally {
+    d.close();
+  }
 }
 
 export async function replayBenchmark(file: string, opts: { seconds: number; poni?: string; label: string; rateHz?: number }): Promise<E2eResult> {
@@ -69,42 +106,13 @@ provenance: { path: ${JSON.stringify(db)}, batch_ms: 500 }
     }
     await sender.close();
     // Wait for the last result to be recorded.
-    const count = () => {
-      const d2 = new Database(db, { readonly: true });
-      try {
-        return d2.prepare('SELECT count(*) n, max(processed) last, min(received) first FROM frames').get() as { n: number; last: string; first: string };
-      } finally {
-        d2.close();
-      }
-    };
-    const end = Date.now() + 120_000;
-    while (count().n < sent && Date.now() < end) await new Promise((r) => setTimeout(r, 100));
+    const deadline = Date.now() + 120_000;
+    while (recorded(db) < sent && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
     const rss = peakRssMb(d.child.pid!);
     const workers = Number((await d.waitFor((l) => l.msg === 'beamedge started')).workers);
     await d.stop('SIGTERM');
-    const d2 = new Database(db, { readonly: true });
-    const rows = d2.prepare('SELECT decision, latency_ms, received, processed FROM frames ORDER BY id').all() as { decision: string; latency_ms: number; received: string; processed: string }[];
-    d2.close();
-    // The first frames include building the pixel-to-bin map: leave out the first second.
-    const firstMs = Date.parse(rows[0]!.received);
-    const steady = rows.filter((r) => Date.parse(r.received) - firstMs > 1000);
-    const lat = steady.map((r) => r.latency_ms).sort((a, b) => a - b);
-    const span = (Date.parse(steady.at(-1)!.processed) - Date.parse(steady[0]!.received)) / 1000;
     const info = native.cbfLocate(payload);
-    return {
-      file: path.basename(file),
-      shape: `${info.second} x ${info.fastest}`,
-      seconds: (performance.now() - t0) / 1000,
-      sent,
-      processed: rows.filter((r) => r.decision !== 'dropped').length,
-      lost: sent - rows.filter((r) => r.decision !== 'dropped').length,
-      errors: rows.filter((r) => r.decision === 'error').length,
-      fps: steady.length / span,
-      p50: lat[Math.floor(lat.length * 0.5)]!,
-      p99: lat[Math.floor(lat.length * 0.99)]!,
-      peakRssMb: rss,
-      workers,
-    };
+    return summarise(db, { file: path.basename(file), shape: `${info.second} x ${info.fastest}`, sent, t0, rss, workers });
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -134,7 +142,7 @@ provenance: { path: ${JSON.stringify(db)}, batch_ms: 500 }
     await d.ready();
     const workers = Number((await d.waitFor((l) => l.msg === 'beamedge started')).workers);
     const { pool, mask } = stream2Pool(opts.shape, opts.bits, 0.5);
-    const pusher = await Stream2Pusher.bind(endpoint);
+    const pusher = await DcuPusher.bind(endpoint);
     await new Promise((r) => setTimeout(r, 500));
     const uid = `bench-${Date.now()}`;
     await pusher.sendToAll(startMessage({ series_id: 1, series_unique_id: uid, shape: opts.shape, dtype: opts.bits === 16 ? 'uint16' : 'uint32', beam_center: [opts.shape[1] / 2, opts.shape[0] / 2], pixel_size: 75e-6, distance: 0.12, wavelength_A: 1, number_of_images: 0, channels: ['threshold_1'], pixel_mask: mask }));
@@ -142,40 +150,12 @@ provenance: { path: ${JSON.stringify(db)}, batch_ms: 500 }
     let sent = 0;
     while (performance.now() - t0 < opts.seconds * 1000) await pusher.send(imageMessage(1, uid, sent, { threshold_1: pool[sent++ % pool.length]! }));
     await pusher.sendToAll(endMessage(1, uid));
-    const count = () => {
-      const d2 = new Database(db, { readonly: true });
-      try {
-        return (d2.prepare('SELECT count(*) n FROM frames').get() as { n: number }).n;
-      } finally {
-        d2.close();
-      }
-    };
-    const end = Date.now() + 120_000;
-    while (count() < sent && Date.now() < end) await new Promise((r) => setTimeout(r, 100));
+    const deadline = Date.now() + 120_000;
+    while (recorded(db) < sent && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
     const rss = peakRssMb(d.child.pid!);
     await pusher.close(0);
     await d.stop('SIGTERM');
-    const d2 = new Database(db, { readonly: true });
-    const rows = d2.prepare('SELECT decision, latency_ms, received, processed FROM frames ORDER BY id').all() as { decision: string; latency_ms: number; received: string; processed: string }[];
-    d2.close();
-    const firstMs = Date.parse(rows[0]!.received);
-    const steady = rows.filter((r) => Date.parse(r.received) - firstMs > 1000);
-    const lat = steady.map((r) => r.latency_ms).sort((a, b) => a - b);
-    const span = (Date.parse(steady.at(-1)!.processed) - Date.parse(steady[0]!.received)) / 1000;
-    return {
-      file: `synthetic EIGER stream v2, ${opts.bits}-bit bslz4`,
-      shape: `${opts.shape[0]} x ${opts.shape[1]}`,
-      seconds: (performance.now() - t0) / 1000,
-      sent,
-      processed: rows.length,
-      lost: sent - rows.length,
-      errors: rows.filter((r) => r.decision === 'error').length,
-      fps: steady.length / span,
-      p50: lat[Math.floor(lat.length * 0.5)]!,
-      p99: lat[Math.floor(lat.length * 0.99)]!,
-      peakRssMb: rss,
-      workers,
-    };
+    return summarise(db, { file: `synthetic EIGER stream v2, ${opts.bits}-bit bslz4`, shape: `${opts.shape[0]} x ${opts.shape[1]}`, sent, t0, rss, workers });
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

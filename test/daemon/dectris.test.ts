@@ -1,6 +1,7 @@
 // DECTRIS stream v2 over real ZeroMQ sockets: the captures replayed as a
 // detector would send them, a consumer joining mid-series, and two daemon
 // instances sharing one stream round-robin.
+import { DcuPusher } from '../../daemon/sim/dcu-pusher';
 import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -10,8 +11,8 @@ import { parseConfig } from '../../daemon/config/config';
 import { Daemon } from '../../daemon/daemon';
 import { decodeImage, decodeStream2 } from '../../daemon/decode/stream2';
 import { AzimuthalIntegrator } from '../../daemon/integrate/azimuthal';
-import { endParts, headerParts, imageParts, Stream1Pusher, v1Image } from '../../daemon/sim/stream1-sender';
-import { startMessage, Stream2Pusher } from '../../daemon/sim/stream2-sender';
+import { endParts, headerParts, imageParts, v1Image } from '../../daemon/sim/stream1-sender';
+import { startMessage } from '../../daemon/sim/stream2-sender';
 import { simulateStream2 } from '../../daemon/sim/stream2-simulator';
 import { createLogger } from '../../daemon/system/logger';
 import { dataFile, needData, readData } from '../helpers/data';
@@ -45,7 +46,7 @@ const frames = (db: string) =>
 t.test('captured stream v2 images reach MQTT with their ids, profiles and the start geometry', async (t) => {
   if (!needData(t)) return;
   const endpoint = `tcp://127.0.0.1:${await freePort()}`;
-  const pusher = await Stream2Pusher.bind(endpoint);
+  const pusher = await DcuPusher.bind(endpoint);
   const { d, db, sub } = await instance(t, 'v2a', endpoint);
   const dir = 'r500k_bm_bslz4_16bit';
   const files = readdirSync(dataFile('stream2', dir)).sort();
@@ -81,7 +82,7 @@ t.test('images without a start message: recorded as errors without a PONI, proce
   if (!needData(t)) return;
   for (const withPoni of [false, true]) {
     const endpoint = `tcp://127.0.0.1:${await freePort()}`;
-    const pusher = await Stream2Pusher.bind(endpoint);
+    const pusher = await DcuPusher.bind(endpoint);
     const { d, db, sub } = await instance(t, withPoni ? 'midb' : 'mida', endpoint, withPoni ? '{ geometry: { poni: g.poni }, veto: { enabled: false } }' : undefined);
     await new Promise((r) => setTimeout(r, 300));
     for (const f of ['000001.cbor', '000002.cbor', '000003.cbor']) await pusher.send(readData('stream2', 'r500k_bm_lz4_8bit', f));
@@ -121,7 +122,7 @@ t.test('stream v1: the captures re-encoded as JSON multipart (bs16-lz4< and lz4<
   if (!needData(t)) return;
   for (const dir of ['r500k_bm_bslz4_16bit', 'r500k_bm_lz4_8bit']) {
     const endpoint = `tcp://127.0.0.1:${await freePort()}`;
-    const pusher = await Stream1Pusher.bind(endpoint);
+    const pusher = await DcuPusher.bind(endpoint);
     const { d, sub } = await instance(t, `v1${dir.slice(-5)}`, endpoint, '{ veto: { enabled: false } }', 'v1');
     await new Promise((r) => setTimeout(r, 300));
     const images = readdirSync(dataFile('stream2', dir)).sort().map((f) => decodeStream2(readData('stream2', dir, f))).filter((m) => m.type === 'image');
