@@ -1,20 +1,20 @@
 // End to end over real sockets: beamedge run as a child process, frames sent
 // over the TCP framing, results read from MQTT and the provenance database.
 // Runs against the embedded broker, and against Mosquitto when installed.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import t, { type Test } from 'tap';
 import { FrameSender } from '../../daemon/sim/sender';
+import { needMosquitto, startMosquitto } from '../helpers/mosquitto';
 import { freePort, waitForPort } from '../helpers/net';
 import { until } from '../helpers/wait';
 import { dataFile, needData, readData } from '../helpers/data';
 import { BIN, DaemonProcess, writeYaml } from '../helpers/daemon-process';
 import { Collector } from '../helpers/mqtt-collector';
 
-const MOSQUITTO = ['/usr/sbin/mosquitto', '/usr/bin/mosquitto'].find((p) => existsSync(p));
 
 
 function config(db: string, mqtt: string, veto: { threshold: number; min_pixels: number }, threads = 1): string {
@@ -157,17 +157,10 @@ t.test('end to end with the embedded broker', async (t) => {
 });
 
 t.test('end to end with a real Mosquitto broker', async (t) => {
-  if (!needData(t)) return;
-  if (!MOSQUITTO) {
-    if (process.env.CI === 'true') t.fail('mosquitto is not installed (.ci/run installs it)');
-    else t.test('mosquitto not installed: apt-get install mosquitto', { skip: 'mosquitto not installed' }, () => {});
-    return;
-  }
+  if (!needData(t) || !needMosquitto(t)) return;
   const port = await freePort();
   const dir = mkdtempSync(path.join(tmpdir(), 'beamedge-mosquitto-'));
-  const conf = path.join(dir, 'mosquitto.conf');
-  writeFileSync(conf, `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\n`);
-  const broker: ChildProcess = spawn(MOSQUITTO, ['-c', conf], { stdio: 'ignore' });
+  const broker = startMosquitto(port, dir);
   t.teardown(() => {
     broker.kill('SIGTERM');
     rmSync(dir, { recursive: true, force: true });

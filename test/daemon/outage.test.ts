@@ -1,7 +1,7 @@
 // Broker outage: the daemon keeps processing, holds a bounded queue, counts
 // what it had to drop, and delivers the rest once the broker is back.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import type { ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import t from 'tap';
@@ -9,21 +9,16 @@ import { loadConfig } from '../../daemon/config/config';
 import { Daemon } from '../../daemon/daemon';
 import { FrameSender } from '../../daemon/sim/sender';
 import { createLogger } from '../../daemon/system/logger';
+import { needMosquitto, startMosquitto } from '../helpers/mosquitto';
 import { freePort } from '../helpers/net';
 import { until } from '../helpers/wait';
 import { needData, readData } from '../helpers/data';
 import { Collector } from '../helpers/mqtt-collector';
 
-const MOSQUITTO = ['/usr/sbin/mosquitto', '/usr/bin/mosquitto'].find((p) => existsSync(p));
 
 
 t.test('frames keep flowing while the broker is down; the queue is bounded and counted', async (t) => {
-  if (!needData(t)) return;
-  if (!MOSQUITTO) {
-    if (process.env.CI === 'true') t.fail('mosquitto is not installed (.ci/run installs it)');
-    else t.test('mosquitto not installed', { skip: 'apt-get install mosquitto' }, () => {});
-    return;
-  }
+  if (!needData(t) || !needMosquitto(t)) return;
   const dir = mkdtempSync(path.join(tmpdir(), 'beamedge-outage-'));
   const port = await freePort();
 
@@ -47,9 +42,7 @@ t.test('frames keep flowing while the broker is down; the queue is bounded and c
   t.equal(d.stats.totals.undeliverable, 5, 'messages beyond the queue limit are counted as undeliverable');
   t.equal(d.stats.totals.published, 0);
 
-  const conf = path.join(dir, 'm.conf');
-  writeFileSync(conf, `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\n`);
-  broker = spawn(MOSQUITTO, ['-c', conf], { stdio: 'ignore' });
+  broker = startMosquitto(port, dir);
   // The back-off is at most a few seconds at this point.
   await until(() => d.stats.totals.published === 4, 'the queued frames delivered after reconnecting', 40_000);
   t.pass('the 4 queued reduced frames are delivered once the broker is up');

@@ -1,0 +1,22 @@
+// A real Mosquitto broker for tests, when the binary is installed (.ci/run installs it).
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import type { Test } from 'tap';
+
+const BINARY = ['/usr/sbin/mosquitto', '/usr/bin/mosquitto'].find((p) => existsSync(p));
+
+/** False (after skipping, or failing under CI=true) when Mosquitto is not installed. */
+export function needMosquitto(t: Test): boolean {
+  if (BINARY) return true;
+  if (process.env.CI === 'true') t.fail('mosquitto is not installed (.ci/run installs it)');
+  else t.test('mosquitto not installed: apt-get install mosquitto', { skip: 'mosquitto not installed' }, () => {});
+  return false;
+}
+
+/** Starts Mosquitto on 127.0.0.1:port with anonymous access; its config file goes in `dir`. */
+export function startMosquitto(port: number, dir: string): ChildProcess {
+  const conf = path.join(dir, 'mosquitto.conf');
+  writeFileSync(conf, `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\n`);
+  return spawn(BINARY!, ['-c', conf], { stdio: 'ignore' });
+}
