@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <stdexcept>
+#include <limits>
 #include <type_traits>
 
 namespace beamedge {
@@ -212,7 +213,20 @@ void Integrator::run_packed(Accumulator& acc, const Index* map, const T* data, i
     }
     const uint64_t x = static_cast<uint64_t>(raw);
     packed[kPackedLanes * b + lane] += (x << kZeroBits) | static_cast<uint64_t>(x == 0);
-    if (kLit) lit += static_cast<uint64_t>(static_cast<int64_t>(raw) > lit_above) & static_cast<uint64_t>(b != discard);
+  };
+  // The lit-pixel count is a separate pass over the same run, written so that it
+  // vectorises (compare in the pixel's own type, 32-bit counter): inline in the
+  // loop above it would cost more than the rest of the veto.
+  const T threshold = static_cast<T>(std::max<int64_t>(std::min<int64_t>(lit_above, std::numeric_limits<T>::max()), std::numeric_limits<T>::min()));
+  // A threshold below the type's range (negative, for unsigned pixels) makes every pixel lit.
+  const bool all_lit = lit_above < static_cast<int64_t>(std::numeric_limits<T>::min());
+  auto count_lit = [&](size_t from, size_t to) {
+    uint32_t c = 0;
+    if (all_lit)
+      for (size_t k = from; k < to; ++k) c += static_cast<uint32_t>(map[first + k] != discard);
+    else
+      for (size_t k = from; k < to; ++k) c += static_cast<uint32_t>(data[k] > threshold) & static_cast<uint32_t>(map[first + k] != discard);
+    return c;
   };
   for (size_t done = 0; done < n;) {
     if (acc.packed_pixels + kPackedLanes > kPackedRun) flush_packed(acc);
@@ -221,6 +235,7 @@ void Integrator::run_packed(Accumulator& acc, const Index* map, const T* data, i
     for (; k + kPackedLanes <= done + run; k += kPackedLanes)
       for (size_t lane = 0; lane < kPackedLanes; ++lane) add(k + lane, lane);
     for (; k < done + run; ++k) add(k, 0);
+    if (kLit) lit += count_lit(done, done + run);
     acc.packed_pixels += run;
     done += run;
   }
@@ -301,8 +316,11 @@ void Integrator::run(Accumulator& acc, const T* data, const FrameInputs& f, size
   constexpr bool kPackable = std::is_integral<T>::value && sizeof(T) <= 4 && !kDark && !kDummy;
   // For integer pixels, x > t is x > floor(t).
   const int64_t lit_above = kLit ? static_cast<int64_t>(std::floor(std::max(-1.0, std::min(f.lit_threshold, 4294967296.0)))) : 0;
-  if (!direct_) run_split<T, kDark, kDummy, kLit>(acc, data, f, first, n);
-  else if (kPackable) {
+  if (!direct_) {
+    run_split<T, kDark, kDummy, kLit>(acc, data, f, first, n);
+    return;
+  }
+  if constexpr (kPackable) {
     // The saturation compare costs a fifth of the pass: only compiled in when asked for.
     const bool max = std::isfinite(f.max_valid);
     if (!bin16_.empty()) {
@@ -312,9 +330,11 @@ void Integrator::run(Accumulator& acc, const T* data, const FrameInputs& f, size
       if (max) run_packed<T, uint32_t, kLit, true>(acc, bin32_.data(), data, lit_above, f.max_valid, first, n);
       else run_packed<T, uint32_t, kLit, false>(acc, bin32_.data(), data, lit_above, f.max_valid, first, n);
     }
+  } else if (!bin16_.empty()) {
+    run_direct<T, uint16_t, kDark, kDummy, kLit>(acc, bin16_.data(), data, f, first, n);
+  } else {
+    run_direct<T, uint32_t, kDark, kDummy, kLit>(acc, bin32_.data(), data, f, first, n);
   }
-  else if (!bin16_.empty()) run_direct<T, uint16_t, kDark, kDummy, kLit>(acc, bin16_.data(), data, f, first, n);
-  else run_direct<T, uint32_t, kDark, kDummy, kLit>(acc, bin32_.data(), data, f, first, n);
 }
 
 template <typename T>

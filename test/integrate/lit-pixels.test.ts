@@ -31,6 +31,15 @@ t.test('lit pixels match a direct count on every integration path', async (t) =>
   }
 });
 
+t.test('thresholds at the edges of the pixel type', async (t) => {
+  const ai = new AzimuthalIntegrator({ geometry: { dist: 0.1, poni1: 0.001, poni2: 0.001, rot1: 0, rot2: 0, rot3: 0, pixel1: 1e-4, pixel2: 1e-4, wavelength: 1e-10 }, shape: [20, 20], npt: 10, unit: 'r_mm' });
+  const u16 = new Uint16Array(400).map((_, i) => (i % 3) * 30000);
+  t.equal(ai.integrate(u16, { litThreshold: -1 }).lit, 400, 'below the unsigned range: every pixel is lit');
+  t.equal(ai.integrate(u16, { litThreshold: 0 }).lit, 266);
+  t.equal(ai.integrate(u16, { litThreshold: 70000 }).lit, 0, 'above the type range: none');
+  t.equal(ai.integrate(Uint8Array.from(u16, (v) => v >> 8), { litThreshold: 200 }).lit, 133);
+});
+
 t.test('frames and CBF bytes in SharedArrayBuffers integrate like ordinary ones', async (t) => {
   if (!needData(t)) return;
   const buf = readData('cbf', 'in16c_010001.cbf');
