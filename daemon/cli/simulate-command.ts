@@ -14,7 +14,8 @@ export const simulateCommand: Command = {
     'zmq-v2': { kind: 'string', arg: 'BIND', help: 'act as a DECTRIS DCU: PUSH stream v2 (bitshuffle-LZ4) on this endpoint, e.g. tcp://*:31001' },
     'zmq-v1': { kind: 'string', arg: 'BIND', help: 'act as a DECTRIS DCU on stream v1 (JSON multipart, bs16/32-lz4<), e.g. tcp://*:9999' },
     bits: { kind: 'number', arg: '16|32', integer: true, min: 16, max: 32, help: 'with --zmq-v2/v1: pixel depth (default 16)' },
-    'wait-ms': { kind: 'number', arg: 'MS', min: 0, help: 'with --zmq-v2: wait this long for consumers to connect (default 500)' },
+    'wait-ms': { kind: 'number', arg: 'MS', min: 0, help: 'with --zmq-v2/v1: wait this long for consumers to connect (default 500)' },
+    consumers: { kind: 'number', arg: 'N', integer: true, min: 1, help: 'with --zmq-v2/v1: wait (up to 10 s) for N consumers before the start message' },
     rate: { kind: 'number', arg: 'HZ', min: 0, help: 'frames per second (default 10; 0: as fast as accepted)' },
     frames: { kind: 'number', arg: 'N', integer: true, min: 1, help: 'frames to send (default 100)' },
     'hit-fraction': { kind: 'number', arg: 'F', min: 0, help: 'fraction of frames with Bragg spots (default 0.3)' },
@@ -40,6 +41,7 @@ export const simulateCommand: Command = {
         rateHz: opts.number('rate') ?? 10,
         hitFraction,
         waitMs: opts.number('wait-ms') ?? 500,
+        ...(opts.has('consumers') ? { consumers: opts.number('consumers')! } : {}),
       });
       io.out(`pushed ${r.frames} synthetic ${r.shape.join(' x ')} ${bits}-bit frames (bitshuffle-LZ4, stream ${v1 ? 'v1' : 'v2'}) in ${r.seconds.toFixed(2)} s\n`);
       return 0;

@@ -28,6 +28,16 @@ export class DcuPusher {
     await this.socket.send(message);
   }
 
+  /** Waits until `n` consumers have connected (or `timeoutMs` passed); false on time-out. */
+  async waitForConsumers(n: number, timeoutMs: number): Promise<boolean> {
+    const end = Date.now() + timeoutMs;
+    while (this.peers < n) {
+      if (Date.now() > end) return false;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    return true;
+  }
+
   /** Once per connected consumer, as a DCU sends start and end messages. */
   async sendToAll(message: Buffer | Buffer[]): Promise<void> {
     for (let i = 0; i < Math.max(1, this.peers); i++) await this.socket.send(message);

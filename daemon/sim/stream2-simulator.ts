@@ -15,8 +15,16 @@ export interface Stream2SimOptions {
   frames: number;
   rateHz: number;
   hitFraction: number;
+  /** Wait this long for consumers to connect before the start message... */
   waitMs: number;
+  /** ...or, when given, until this many have connected (at most 10 s). */
+  consumers?: number;
   seriesId?: number;
+}
+
+async function awaitConsumers(pusher: DcuPusher, o: Stream2SimOptions): Promise<void> {
+  if (o.consumers) await pusher.waitForConsumers(o.consumers, 10_000);
+  else await new Promise((r) => setTimeout(r, o.waitMs));
 }
 
 /** Pre-compressed images: the pool, not the generator, sets the pace. */
@@ -42,7 +50,7 @@ export function stream2Pool(shape: [number, number], bits: 16 | 32, hitFraction:
 export async function simulateStream2(o: Stream2SimOptions): Promise<{ frames: number; seconds: number; shape: [number, number] }> {
   const { pool, mask } = stream2Pool(o.shape, o.bits, o.hitFraction);
   const pusher = await DcuPusher.bind(o.bind);
-  await new Promise((r) => setTimeout(r, o.waitMs));
+  await awaitConsumers(pusher, o);
   const id = o.seriesId ?? 1;
   const uid = `sim-${id}-${Date.now()}`;
   const t0 = performance.now();
@@ -74,7 +82,7 @@ export async function simulateStream2(o: Stream2SimOptions): Promise<{ frames: n
 export async function simulateStream1(o: Stream2SimOptions): Promise<{ frames: number; seconds: number; shape: [number, number] }> {
   const { images, mask } = stream2Pool(o.shape, o.bits, o.hitFraction);
   const pusher = await DcuPusher.bind(o.bind);
-  await new Promise((r) => setTimeout(r, o.waitMs));
+  await awaitConsumers(pusher, o);
   const series = o.seriesId ?? 1;
   const t0 = performance.now();
   await pusher.sendToAll(

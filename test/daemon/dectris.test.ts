@@ -103,7 +103,7 @@ t.test('two instances on one stream share it: every image exactly once', async (
   const a = await instance(t, 'shareA', endpoint, '{ veto: { enabled: false } }');
   const b = await instance(t, 'shareB', endpoint, '{ veto: { enabled: false } }');
   const n = 40;
-  await simulateStream2({ bind: endpoint, shape: [514, 1030], bits: 16, frames: n, rateHz: 0, hitFraction: 0.5, waitMs: 500 });
+  await simulateStream2({ bind: endpoint, shape: [514, 1030], bits: 16, frames: n, rateHz: 0, hitFraction: 0.5, waitMs: 500, consumers: 2 });
   await until(() => a.d.stats.totals.processed + b.d.stats.totals.processed === n || undefined, 'all images processed', 60_000);
   await until(() => frames(a.db).length + frames(b.db).length === n || undefined, 'all rows');
   const ids = [...frames(a.db), ...frames(b.db)].map((r) => r.frame).sort((x, y) => x - y);
