@@ -67,7 +67,7 @@ export function readPixelImage(file: string): PixelImage {
   return { shape: frame.shape, data: Float64Array.from(frame.pixels) };
 }
 
-export function expectShape(img: PixelImage, shape: [number, number], what: string): void {
+export function expectShape(img: Pick<PixelImage, 'shape'>, shape: [number, number], what: string): void {
   if (img.shape[0] !== shape[0] || img.shape[1] !== shape[1])
     throw new Error(`${what} is ${img.shape.join(' x ')}, the frames are ${shape.join(' x ')}`);
 }

@@ -38,7 +38,9 @@ async function replayStream1(files: string[], opts: Options, io: Io): Promise<nu
 // from the first image (EIGER2 geometry: 75 um pixels, beam at the centre).
 async function replayStream2(files: string[], opts: Options, io: Io): Promise<number> {
   const messages = files.map((f) => readFileSync(f));
-  const first = messages.map((m) => decodeStream2(m)).find((m) => m.type === 'image');
+  const decoded = messages.map((m) => decodeStream2(m));
+  const types = decoded.map((m) => m.type);
+  const first = decoded.find((m) => m.type === 'image');
   if (!first) throw new UsageError('no image message among the files');
   const [rows, cols] = Object.values(first.data!)[0]!.shape;
   const pusher = await DcuPusher.bind(opts.string('zmq-v2')!);
@@ -53,15 +55,15 @@ async function replayStream2(files: string[], opts: Options, io: Io): Promise<nu
     );
   let sent = 0;
   for (let l = 0; l < loops; l++)
-    for (const m of messages) {
-      const type = decodeStream2(m).type;
+    for (const [i, m] of messages.entries()) {
+      const type = types[i];
       if (l < loops - 1 && type === 'end') continue;
       if (type === 'end') await pusher.sendToAll(m);
       else await pusher.send(m);
       sent++;
       await pacer.next();
     }
-  if (!messages.some((m) => decodeStream2(m).type === 'end')) await pusher.sendToAll(endMessage(id, uid));
+  if (!types.includes('end')) await pusher.sendToAll(endMessage(id, uid));
   await pusher.close();
   io.out(`pushed ${sent} stream v2 messages in ${((performance.now() - t0) / 1000).toFixed(2)} s on ${opts.string('zmq-v2')}\n`);
   return 0;

@@ -38,6 +38,12 @@ const integrate: Node = {
   },
 };
 
+/** The same keys with no defaults: a series override sets only what it names. */
+function withoutDefaults(node: Node): Node {
+  if (node.kind !== 'object') return node;
+  return { ...node, fields: Object.fromEntries(Object.entries(node.fields).map(([k, v]) => [k, { ...v, default: undefined } as Node])) };
+}
+
 export const SCHEMA: Node = {
   kind: 'object',
   fields: {
@@ -113,8 +119,8 @@ export const SCHEMA: Node = {
         kind: 'object',
         fields: {
           match: { kind: 'string', doc: 'series id glob (* and ?)' },
-          veto: { ...veto, fields: Object.fromEntries(Object.entries((veto as { fields: Record<string, Node> }).fields).map(([k, v]) => [k, { ...v, default: undefined }])) } as Node,
-          integrate: { ...integrate, fields: Object.fromEntries(Object.entries((integrate as { fields: Record<string, Node> }).fields).map(([k, v]) => [k, { ...v, default: undefined }])) } as Node,
+          veto: withoutDefaults(veto),
+          integrate: withoutDefaults(integrate),
         },
       },
     },

@@ -40,7 +40,6 @@ const CTOR_DTYPE = new Map<unknown, Dtype>([
 ]);
 
 const TYPED_TAGS: Record<number, Dtype> = { 64: 'uint8', 69: 'uint16', 70: 'uint32', 85: 'float32', 78: 'int32' };
-const ELEM: Record<Dtype, number> = { uint8: 1, uint16: 2, uint32: 4, float32: 4, int32: 4 };
 
 class TaggedArray {
   constructor(
@@ -118,7 +117,7 @@ export function decodeStream2(message: Uint8Array): Stream2Message {
 }
 
 export function elemSize(dtype: Dtype): number {
-  return ELEM[dtype];
+  return CTORS[dtype].BYTES_PER_ELEMENT;
 }
 
 const CTORS = { uint8: Uint8Array, uint16: Uint16Array, uint32: Uint32Array, float32: Float32Array, int32: Int32Array } as const;

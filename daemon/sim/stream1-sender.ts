@@ -1,6 +1,6 @@
 // The detector side of DECTRIS stream v1 (JSON multipart over ZeroMQ PUSH),
 // for `replay --zmq-v1` and `simulate --zmq-v1`.
-import { decodeImage, type EncodedImage } from '../decode/stream2';
+import { decodeImage, elemSize, type EncodedImage } from '../decode/stream2';
 import { native } from '../native';
 
 const j = (o: object): Buffer => Buffer.from(JSON.stringify(o));
@@ -38,7 +38,7 @@ export function headerParts(series: number, c: V1Config, pixelMask?: Uint32Array
 
 /** A v2 image re-encoded the v1 way: bitshuffle-LZ4 as is, framed LZ4 as one bare block. */
 export function v1Image(img: EncodedImage): { encoding: string; bytes: Buffer } {
-  const bits = { uint8: 8, uint16: 16, uint32: 32, float32: 32, int32: 32 }[img.dtype];
+  const bits = 8 * elemSize(img.dtype);
   if (img.encoding === 'bslz4') return { encoding: `bs${bits}-lz4<`, bytes: Buffer.from(img.bytes) };
   if (img.encoding === 'raw') return { encoding: '<', bytes: Buffer.from(img.bytes) };
   const px = decodeImage(img);

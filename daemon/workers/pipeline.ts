@@ -11,7 +11,7 @@ import { geometryFromCbfHeader, type Geometry } from '../geometry/geometry';
 import { parsePoni } from '../geometry/poni';
 import { AzimuthalIntegrator } from '../integrate/azimuthal';
 import { native, type PixelFrame } from '../native';
-import { decodeImage, type Dtype } from '../decode/stream2';
+import { decodeImage, elemSize, type Dtype } from '../decode/stream2';
 import type { FrameMeta, PipelineUpdate, ResultArrays, ResultHeader, SeriesContext } from './protocol';
 
 const MAX_INTEGRATORS = 4;
@@ -58,11 +58,9 @@ function rawView(meta: FrameMeta, payload: Uint8Array): PixelFrame {
   return new ctor(payload.buffer as ArrayBuffer, payload.byteOffset, n);
 }
 
-const ELEM_BYTES: Record<string, number> = { uint8: 1, uint16: 2, uint32: 4, int32: 4, float32: 4 };
-
 /** The value EIGER gives flagged pixels: all ones in the pixel's bits. */
-function flagValue(dtype: string): number {
-  return 2 ** (8 * (ELEM_BYTES[dtype] ?? 4)) - 1;
+function flagValue(dtype: Dtype): number {
+  return 2 ** (8 * elemSize(dtype)) - 1;
 }
 
 export class Pipeline {
@@ -98,7 +96,7 @@ export class Pipeline {
       return ai;
     }
     const { mask: maskImg } = this.cal;
-    if (maskImg) expectShape({ shape: maskImg.shape, data: new Float64Array(0) }, shape, 'mask');
+    if (maskImg) expectShape(maskImg, shape, 'mask');
     // Static mask: the mask file plus this first frame's markers (negative pixels).
     const mask = maskImg ? maskImg.data.slice() : new Uint8Array(shape[0] * shape[1]);
     if (context?.mask) {
@@ -130,7 +128,7 @@ export class Pipeline {
   /** Decompresses a stream image into a worker-owned buffer (reused frame to frame). */
   private decodeStream(meta: FrameMeta, payload: Uint8Array): PixelFrame {
     const [rows, cols] = meta.shape!;
-    const bytes = rows * cols * ELEM_BYTES[meta.dtype!];
+    const bytes = rows * cols * elemSize(meta.dtype!);
     if (this.streamScratch.length < bytes) this.streamScratch = new Uint8Array(bytes);
     const img = { shape: meta.shape!, dtype: meta.dtype as Dtype, encoding: meta.encoding as 'bslz4' | 'lz4' | 'lz4block', bytes: payload };
     return decodeImage(img, this.streamScratch) as PixelFrame;
@@ -189,7 +187,7 @@ export class Pipeline {
         geometry = this.cal.poni;
         frame = rawView(meta, payload);
       }
-      if (this.cal.dark) expectShape({ shape: this.cal.dark.shape, data: new Float64Array(0) }, shape, 'dark');
+      if (this.cal.dark) expectShape(this.cal.dark, shape, 'dark');
       const decoded = () => {
         if (frame) return frame;
         const n = shape[0] * shape[1];

@@ -1,6 +1,7 @@
 // Where the real detector data lives, and the rule for tests that need it:
 // skip with a visible notice when it is absent, fail when CI=true.
 import type { Test } from 'tap';
+import { need } from './need';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 
@@ -22,15 +23,7 @@ export function readData(...parts: string[]): Buffer {
 
 /** Returns true when the data is there; otherwise skips (or fails under CI) and returns false. */
 export function needData(t: Test): boolean {
-  if (dataDir) return true;
-  const msg = 'real detector data not found: set BEAMEDGE_DATA or put shared/data beside the repository';
-  if (process.env.CI === 'true') {
-    t.fail(`${msg} (required when CI=true)`);
-  } else {
-    process.stderr.write(`NOTICE: ${msg}; skipping\n`);
-    t.test(msg, { skip: msg }, () => {}); // a skipped subtest that names the reason
-  }
-  return false;
+  return need(t, !!dataDir, 'real detector data not found: set BEAMEDGE_DATA or put shared/data beside the repository', 'required when CI=true');
 }
 
 export const CBF_FILES = ['in16c_010001.cbf', 'example.cbf', 'thau_3_2_0001.cbf', 'DLS_I03_smargon_0001.cbf'] as const;

@@ -3,15 +3,13 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Test } from 'tap';
+import { need } from './need';
 
 const BINARY = ['/usr/sbin/mosquitto', '/usr/bin/mosquitto'].find((p) => existsSync(p));
 
 /** False (after skipping, or failing under CI=true) when Mosquitto is not installed. */
 export function needMosquitto(t: Test): boolean {
-  if (BINARY) return true;
-  if (process.env.CI === 'true') t.fail('mosquitto is not installed (.ci/run installs it)');
-  else t.test('mosquitto not installed: apt-get install mosquitto', { skip: 'mosquitto not installed' }, () => {});
-  return false;
+  return need(t, !!BINARY, 'mosquitto not installed: apt-get install mosquitto', '.ci/run installs it');
 }
 
 /** Starts Mosquitto on 127.0.0.1:port with anonymous access; its config file goes in `dir`. */

@@ -1,5 +1,6 @@
 // Live references from Debian's pyFAI and fabio, when /usr/bin/python3 has them.
 import type { Test } from 'tap';
+import { need } from './need';
 import { spawnSync } from 'node:child_process';
 
 const PYTHON = '/usr/bin/python3';
@@ -27,12 +28,5 @@ export function runPython<T>(script: string, input: unknown = null, timeoutMs = 
 
 /** Skips with a notice when the reference is missing (CI installs it, so CI fails instead). */
 export function needReference(t: Test, available: boolean, what: string): boolean {
-  if (available) return true;
-  const msg = `${what} not available to ${PYTHON} (apt-get install python3-pyfai python3-fabio)`;
-  if (process.env.CI === 'true') t.fail(`${msg}; .ci/run installs it`);
-  else {
-    process.stderr.write(`NOTICE: ${msg}; skipping\n`);
-    t.test(msg, { skip: msg }, () => {}); // a skipped subtest that names the reason
-  }
-  return false;
+  return need(t, available, `${what} not available to ${PYTHON} (apt-get install python3-pyfai python3-fabio)`, '.ci/run installs it');
 }
