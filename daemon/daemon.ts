@@ -5,12 +5,12 @@ import { unwatchFile, watchFile } from 'node:fs';
 import os from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { checkReloadable, ConfigError, loadConfig, type Config, type LoadedConfig } from './config/config';
-import type { FrameRef, FrameSource, IncomingMeta, IngestSink } from './ingest/sink';
+import type { FrameSource, IncomingMeta, IngestSink } from './ingest/sink';
 import { DectrisSource } from './ingest/dectris-source';
 import { TcpSource } from './ingest/tcp-source';
 import { WatchSource } from './ingest/watch-source';
+import { OutcomeFunnel } from './outcomes/funnel';
 import { startEmbeddedBroker, type EmbeddedBroker } from './publish/embedded-broker';
-import { encodeReduced, reducedMessage } from './publish/messages';
 import { MqttPublisher } from './publish/mqtt-publisher';
 import { Recorder } from './provenance/recorder';
 import { FrameSlots } from './rings/frame-slots';
@@ -19,7 +19,7 @@ import { createLogger, type Logger } from './system/logger';
 import { SystemdNotifier } from './system/sd-notify';
 import { VERSION } from './version';
 import { WorkerPool } from './workers/pool';
-import type { FrameMeta, ResultArrays, ResultHeader } from './workers/protocol';
+import type { FrameMeta } from './workers/protocol';
 
 export interface DaemonOptions {
   loaded: LoadedConfig;
@@ -36,6 +36,10 @@ export interface ReloadResult {
   message: string;
 }
 
+// Longer than any frame takes (a 6M bbox map build is about 0.5 s) and than
+// ingest may hold a slot for one frame (ingest.tcp.frame_timeout_ms at most).
+const STALL_MS = 120_000;
+
 export function workerThreads(c: Config): number {
   return c.workers.threads > 0 ? c.workers.threads : Math.max(1, os.availableParallelism() - 1);
 }
@@ -48,6 +52,7 @@ export class Daemon {
   private loaded: LoadedConfig;
   private readonly notifier: SystemdNotifier;
   private recorder!: Recorder;
+  private funnel!: OutcomeFunnel;
   private broker: EmbeddedBroker | undefined;
   private publisher!: MqttPublisher;
   private slots!: FrameSlots;
@@ -56,8 +61,10 @@ export class Daemon {
   private readonly slotWaiters: (() => void)[] = [];
   private readonly sources: FrameSource[] = [];
   private timers: NodeJS.Timeout[] = [];
-  private dropsSinceTick = 0;
   private lastTick = performance.now();
+  /** When a slot was last given back: the watchdog's measure of progress. */
+  private lastRelease = performance.now();
+  private lastRejected: string | undefined;
   private readonly startedAt = new Date();
   private stopping: Promise<void> | undefined;
   private reloading: Promise<ReloadResult> = Promise.resolve({ ok: true, epoch: 1, message: '' });
@@ -100,6 +107,11 @@ export class Daemon {
     return this.config;
   }
 
+  /** Slots not held by ingest or the workers; equals rings.slots when idle. */
+  get freeSlots(): number {
+    return this.free.length;
+  }
+
   private async startParts(): Promise<void> {
     const c = this.config;
     this.recorder = await Recorder.open({ path: c.provenance.path, instance: c.instance, version: VERSION, batchMs: c.provenance.batch_ms, retentionDays: c.provenance.retention_days, log: this.log });
@@ -117,6 +129,23 @@ export class Daemon {
         this.log.warn('MQTT message dropped', { topic, reason });
       },
     });
+    this.funnel = new OutcomeFunnel({
+      recorder: this.recorder,
+      publisher: this.publisher,
+      stats: this.stats,
+      log: this.log,
+      instance: c.instance,
+      format: () => this.config.mqtt.format,
+      epoch: () => this.epoch,
+      event: (level, kind, message, details) => this.event(level, kind, message, details),
+    });
+    const { recovered } = this.recorder;
+    if (recovered.lost || recovered.runs.length)
+      this.event('warn', 'lost', `previous run(s) ${recovered.runs.join(', ') || '?'} stopped abnormally: ${recovered.lost} frame(s) received but never finished are recorded as lost`, {
+        runs: recovered.runs,
+        lost: recovered.lost,
+        series: recovered.series,
+      });
     const payloadBytes = Math.ceil((c.rings.slot_mb * 1024 * 1024) / 8) * 8;
     this.slots = FrameSlots.create({ slots: c.rings.slots, payloadBytes });
     for (let i = c.rings.slots - 1; i >= 0; i--) this.free.push(i);
@@ -126,7 +155,10 @@ export class Daemon {
       resultBytes: c.rings.result_mb * 1024 * 1024,
       initial: { epoch: this.epoch, pipeline: c.pipeline, series: c.series },
       log: this.log,
-      onResult: (h, a) => this.onResult(h, a),
+      onResult: (h, a) => {
+        this.releaseSlot(h.slot);
+        this.funnel.result(h, a);
+      },
       onLost: (lost, reason) => this.onLost(lost, reason),
     });
     const sink = this.sink();
@@ -154,7 +186,15 @@ export class Daemon {
     let lastBeat = performance.now();
     const beat = setInterval(() => (lastBeat = performance.now()), 250);
     this.timers.push(beat);
-    this.notifier.startWatchdog(() => performance.now() - lastBeat < 5000);
+    // Fed only while the event loop runs and frames can make progress: slots in
+    // use with none given back for STALL_MS means a wedged pipeline, which
+    // systemd should restart rather than leave looking healthy.
+    this.notifier.startWatchdog(() => {
+      const now = performance.now();
+      const stalled = this.free.length < this.slots.slots && now - this.lastRelease > STALL_MS;
+      if (stalled) this.log.error('no frame has finished for a while with slots in use; not feeding the watchdog', { free_slots: this.free.length, in_flight: this.pool.inFlight, stalled_ms: Math.round(now - this.lastRelease) });
+      return now - lastBeat < 5000 && !stalled;
+    });
   }
 
   private statusPayload(state: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
@@ -179,27 +219,39 @@ export class Daemon {
       payloadTarget: (slot, size) => this.slots.payloadTarget(slot, size),
       release: (slot) => this.releaseSlot(slot),
       submit: (slot, meta, size) => this.submit(slot, meta, size),
-      dropped: (ref, reason) => this.onDropped(ref, reason),
-      rejected: (ref, message) => this.onRejected(ref, message),
+      whenDurable: (cb) => this.recorder.whenDurable(cb),
+      dropped: (ref, reason) => this.funnel.dropped(ref, reason),
+      rejected: (ref, message) => this.funnel.refused(ref, message),
       event: (level, kind, message, details) => this.event(level, kind, message, details),
     };
   }
 
   private releaseSlot(slot: number): void {
+    this.lastRelease = performance.now();
     this.free.push(slot);
-    const waiter = this.slotWaiters.shift();
-    if (waiter) setImmediate(waiter);
+    // Every waiter gets a chance: one that has gone away (a closed connection)
+    // must not swallow the wake-up another needs. Losers wait again.
+    for (const waiter of this.slotWaiters.splice(0)) setImmediate(waiter);
   }
 
-  private submit(slot: number, meta: IncomingMeta, size: number): void {
-    const full: FrameMeta = { ...meta, receivedAt: performance.now(), receivedWall: Date.now() };
+  private submit(slot: number, meta: IncomingMeta, size: number): boolean {
+    const ref = { series: meta.series, frame: meta.frame, source: meta.source };
+    try {
+      this.slots.checkMeta({ ...meta, seq: 0, receivedAt: 0, receivedWall: 0 });
+    } catch (e) {
+      this.releaseSlot(slot);
+      this.funnel.refused(ref, (e as Error).message);
+      return false;
+    }
+    const full = this.funnel.received(meta);
     this.slots.setMeta(slot, full, size);
-    this.stats.count('frames_in');
     if (!this.pool.dispatch(slot)) {
       // Cannot happen while queue capacity >= slots, but never lose a frame silently.
       this.releaseSlot(slot);
-      this.onDropped({ series: meta.series, frame: meta.frame, source: meta.source }, 'worker queues full', false);
+      this.funnel.lost([full], 'worker queues full');
+      return false;
     }
+    return true;
   }
 
   event(level: 'info' | 'warn' | 'error', kind: string, message: string, details?: Record<string, unknown>): void {
@@ -208,94 +260,17 @@ export class Daemon {
     this.publisher.event({ time: new Date().toISOString(), level, kind, message, ...(details ? { details } : {}) });
   }
 
-  private row(ref: FrameRef, decision: 'error' | 'dropped', reason: string) {
-    this.recorder.frame({
-      series: ref.series,
-      frame: ref.frame,
-      source: ref.source,
-      received: new Date().toISOString(),
-      processed: null,
-      decision,
-      reason,
-      score: null,
-      epoch: this.epoch,
-      worker: null,
-      latency_ms: null,
-      error: decision === 'error' ? reason : null,
-    });
-  }
-
-  private onDropped(ref: FrameRef, reason: string, countIn = true): void {
-    if (countIn) this.stats.count('frames_in');
-    this.stats.count('dropped');
-    this.dropsSinceTick++;
-    this.log.debug('frame dropped', { series: ref.series, frame: ref.frame, reason });
-    this.row(ref, 'dropped', reason);
-  }
-
-  private onRejected(ref: FrameRef, message: string): void {
-    this.stats.count('frames_in');
-    this.stats.count('errored');
-    this.row(ref, 'error', message);
-    this.event('warn', 'frame_error', `frame rejected: series ${ref.series} frame ${ref.frame ?? '?'} from ${ref.source}: ${message}`, { series: ref.series, frame: ref.frame, source: ref.source });
-  }
-
   private onLost(lost: number[], reason: string): void {
-    for (const slot of lost) {
-      const meta = this.slots.meta<FrameMeta>(slot);
-      this.releaseSlot(slot);
-      this.stats.count('errored');
-      this.row({ series: meta.series, frame: meta.frame, source: meta.source }, 'error', reason);
-    }
-    this.event('error', 'worker_lost', reason, { frames: lost.length });
-  }
-
-  private onResult(h: ResultHeader, arrays: ResultArrays): void {
-    const latency = performance.now() - h.receivedAt;
-    this.releaseSlot(h.slot);
-    this.stats.count('processed');
-    this.stats.latency(latency);
-    this.stats.count(h.decision === 'kept' ? 'kept' : h.decision === 'rejected' ? 'rejected' : 'errored');
-    this.recorder.frame({
-      series: h.series,
-      frame: h.frame,
-      source: h.source,
-      received: new Date(h.receivedWall).toISOString(),
-      processed: new Date(h.processedWall).toISOString(),
-      decision: h.decision,
-      reason: h.reason,
-      score: h.score,
-      epoch: h.epoch,
-      worker: h.worker,
-      latency_ms: Math.round(latency * 1000) / 1000,
-      error: h.error ?? null,
-    });
-    if (h.decision === 'error') {
-      this.event('warn', 'frame_error', `frame failed: series ${h.series} frame ${h.frame} from ${h.source}: ${h.reason}`, { series: h.series, frame: h.frame, source: h.source, epoch: h.epoch });
-      return;
-    }
-    if (h.decision === 'rejected') {
-      this.log.debug('frame rejected by the veto', { series: h.series, frame: h.frame, reason: h.reason });
-      return;
-    }
-    const format = this.config.mqtt.format;
-    const payload = encodeReduced(reducedMessage(this.config.instance, h, arrays, latency), format);
-    this.publisher.reduced(payload, format, (ok) => {
-      if (!ok) return;
-      this.stats.count('published');
-      this.recorder.published(h.series, h.frame);
-    });
+    const metas = lost.map((slot) => this.slots.meta<FrameMeta>(slot));
+    for (const slot of lost) this.releaseSlot(slot);
+    this.funnel.lost(metas, reason);
   }
 
   private tick(): void {
     const queues = { free_slots: this.free.length, in_flight: this.pool.inFlight, mqtt_queue: this.publisher.queued, ...this.pool.queueDepths() };
     const snap = this.stats.snapshot(this.epoch, queues);
     this.publisher.stats({ instance: this.config.instance, ...snap });
-    if (this.dropsSinceTick) {
-      const secs = (performance.now() - this.lastTick) / 1000;
-      this.event('warn', 'drop', `${this.dropsSinceTick} frame(s) dropped in the last ${secs.toFixed(1)} s: workers behind (policy drop)`, { dropped: this.dropsSinceTick, total: this.stats.totals.dropped });
-      this.dropsSinceTick = 0;
-    }
+    this.funnel.tick((performance.now() - this.lastTick) / 1000);
     this.lastTick = performance.now();
   }
 
@@ -316,9 +291,15 @@ export class Daemon {
         checkReloadable(this.config, next.config);
       } catch (e) {
         const problems = e instanceof ConfigError ? e.problems : [(e as Error).message];
+        // An edit followed by SIGHUP reaches us twice (the file watcher sees it
+        // too): say it once per content; an explicit signal always answers.
+        const said = problems.join('; ');
+        if (source === 'file change' && said === this.lastRejected) return { ok: false, epoch: this.epoch, message: said };
+        this.lastRejected = said;
         this.event('error', 'reload_rejected', `configuration reload (${source}) rejected, epoch ${this.epoch} keeps running: ${problems.join('; ')}`, { source, problems });
         return { ok: false, epoch: this.epoch, message: problems.join('; ') };
       }
+      this.lastRejected = undefined;
       if (next.sha256 === this.loaded.sha256) {
         this.log.info('configuration unchanged', { source, epoch: this.epoch });
         return { ok: true, epoch: this.epoch, message: 'unchanged' };
@@ -358,7 +339,9 @@ export class Daemon {
     for (const t of this.timers) clearInterval(t);
     if (this.publisher) {
       this.tick();
-      this.recorder?.event('info', 'stop', `stopping: ${reason}`, { totals: this.stats.totals });
+      this.recorder.event('info', 'stop', `stopping: ${reason}`, { totals: this.stats.totals });
+      // Commit the last outcomes first: their `reduced` messages wait on it.
+      await this.recorder.sync();
       await this.publisher.close(this.statusPayload('offline', { reason, totals: this.stats.totals }));
     }
     if (this.recorder) await this.recorder.close(reason);

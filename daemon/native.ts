@@ -97,6 +97,9 @@ export interface NativeIntegrator {
   integrate(frame: PixelFrame, options?: FrameOptions): NativeIntegration;
   integrateCbf(cbf: Uint8Array, options?: FrameOptions): NativeIntegration;
   axes(): { radial: NativeAxis; azimuthal: NativeAxis; entries: number };
+  /** Frees the map now; the integrator cannot be used afterwards. */
+  dispose(): void;
+  memoryBytes(): number;
 }
 
 interface Addon {

@@ -42,7 +42,7 @@ export interface Config {
   instance: string;
   log: { level: 'debug' | 'info' | 'warn' | 'error' };
   ingest: {
-    tcp: { enabled: boolean; host: string; port: number; policy: 'backpressure' | 'drop' };
+    tcp: { enabled: boolean; host: string; port: number; policy: 'backpressure' | 'drop'; max_connections: number; idle_timeout_ms: number; frame_timeout_ms: number; ack: 'slot' | 'durable' };
     dectris: { enabled: boolean; endpoint: string; protocol: 'v2' | 'v1'; channel: string | null };
     watch: { enabled: boolean; directory: string | null; pattern: string; poll_ms: number; incomplete_timeout_ms: number; series: string };
   };

@@ -3,7 +3,7 @@
 // (TCP framing and a directory watcher here, the DECTRIS streams next).
 import type { FrameMeta } from '../workers/protocol';
 
-export type IncomingMeta = Omit<FrameMeta, 'receivedAt' | 'receivedWall'>;
+export type IncomingMeta = Omit<FrameMeta, 'seq' | 'receivedAt' | 'receivedWall'>;
 
 export interface FrameRef {
   series: string;
@@ -18,8 +18,14 @@ export interface IngestSink {
   whenSlotFree(cb: () => void): void;
   /** Where to write the payload of an acquired slot (the one copy). */
   payloadTarget(slot: number, size: number): Uint8Array;
-  /** Hands a filled slot to the workers. */
-  submit(slot: number, meta: IncomingMeta, size: number): void;
+  /**
+   * Hands a filled slot to the workers. Never throws: a frame that cannot be
+   * taken (metadata too large for the slot...) is recorded as rejected, its
+   * slot given back, and false returned.
+   */
+  submit(slot: number, meta: IncomingMeta, size: number): boolean;
+  /** Calls `cb` once every frame handed over so far has its provenance row committed. */
+  whenDurable(cb: () => void): void;
   /** Gives back an acquired slot that was not filled. */
   release(slot: number): void;
   /** A frame that was not processed because the workers were behind. */

@@ -5,8 +5,21 @@
 //            "size": <payload bytes>, "dtype": "uint16", "shape": [rows, cols], "meta": {...}}
 //            (dtype and shape are required for raw payloads only)
 //   size bytes payload: a whole CBF file, or raw little-endian pixels, row-major
+// A header with "ack": true asks for one JSON line back per frame (see Ack).
 export const MAGIC = Buffer.from('BEF1', 'latin1');
 export const MAX_HEADER = 64 * 1024;
+// Both travel with the frame in its slot's 4 KiB metadata area.
+export const MAX_SERIES = 256;
+export const MAX_META_BYTES = 2048;
+
+/** The line sent back for a frame whose header asked for it. */
+export interface Ack {
+  series: string;
+  frame: number | null;
+  /** received: in a slot (or its provenance row committed, with ack: durable); the others: not processed. */
+  status: 'received' | 'rejected' | 'dropped';
+  reason?: string;
+}
 
 export interface FrameHeader {
   series: string;
@@ -16,6 +29,7 @@ export interface FrameHeader {
   dtype?: 'int32' | 'uint32' | 'uint16' | 'uint8' | 'float32';
   shape?: [number, number];
   meta?: Record<string, unknown>;
+  ack?: boolean;
 }
 
 const DTYPES = ['int32', 'uint32', 'uint16', 'uint8', 'float32'];
@@ -35,6 +49,7 @@ export function parseSize(h: Record<string, unknown>): number {
 export function checkHeader(h: Record<string, unknown>): string | null {
   if (typeof h.frame !== 'number' || !Number.isSafeInteger(h.frame) || h.frame < 0) return `header frame must be a non-negative integer, got ${JSON.stringify(h.frame)}`;
   if (h.series !== undefined && (typeof h.series !== 'string' || !h.series)) return 'header series must be a non-empty string';
+  if (typeof h.series === 'string' && h.series.length > MAX_SERIES) return `header series of ${h.series.length} characters exceeds ${MAX_SERIES}`;
   if (h.encoding !== 'cbf' && h.encoding !== 'raw') return `unsupported encoding ${JSON.stringify(h.encoding)} (cbf or raw)`;
   if (h.encoding === 'raw') {
     if (typeof h.dtype !== 'string' || !DTYPES.includes(h.dtype)) return `raw frames need dtype, one of ${DTYPES.join(', ')}`;
@@ -42,6 +57,11 @@ export function checkHeader(h: Record<string, unknown>): string | null {
     if (!Array.isArray(s) || s.length !== 2 || !s.every((x) => Number.isSafeInteger(x) && x > 0)) return 'raw frames need shape [rows, cols]';
   }
   if (h.meta !== undefined && (typeof h.meta !== 'object' || h.meta === null || Array.isArray(h.meta))) return 'header meta must be an object';
+  if (h.meta !== undefined) {
+    const n = Buffer.byteLength(JSON.stringify(h.meta));
+    if (n > MAX_META_BYTES) return `header meta of ${n} bytes exceeds ${MAX_META_BYTES}`;
+  }
+  if (h.ack !== undefined && typeof h.ack !== 'boolean') return 'header ack must be true or false';
   return null;
 }
 

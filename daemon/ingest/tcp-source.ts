@@ -1,41 +1,85 @@
 // TCP ingest: reads framed frames (see tcp-framing.ts) and writes each payload
 // straight into a ring slot. With policy "backpressure" the socket is paused
 // while no slot is free (lossless); with "drop" the frame is skipped and counted.
+//
+// Nobody who can reach the port can take the daemon down or starve it:
+// - a slot is claimed only once a frame's payload starts to arrive, so a
+//   connection that sends a header and stops holds nothing;
+//   a frame must then arrive whole within frame_timeout_ms (time spent waiting
+//   for a free slot does not count), and a silent connection is closed after
+//   idle_timeout_ms; both cases release the slot and record the frame;
+// - metadata that would not fit a slot is refused per frame, before a slot;
+// - connections beyond max_connections are refused;
+// - whatever throws while handling a connection closes that connection only.
 import net from 'node:net';
-import { checkHeader, FramingError, MAGIC, MAX_HEADER, parseSize, type FrameHeader } from './tcp-framing';
-import type { FrameSource, IngestSink } from './sink';
+import { checkHeader, FramingError, MAGIC, MAX_HEADER, parseSize, type Ack, type FrameHeader } from './tcp-framing';
+import type { FrameRef, FrameSource, IngestSink } from './sink';
 
-type State =
-  | { kind: 'prefix' }
-  | { kind: 'header'; length: number }
-  | { kind: 'payload'; header: FrameHeader; slot: number | null; target: Uint8Array | null; received: number; problem: string | null; dropped: boolean };
+export interface TcpOptions {
+  host: string;
+  port: number;
+  policy: 'backpressure' | 'drop';
+  max_connections: number;
+  idle_timeout_ms: number;
+  frame_timeout_ms: number;
+  ack: 'slot' | 'durable';
+}
+
+interface Payload {
+  kind: 'payload';
+  header: FrameHeader;
+  ref: FrameRef;
+  slot: number | null;
+  target: Uint8Array | null;
+  received: number;
+  problem: string | null;
+  dropped: boolean;
+  waiting: boolean;
+}
+
+type State = { kind: 'prefix' } | { kind: 'header'; length: number } | Payload | { kind: 'closed' };
+
+// A sender that asks for acknowledgements but never reads them is cut off here.
+const MAX_UNREAD_ACKS = 1 << 20;
+// At most one event per this interval about refused connections (a flood must not flood the events).
+const REFUSAL_EVENT_MS = 10_000;
 
 class Connection {
   private state: State = { kind: 'prefix' };
   private pending: Buffer[] = [];
   private pendingBytes = 0;
-  private paused = false;
-  private readonly name: string;
+  private deadline: NodeJS.Timeout | undefined;
+  readonly name: string;
 
   constructor(
     private readonly socket: net.Socket,
     private readonly sink: IngestSink,
-    private readonly policy: 'backpressure' | 'drop',
+    private readonly opts: TcpOptions,
     onClose: () => void,
   ) {
     this.name = `tcp:${socket.remoteAddress}:${socket.remotePort}`;
+    socket.setTimeout(opts.idle_timeout_ms);
+    socket.on('timeout', () => this.abort(`no data for ${opts.idle_timeout_ms} ms (ingest.tcp.idle_timeout_ms)`, 'idle'));
     socket.on('data', (chunk) => {
+      if (this.state.kind === 'closed') return;
       this.pending.push(chunk);
       this.pendingBytes += chunk.length;
-      this.pump();
+      this.guarded(() => this.pump());
     });
     socket.on('error', (err) => sink.event('warn', 'ingest', `${this.name}: ${err.message}`));
     socket.on('close', () => {
-      if (this.state.kind === 'payload' && this.state.slot !== null) sink.release(this.state.slot);
-      if (this.state.kind !== 'prefix' || this.pendingBytes)
-        sink.event('warn', 'ingest', `${this.name}: connection closed in the middle of a frame`, this.state.kind === 'payload' ? { series: this.state.header.series, frame: this.state.header.frame } : {});
+      this.abort('connection closed in the middle of a frame', 'closed');
       onClose();
     });
+  }
+
+  /** Nothing a client sends may escape this connection: any failure closes it alone. */
+  private guarded(fn: () => void): void {
+    try {
+      fn();
+    } catch (e) {
+      this.abort(`internal error while reading: ${(e as Error).message}`, 'error');
+    }
   }
 
   private take(n: number): Buffer {
@@ -54,17 +98,46 @@ class Connection {
     return out;
   }
 
-  private fail(message: string): void {
-    this.sink.event('error', 'ingest', `${this.name}: ${message}; closing the connection (the stream cannot be resynchronised)`);
+  private armDeadline(): void {
+    clearTimeout(this.deadline);
+    this.deadline = setTimeout(() => this.abort(`frame not complete within ${this.opts.frame_timeout_ms} ms (ingest.tcp.frame_timeout_ms)`, 'slow'), this.opts.frame_timeout_ms);
+  }
+
+  /**
+   * Ends the connection. A frame in progress is recorded as rejected and its
+   * slot given back. `why` decides the event: a clean close between frames says nothing.
+   */
+  private abort(message: string, why: 'idle' | 'slow' | 'closed' | 'framing' | 'error'): void {
+    const s = this.state;
+    if (s.kind === 'closed') return;
+    const midFrame = s.kind !== 'prefix' || this.pendingBytes > 0;
+    this.state = { kind: 'closed' };
+    clearTimeout(this.deadline);
     this.pending = [];
     this.pendingBytes = 0;
-    this.socket.destroy();
+    if (s.kind === 'payload') {
+      if (s.slot !== null) this.sink.release(s.slot);
+      const detail = `${message} (${s.received} of ${s.header.size} payload bytes)`;
+      if (s.dropped) this.sink.dropped(s.ref, 'no free slot (workers behind, policy drop)');
+      else this.sink.rejected(s.ref, detail);
+    } else if (midFrame || why === 'framing' || why === 'error') {
+      this.sink.event(why === 'closed' ? 'warn' : 'error', 'ingest', `${this.name}: ${message}`);
+    }
+    if (why === 'idle' && !midFrame) this.sink.event('info', 'ingest', `${this.name}: closed after ${this.opts.idle_timeout_ms} ms without data`);
+    if (why !== 'closed') this.socket.destroy();
+  }
+
+  private fail(message: string): void {
+    this.abort(`${message}; closing the connection (the stream cannot be resynchronised)`, 'framing');
   }
 
   private pump(): void {
-    while (!this.paused) {
+    for (;;) {
       const s = this.state;
+      if (s.kind === 'closed') return;
       if (s.kind === 'prefix') {
+        if (this.pendingBytes === 0) return;
+        if (!this.deadline) this.armDeadline();
         if (this.pendingBytes < 8) return;
         const p = this.take(8);
         if (!p.subarray(0, 4).equals(MAGIC)) return this.fail(`bad magic ${JSON.stringify(p.subarray(0, 4).toString('latin1'))}, expected "BEF1"`);
@@ -85,12 +158,16 @@ class Connection {
         const header = { series: 'default', ...raw, size } as FrameHeader;
         let problem = checkHeader(raw);
         if (!problem && size === 0) problem = 'empty payload';
-        this.state = { kind: 'payload', header, slot: null, target: null, received: 0, problem, dropped: false };
-        if (!problem && !this.claimSlot()) return;
-      } else {
-        if (s.received < s.header.size && this.pendingBytes === 0) return;
-        const chunk = this.pending[0];
-        if (chunk && s.received < s.header.size) {
+        const series = typeof header.series === 'string' ? header.series.slice(0, 256) : 'default';
+        const ref = { series, frame: Number.isSafeInteger(header.frame) ? header.frame : null, source: this.name };
+        this.state = { kind: 'payload', header, ref, slot: null, target: null, received: 0, problem, dropped: false, waiting: false };
+      } else if (s.kind === 'payload') {
+        if (s.waiting) return;
+        if (s.received < s.header.size) {
+          if (this.pendingBytes === 0) return;
+          // The payload has started: now, and not at the header, the frame may claim a slot.
+          if (!s.problem && !s.dropped && s.slot === null && !this.claimSlot(s)) return;
+          const chunk = this.pending[0]!;
           const k = Math.min(chunk.length, s.header.size - s.received);
           if (s.target) s.target.set(k === chunk.length ? chunk : chunk.subarray(0, k), s.received);
           s.received += k;
@@ -104,8 +181,7 @@ class Connection {
   }
 
   /** False when the connection must wait (backpressure) for a slot. */
-  private claimSlot(): boolean {
-    const s = this.state as Extract<State, { kind: 'payload' }>;
+  private claimSlot(s: Payload): boolean {
     const slot = this.sink.acquire();
     if (slot !== undefined) {
       try {
@@ -117,27 +193,37 @@ class Connection {
       }
       return true;
     }
-    if (this.policy === 'drop') {
+    if (this.opts.policy === 'drop') {
       s.dropped = true;
       return true;
     }
-    this.paused = true;
+    // Waiting for the workers is not the sender's fault: the frame's clock stops.
+    clearTimeout(this.deadline);
+    s.waiting = true;
     this.socket.pause();
     this.sink.whenSlotFree(() => {
-      this.paused = false;
-      if (this.claimSlot()) this.socket.resume();
-      this.pump();
+      if (this.state !== s) return;
+      s.waiting = false;
+      this.armDeadline();
+      this.socket.resume();
+      this.guarded(() => this.pump());
     });
     return false;
   }
 
-  private complete(s: Extract<State, { kind: 'payload' }>): void {
-    const { header } = s;
-    const ref = { series: header.series, frame: header.frame, source: this.name };
-    if (s.dropped) this.sink.dropped(ref, 'no free slot (workers behind, policy drop)');
-    else if (s.problem || s.slot === null) this.sink.rejected({ ...ref, frame: Number.isSafeInteger(header.frame) ? header.frame : null }, s.problem ?? 'no slot');
-    else
-      this.sink.submit(
+  private complete(s: Payload): void {
+    const { header, ref } = s;
+    clearTimeout(this.deadline);
+    this.deadline = undefined;
+    this.state = { kind: 'prefix' };
+    if (s.dropped) {
+      this.sink.dropped(ref, 'no free slot (workers behind, policy drop)');
+      this.ack(header, { series: ref.series, frame: ref.frame, status: 'dropped', reason: 'no free slot' });
+    } else if (s.problem || s.slot === null) {
+      this.sink.rejected(ref, s.problem ?? 'no slot');
+      this.ack(header, { series: ref.series, frame: ref.frame, status: 'rejected', reason: s.problem ?? 'no slot' });
+    } else {
+      const ok = this.sink.submit(
         s.slot,
         {
           series: header.series,
@@ -150,7 +236,20 @@ class Connection {
         },
         header.size,
       );
-    this.state = { kind: 'prefix' };
+      this.ack(header, { series: ref.series, frame: ref.frame, status: ok ? 'received' : 'rejected', ...(ok ? {} : { reason: 'refused at ingest (see the events)' }) });
+    }
+  }
+
+  private ack(header: FrameHeader, ack: Ack): void {
+    if (header.ack !== true) return;
+    const send = () => {
+      if (this.state.kind === 'closed' || !this.socket.writable) return;
+      if (this.socket.writableLength > MAX_UNREAD_ACKS) return this.abort('the sender does not read its acknowledgements', 'error');
+      this.socket.write(JSON.stringify(ack) + '\n');
+    };
+    // Rejections and drops are recorded too: with ack durable, every answer waits for its row.
+    if (this.opts.ack === 'durable') this.sink.whenDurable(send);
+    else send();
   }
 }
 
@@ -158,8 +257,10 @@ export class TcpSource implements FrameSource {
   readonly name = 'tcp';
   private server: net.Server | undefined;
   private readonly connections = new Set<net.Socket>();
+  private refused = 0;
+  private lastRefusalEvent = 0;
 
-  constructor(private readonly opts: { host: string; port: number; policy: 'backpressure' | 'drop' }) {}
+  constructor(private readonly opts: TcpOptions) {}
 
   get port(): number {
     const a = this.server?.address();
@@ -168,9 +269,19 @@ export class TcpSource implements FrameSource {
 
   async start(sink: IngestSink): Promise<void> {
     this.server = net.createServer((socket) => {
+      if (this.connections.size >= this.opts.max_connections) {
+        this.refused++;
+        if (Date.now() - this.lastRefusalEvent > REFUSAL_EVENT_MS) {
+          this.lastRefusalEvent = Date.now();
+          sink.event('warn', 'ingest', `refused ${this.refused} connection(s), latest from ${socket.remoteAddress}:${socket.remotePort}: ingest.tcp.max_connections (${this.opts.max_connections}) reached`, { refused: this.refused });
+          this.refused = 0;
+        }
+        socket.destroy();
+        return;
+      }
       socket.setNoDelay(true);
       this.connections.add(socket);
-      new Connection(socket, sink, this.opts.policy, () => this.connections.delete(socket));
+      new Connection(socket, sink, this.opts, () => this.connections.delete(socket));
     });
     await new Promise<void>((resolve, reject) => {
       this.server!.once('error', (e: NodeJS.ErrnoException) =>
@@ -178,6 +289,7 @@ export class TcpSource implements FrameSource {
       );
       this.server!.listen(this.opts.port, this.opts.host, () => resolve());
     });
+    this.server.on('error', (e) => sink.event('error', 'ingest', `tcp ${this.opts.host}:${this.port}: ${e.message}`));
   }
 
   async stop(): Promise<void> {
@@ -194,6 +306,6 @@ export class TcpSource implements FrameSource {
   }
 
   describe(): Record<string, unknown> {
-    return { kind: 'tcp', host: this.opts.host, port: this.port, policy: this.opts.policy, connections: this.connections.size };
+    return { kind: 'tcp', host: this.opts.host, port: this.port, policy: this.opts.policy, connections: this.connections.size, max_connections: this.opts.max_connections };
   }
 }

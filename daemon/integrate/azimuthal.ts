@@ -99,6 +99,16 @@ export class AzimuthalIntegrator {
     return this.engine.axes().entries;
   }
 
+  /** Heap bytes of the pixel-to-bin map. */
+  get memoryBytes(): number {
+    return this.engine.memoryBytes();
+  }
+
+  /** Frees the map at once (an evicted integrator must not wait for the GC to notice it). */
+  dispose(): void {
+    this.engine.dispose();
+  }
+
   integrate(frame: PixelFrame, options: IntegrateOptions = {}): Integration {
     return this.wrap(this.engine.integrate(frame, withEmpty(options)));
   }

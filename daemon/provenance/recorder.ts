@@ -1,21 +1,37 @@
 // Main-thread side of provenance: queues rows and hands them to the writer
-// thread in batches, so recording never waits on the disk.
+// thread in batches, so recording never waits on the disk. Every batch is
+// numbered; whenDurable() runs a callback once everything queued before it is
+// committed, which is how a result is published only after its row exists.
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { Logger } from '../system/logger';
 import type { FrameRow, ProvenanceOp } from './schema';
+
+/** What the writer found of earlier runs at open: frames received but never finished. */
+export interface Recovered {
+  lost: number;
+  runs: number[];
+  series: { run_id: number; series: string; n: number }[];
+}
+
+// While someone waits for durability, batches go out this soon rather than at batch_ms.
+const DURABLE_FLUSH_MS = 10;
 
 export class Recorder {
   private queue: ProvenanceOp[] = [];
   private readonly timer: NodeJS.Timeout;
   private readonly retention: NodeJS.Timeout;
   private flushId = 0;
-  private readonly waiters = new Map<number, () => void>();
+  private readonly waiters = new Map<number, (() => void)[]>();
+  /** Callbacks for the batch being gathered now. */
+  private pendingDurable: (() => void)[] = [];
+  private soon: NodeJS.Timeout | undefined;
   private closed = false;
 
   private constructor(
     private readonly worker: Worker,
     readonly runId: number,
+    readonly recovered: Recovered,
     batchMs: number,
     private retentionDays: number,
     private readonly log: Logger,
@@ -26,7 +42,11 @@ export class Recorder {
     worker.on('message', (m: { flushed?: number; error?: string }) => {
       if (m.error) this.log.error('provenance write failed', { error: m.error });
       if (m.flushed !== undefined) {
-        for (const [id, done] of this.waiters) if (id <= m.flushed) (this.waiters.delete(id), done());
+        for (const [id, done] of this.waiters) {
+          if (id > m.flushed) break;
+          this.waiters.delete(id);
+          for (const cb of done) cb();
+        }
       }
     });
     worker.on('error', (e) => this.log.error('provenance writer crashed', { error: e.stack ?? String(e) }));
@@ -35,11 +55,11 @@ export class Recorder {
 
   static async open(opts: { path: string; instance: string; version: string; batchMs: number; retentionDays: number; log: Logger }): Promise<Recorder> {
     const worker = new Worker(path.join(__dirname, 'writer-thread.js'), { workerData: { path: opts.path, instance: opts.instance, version: opts.version } });
-    const runId = await new Promise<number>((resolve, reject) => {
-      worker.once('message', (m: { ready?: boolean; runId?: number; error?: string }) => (m.ready ? resolve(m.runId!) : reject(new Error(m.error))));
+    const ready = await new Promise<{ runId: number; recovered: Recovered }>((resolve, reject) => {
+      worker.once('message', (m: { ready?: boolean; runId?: number; recovered?: Recovered; error?: string }) => (m.ready ? resolve({ runId: m.runId!, recovered: m.recovered! }) : reject(new Error(m.error))));
       worker.once('error', (e) => reject(new Error(`provenance database ${opts.path}: ${e.message}`)));
     });
-    return new Recorder(worker, runId, opts.batchMs, opts.retentionDays, opts.log);
+    return new Recorder(worker, ready.runId, ready.recovered, opts.batchMs, opts.retentionDays, opts.log);
   }
 
   setRetentionDays(days: number): void {
@@ -50,12 +70,23 @@ export class Recorder {
     if (!this.closed) this.queue.push(op);
   }
 
+  received(seq: number, series: string, frame: number, source: string, received: string): void {
+    this.push({ t: 'received', seq, series, frame, source, received });
+  }
+
   frame(row: FrameRow): void {
     this.push({ t: 'frame', ...row });
   }
 
-  published(series: string, frame: number): void {
-    this.push({ t: 'published', series, frame });
+  published(seq: number): void {
+    this.push({ t: 'published', seq });
+  }
+
+  /** Calls `cb` once every row queued so far is committed (at once when closed). */
+  whenDurable(cb: () => void): void {
+    if (this.closed) return cb();
+    this.pendingDurable.push(cb);
+    this.soon ??= setTimeout(() => this.flush(), DURABLE_FLUSH_MS);
   }
 
   epoch(epoch: number, source: string, sha256: string, text: string): void {
@@ -67,26 +98,31 @@ export class Recorder {
   }
 
   flush(): void {
-    if (!this.queue.length) return;
-    const ops = this.queue;
-    this.queue = [];
-    this.worker.postMessage({ ops });
-  }
-
-  /** Resolves once everything queued so far is committed. */
-  async sync(): Promise<void> {
+    if (this.soon) clearTimeout(this.soon);
+    this.soon = undefined;
+    if (!this.queue.length && !this.pendingDurable.length) return;
     const id = ++this.flushId;
     const ops = this.queue;
     this.queue = [];
-    await new Promise<void>((resolve) => {
-      this.waiters.set(id, resolve);
-      this.worker.postMessage({ ops, id });
+    if (this.pendingDurable.length) {
+      this.waiters.set(id, this.pendingDurable);
+      this.pendingDurable = [];
+    }
+    this.worker.postMessage({ ops, id });
+  }
+
+  /** Resolves once everything queued so far is committed. */
+  sync(): Promise<void> {
+    return new Promise<void>((resolve) => {
+      this.whenDurable(resolve);
+      this.flush();
     });
   }
 
   async close(reason: string): Promise<void> {
     clearInterval(this.timer);
     clearInterval(this.retention);
+    this.flush();
     const ops = this.queue;
     this.queue = [];
     this.closed = true;

@@ -1,6 +1,11 @@
 // Provenance database layout: which frame, which configuration and
 // calibration, which decision, so any published result can be traced back.
-export const SCHEMA_VERSION = 1;
+// 2: frames get a per-run receive sequence and the 'received' and 'lost'
+// decisions (a frame is recorded when it arrives, not only when it is done).
+export const SCHEMA_VERSION = 2;
+
+export const DECISIONS = ['received', 'kept', 'rejected', 'error', 'dropped', 'lost'] as const;
+export type FrameDecision = (typeof DECISIONS)[number];
 
 export const DDL = `
 CREATE TABLE IF NOT EXISTS runs (
@@ -32,17 +37,19 @@ CREATE TABLE IF NOT EXISTS series (
   rejected INTEGER NOT NULL DEFAULT 0,
   errors INTEGER NOT NULL DEFAULT 0,
   dropped INTEGER NOT NULL DEFAULT 0,
+  lost INTEGER NOT NULL DEFAULT 0,
   PRIMARY KEY (run_id, series)
 );
 CREATE TABLE IF NOT EXISTS frames (
   id INTEGER PRIMARY KEY,
   run_id INTEGER NOT NULL REFERENCES runs(id),
+  seq INTEGER,
   series TEXT NOT NULL,
   frame INTEGER,
   source TEXT,
   received TEXT NOT NULL,
   processed TEXT,
-  decision TEXT NOT NULL CHECK (decision IN ('kept', 'rejected', 'error', 'dropped')),
+  decision TEXT NOT NULL CHECK (decision IN (${DECISIONS.map((d) => `'${d}'`).join(', ')})),
   reason TEXT,
   score REAL,
   epoch INTEGER,
@@ -52,6 +59,8 @@ CREATE TABLE IF NOT EXISTS frames (
   error TEXT
 );
 CREATE INDEX IF NOT EXISTS frames_by_series ON frames (run_id, series, frame);
+CREATE UNIQUE INDEX IF NOT EXISTS frames_by_seq ON frames (run_id, seq);
+CREATE INDEX IF NOT EXISTS frames_unfinished ON frames (decision) WHERE decision = 'received';
 CREATE INDEX IF NOT EXISTS frames_by_time ON frames (received);
 CREATE TABLE IF NOT EXISTS events (
   id INTEGER PRIMARY KEY,
@@ -66,12 +75,14 @@ CREATE INDEX IF NOT EXISTS events_by_time ON events (time);
 `;
 
 export interface FrameRow {
+  /** Receive sequence within the run: the row's identity from arrival to outcome. */
+  seq: number;
   series: string;
   frame: number | null;
   source: string;
   received: string;
   processed: string | null;
-  decision: 'kept' | 'rejected' | 'error' | 'dropped';
+  decision: Exclude<FrameDecision, 'received'>;
   reason: string;
   score: number | null;
   epoch: number | null;
@@ -82,7 +93,20 @@ export interface FrameRow {
 
 export type ProvenanceOp =
   | { t: 'epoch'; epoch: number; time: string; source: string; sha256: string; text: string }
+  | { t: 'received'; seq: number; series: string; frame: number; source: string; received: string }
   | ({ t: 'frame' } & FrameRow)
-  | { t: 'published'; series: string; frame: number }
+  | { t: 'published'; seq: number }
   | { t: 'event'; time: string; level: string; kind: string; message: string; details: string | null }
   | { t: 'retention'; days: number };
+
+/** Schema 1 -> 2: the frames table is rebuilt for the new CHECK and seq column. */
+export const MIGRATE_1_TO_2 = `
+ALTER TABLE frames RENAME TO frames_v1;
+DROP INDEX IF EXISTS frames_by_series;
+DROP INDEX IF EXISTS frames_by_time;
+${DDL.slice(DDL.indexOf('CREATE TABLE IF NOT EXISTS frames'), DDL.indexOf('CREATE INDEX IF NOT EXISTS frames_by_series'))}
+INSERT INTO frames (id, run_id, series, frame, source, received, processed, decision, reason, score, epoch, worker, latency_ms, published, error)
+  SELECT id, run_id, series, frame, source, received, processed, decision, reason, score, epoch, worker, latency_ms, published, error FROM frames_v1;
+DROP TABLE frames_v1;
+ALTER TABLE series ADD COLUMN lost INTEGER NOT NULL DEFAULT 0;
+`;

@@ -3,7 +3,7 @@
 import os from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
-import { DDL, SCHEMA_VERSION, type ProvenanceOp } from './schema';
+import { DDL, MIGRATE_1_TO_2, SCHEMA_VERSION, type ProvenanceOp } from './schema';
 
 interface Init {
   path: string;
@@ -16,26 +16,55 @@ const db = new Database(init.path);
 db.pragma('journal_mode = WAL');
 db.pragma('synchronous = NORMAL');
 db.pragma('busy_timeout = 5000');
-db.exec(DDL);
-db.pragma(`user_version = ${SCHEMA_VERSION}`);
+const existing = db.pragma('user_version', { simple: true }) as number;
+if (existing > SCHEMA_VERSION) throw new Error(`${init.path} has provenance schema ${existing}, newer than this beamedge's ${SCHEMA_VERSION}`);
+db.transaction(() => {
+  if (existing === 1) db.exec(MIGRATE_1_TO_2);
+  db.exec(DDL);
+  db.pragma(`user_version = ${SCHEMA_VERSION}`);
+})();
 
 const runId = Number(
   db.prepare('INSERT INTO runs (instance, version, host, pid, started) VALUES (?, ?, ?, ?, ?)').run(init.instance, init.version, os.hostname(), process.pid, new Date().toISOString()).lastInsertRowid,
 );
 
+// Frames a previous run received but never finished: it was killed (SIGKILL,
+// OOM, power) between receiving them and recording their outcome.
+const LOST_REASON = 'daemon stopped abnormally';
+const recovered = db.transaction(() => {
+  const perSeries = db
+    .prepare(`SELECT run_id, series, count(*) AS n FROM frames WHERE decision = 'received' AND run_id <> ? GROUP BY run_id, series`)
+    .all(runId) as { run_id: number; series: string; n: number }[];
+  const lost = db.prepare(`UPDATE frames SET decision = 'lost', reason = ?, error = ? WHERE decision = 'received' AND run_id <> ?`).run(LOST_REASON, LOST_REASON, runId).changes;
+  const count = db.prepare(
+    `INSERT INTO series (run_id, series, first_seen, last_seen, frames, lost) VALUES (?, ?, ?, ?, ?, ?)
+     ON CONFLICT (run_id, series) DO UPDATE SET frames = frames + excluded.frames, lost = lost + excluded.lost`,
+  );
+  const now = new Date().toISOString();
+  for (const r of perSeries) count.run(r.run_id, r.series, now, now, r.n, r.n);
+  const runs = db.prepare('SELECT id FROM runs WHERE stopped IS NULL AND id <> ?').all(runId) as { id: number }[];
+  db.prepare(`UPDATE runs SET stopped = ?, stop_reason = ? WHERE stopped IS NULL AND id <> ?`).run(now, LOST_REASON, runId);
+  return { lost, runs: runs.map((r) => r.id), series: perSeries };
+})();
+
 const stmt = {
   epoch: db.prepare('INSERT OR REPLACE INTO config_epochs (run_id, epoch, time, source, sha256, text) VALUES (?, ?, ?, ?, ?, ?)'),
+  received: db.prepare(`INSERT INTO frames (run_id, seq, series, frame, source, received, decision) VALUES (?, ?, ?, ?, ?, ?, 'received')`),
+  // The outcome replaces the 'received' row; frames refused at ingest have none and are inserted.
   frame: db.prepare(
-    `INSERT INTO frames (run_id, series, frame, source, received, processed, decision, reason, score, epoch, worker, latency_ms, error)
-     VALUES (@run, @series, @frame, @source, @received, @processed, @decision, @reason, @score, @epoch, @worker, @latency_ms, @error)`,
+    `INSERT INTO frames (run_id, seq, series, frame, source, received, processed, decision, reason, score, epoch, worker, latency_ms, error)
+     VALUES (@run, @seq, @series, @frame, @source, @received, @processed, @decision, @reason, @score, @epoch, @worker, @latency_ms, @error)
+     ON CONFLICT (run_id, seq) DO UPDATE SET processed = excluded.processed, decision = excluded.decision, reason = excluded.reason,
+       score = excluded.score, epoch = excluded.epoch, worker = excluded.worker, latency_ms = excluded.latency_ms, error = excluded.error`,
   ),
   series: db.prepare(
-    `INSERT INTO series (run_id, series, first_seen, last_seen, frames, kept, rejected, errors, dropped)
-     VALUES (@run, @series, @received, @received, 1, @kept, @rejected, @errors, @dropped)
+    `INSERT INTO series (run_id, series, first_seen, last_seen, frames, kept, rejected, errors, dropped, lost)
+     VALUES (@run, @series, @received, @received, 1, @kept, @rejected, @errors, @dropped, @lost)
      ON CONFLICT (run_id, series) DO UPDATE SET last_seen = excluded.last_seen, frames = frames + 1,
-       kept = kept + excluded.kept, rejected = rejected + excluded.rejected, errors = errors + excluded.errors, dropped = dropped + excluded.dropped`,
+       kept = kept + excluded.kept, rejected = rejected + excluded.rejected, errors = errors + excluded.errors,
+       dropped = dropped + excluded.dropped, lost = lost + excluded.lost`,
   ),
-  published: db.prepare('UPDATE frames SET published = 1 WHERE run_id = ? AND series = ? AND frame = ? AND published = 0'),
+  published: db.prepare('UPDATE frames SET published = 1 WHERE run_id = ? AND seq = ? AND published = 0'),
   event: db.prepare('INSERT INTO events (run_id, time, level, kind, message, details) VALUES (?, ?, ?, ?, ?, ?)'),
   pruneFrames: db.prepare('DELETE FROM frames WHERE received < ?'),
   pruneEvents: db.prepare('DELETE FROM events WHERE time < ?'),
@@ -48,6 +77,9 @@ const apply = db.transaction((ops: ProvenanceOp[]) => {
       case 'epoch':
         stmt.epoch.run(runId, op.epoch, op.time, op.source, op.sha256, op.text);
         break;
+      case 'received':
+        stmt.received.run(runId, op.seq, op.series, op.frame, op.source, op.received);
+        break;
       case 'frame': {
         const { t: _t, ...row } = op;
         stmt.frame.run({ run: runId, ...row });
@@ -59,11 +91,12 @@ const apply = db.transaction((ops: ProvenanceOp[]) => {
           rejected: +(row.decision === 'rejected'),
           errors: +(row.decision === 'error'),
           dropped: +(row.decision === 'dropped'),
+          lost: +(row.decision === 'lost'),
         });
         break;
       }
       case 'published':
-        stmt.published.run(runId, op.series, op.frame);
+        stmt.published.run(runId, op.seq);
         break;
       case 'event':
         stmt.event.run(runId, op.time, op.level, op.kind, op.message, op.details);
@@ -79,7 +112,7 @@ const apply = db.transaction((ops: ProvenanceOp[]) => {
   }
 });
 
-parentPort!.postMessage({ ready: true, runId });
+parentPort!.postMessage({ ready: true, runId, recovered });
 parentPort!.on('message', (msg: { ops?: ProvenanceOp[]; close?: string; id?: number }) => {
   try {
     if (msg.ops?.length) apply(msg.ops);
@@ -92,6 +125,7 @@ parentPort!.on('message', (msg: { ops?: ProvenanceOp[]; close?: string; id?: num
       parentPort!.postMessage({ flushed: msg.id });
     }
   } catch (e) {
-    parentPort!.postMessage({ error: (e as Error).message });
+    // The batch is rolled back; say so, and still release whoever waits on it.
+    parentPort!.postMessage({ error: (e as Error).message, ...(msg.id !== undefined ? { flushed: msg.id } : {}) });
   }
 });

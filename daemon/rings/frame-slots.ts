@@ -4,6 +4,8 @@
 // queues, never by the slots themselves.
 
 export const META_BYTES = 4096;
+// Bytes of metadata kept free for what the daemon adds to a frame (seq, times).
+const META_HEADROOM = 128;
 const INFO_WORDS = 2; // [meta length, payload length]
 
 export interface SlotLayout {
@@ -45,6 +47,16 @@ export class FrameSlots {
   payloadTarget(slot: number, size: number): Uint8Array {
     if (size > this.payloadBytes) throw new RangeError(`frame of ${size} bytes exceeds the slot size of ${this.payloadBytes} bytes`);
     return new Uint8Array(this.data, slot * this.stride + META_BYTES, size);
+  }
+
+  /**
+   * Throws a RangeError naming the size when `meta` would not fit, keeping
+   * room for the fields the daemon adds on receipt (sequence, times), so
+   * ingest can refuse the frame before it owns a slot.
+   */
+  checkMeta(meta: object): void {
+    const n = this.encoder.encode(JSON.stringify(meta)).length;
+    if (n > META_BYTES - META_HEADROOM) throw new RangeError(`frame metadata of ${n} bytes exceeds the ${META_BYTES - META_HEADROOM} bytes a slot holds (series name or sender meta too large)`);
   }
 
   setMeta(slot: number, meta: object, payloadLength: number): void {

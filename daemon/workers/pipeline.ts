@@ -1,6 +1,7 @@
 // The per-frame stages, run on a worker thread: decode -> calibrate (mask,
 // dark) -> veto (lit pixels) -> integrate. Decoding, veto counting and
 // integration are one native pass over the frame (integrateCbf).
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { expectShape, readPixelImage } from '../calibrate/pixel-image';
 import type { IntegrateConfig, SeriesOverride, VetoConfig } from '../config/config';
@@ -12,9 +13,12 @@ import { parsePoni } from '../geometry/poni';
 import { AzimuthalIntegrator } from '../integrate/azimuthal';
 import { native, type PixelFrame } from '../native';
 import { decodeImage, elemSize, type Dtype } from '../decode/stream2';
+import { IntegratorCache } from './integrator-cache';
 import type { FrameMeta, PipelineUpdate, ResultArrays, ResultHeader, SeriesContext } from './protocol';
 
-const MAX_INTEGRATORS = 4;
+// Rejected-frame counters kept for the prescaled keep; series ids come from the
+// network, so only the most recent are remembered.
+const MAX_SERIES_COUNTERS = 1024;
 
 interface Stages {
   veto: VetoConfig;
@@ -23,6 +27,8 @@ interface Stages {
 
 interface Calibration {
   poni?: Geometry;
+  /** Content hash of the static mask, part of every integrator key. */
+  maskHash?: string;
   mask?: { shape: [number, number]; data: Uint8Array };
   dark?: { shape: [number, number]; data: Float32Array };
   /** A calibration file that could not be read: every frame fails with this until the next reload. */
@@ -37,6 +43,7 @@ function loadCalibration(update: PipelineUpdate): Calibration {
     if (p.mask) {
       const img = readPixelImage(p.mask);
       cal.mask = { shape: img.shape, data: Uint8Array.from(img.data, (v) => (v !== 0 ? 1 : 0)) };
+      cal.maskHash = createHash('sha256').update(cal.mask.data).digest('hex');
     }
     if (p.dark) {
       const img = readPixelImage(p.dark);
@@ -67,13 +74,13 @@ export class Pipeline {
   readonly epoch: number;
   private readonly cal: Calibration;
   private readonly overrides: { re: RegExp; o: SeriesOverride }[];
-  private readonly integrators = new Map<string, AzimuthalIntegrator>();
   private readonly rejectedSince = new Map<string, number>();
   private scratch = new Int32Array(0);
 
   constructor(
     private readonly update: PipelineUpdate,
     private readonly contexts: Map<string, SeriesContext> = new Map(),
+    private readonly integrators: IntegratorCache = new IntegratorCache(4),
   ) {
     this.epoch = update.epoch;
     this.cal = loadCalibration(update);
@@ -87,14 +94,9 @@ export class Pipeline {
   }
 
   private integrator(geometry: Geometry, shape: [number, number], cfg: IntegrateConfig, pixels: () => PixelFrame, context?: SeriesContext): AzimuthalIntegrator {
-    const key = JSON.stringify([geometry, shape, cfg, context?.key ?? null]);
+    const key = JSON.stringify([geometry, shape, cfg, context?.key ?? null, this.cal.maskHash ?? null]);
     let ai = this.integrators.get(key);
-    if (ai) {
-      // Refresh its place in the LRU order.
-      this.integrators.delete(key);
-      this.integrators.set(key, ai);
-      return ai;
-    }
+    if (ai) return ai;
     const { mask: maskImg } = this.cal;
     if (maskImg) expectShape(maskImg, shape, 'mask');
     // Static mask: the mask file plus this first frame's markers (negative pixels).
@@ -119,7 +121,6 @@ export class Pipeline {
       ...(context?.flat ? { flat: context.flat } : {}),
     });
     this.integrators.set(key, ai);
-    if (this.integrators.size > MAX_INTEGRATORS) this.integrators.delete(this.integrators.keys().next().value!);
     return ai;
   }
 
@@ -137,6 +138,7 @@ export class Pipeline {
   process(meta: FrameMeta, payload: Uint8Array, slot: number, worker: number): { header: ResultHeader; arrays: ResultArrays } {
     const t0 = performance.now();
     const base: ResultHeader = {
+      seq: meta.seq,
       slot,
       worker,
       series: meta.series,
@@ -214,7 +216,9 @@ export class Pipeline {
         h.reason = `lit ${r.lit} >= ${veto.min_pixels}`;
       } else {
         const n = (this.rejectedSince.get(meta.series) ?? 0) + 1;
+        this.rejectedSince.delete(meta.series);
         this.rejectedSince.set(meta.series, n);
+        if (this.rejectedSince.size > MAX_SERIES_COUNTERS) this.rejectedSince.delete(this.rejectedSince.keys().next().value!);
         const prescaled = veto.keep_one_in > 0 && n % veto.keep_one_in === 0;
         h.decision = prescaled ? 'kept' : 'rejected';
         h.reason = prescaled ? `prescaled keep (1 in ${veto.keep_one_in}), lit ${r.lit} < ${veto.min_pixels}` : `lit ${r.lit} < ${veto.min_pixels}`;

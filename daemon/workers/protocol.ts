@@ -5,6 +5,8 @@ import type { SlotLayout } from '../rings/frame-slots';
 
 /** Written by ingest into the slot's metadata area. */
 export interface FrameMeta {
+  /** Receive sequence within the run (the provenance row's identity). */
+  seq: number;
   series: string;
   frame: number;
   /** cbf: a whole CBF file; raw: pixels; bslz4 / lz4 / lz4block: a DECTRIS stream image. */
@@ -60,6 +62,7 @@ export const CONTROL = { generation: 0, stop: 1, words: 2 } as const;
 export type Decision = 'kept' | 'rejected' | 'error';
 
 export interface ResultHeader {
+  seq: number;
   slot: number;
   worker: number;
   series: string;

@@ -5,6 +5,7 @@ import { receiveMessageOnPort, workerData } from 'node:worker_threads';
 import { FrameSlots } from '../rings/frame-slots';
 import { IndexQueue } from '../rings/index-queue';
 import { RecordRing } from '../rings/record-ring';
+import { IntegratorCache } from './integrator-cache';
 import { Pipeline } from './pipeline';
 import { CONTROL, type FrameMeta, type SeriesContext, type WorkerInit, type WorkerMessage } from './protocol';
 import { encodedSize } from './result-codec';
@@ -15,7 +16,9 @@ const queue = new IndexQueue(init.queue);
 const ring = new RecordRing(init.results);
 const control = new Int32Array(init.control);
 const contexts = new Map<string, SeriesContext>();
-let pipeline = new Pipeline(init.initial, contexts);
+// Shared by every epoch's pipeline: maps survive reloads that do not change them.
+const integrators = new IntegratorCache(4);
+let pipeline = new Pipeline(init.initial, contexts, integrators);
 let generation = 0;
 
 function drainMessages(): void {
@@ -25,7 +28,7 @@ function drainMessages(): void {
       contexts.set(msg.context.key, msg.context);
       while (contexts.size > 8) contexts.delete(contexts.keys().next().value!);
     } else if (msg.update.epoch !== pipeline.epoch) {
-      pipeline = new Pipeline(msg.update, contexts);
+      pipeline = new Pipeline(msg.update, contexts, integrators);
     }
   }
 }

@@ -214,7 +214,9 @@ class IntegratorWrap : public Napi::ObjectWrap<IntegratorWrap> {
     return DefineClass(env, "Integrator",
                        {InstanceMethod("integrate", &IntegratorWrap::Integrate),
                         InstanceMethod("integrateCbf", &IntegratorWrap::IntegrateCbf),
-                        InstanceMethod("axes", &IntegratorWrap::Axes)});
+                        InstanceMethod("axes", &IntegratorWrap::Axes),
+                        InstanceMethod("dispose", &IntegratorWrap::Dispose),
+                        InstanceMethod("memoryBytes", &IntegratorWrap::MemoryBytes)});
   }
 
   // new Integrator({ pos0, dpos0?, pos1?, dpos1?, mask?, norm?, bins0, bins1?, range0?, range1?, allowNegative? })
@@ -257,6 +259,13 @@ class IntegratorWrap : public Napi::ObjectWrap<IntegratorWrap> {
       impl_ = std::make_unique<Integrator>(in);
       return 0;
     });
+    external_ = static_cast<int64_t>(impl_->memory_bytes());
+    Napi::MemoryManagement::AdjustExternalMemory(env, external_);
+  }
+
+  ~IntegratorWrap() override {
+    // The env may be gone at worker exit; V8's accounting dies with it then.
+    if (external_) Napi::MemoryManagement::AdjustExternalMemory(Env(), -external_);
   }
 
  private:
@@ -302,6 +311,7 @@ class IntegratorWrap : public Napi::ObjectWrap<IntegratorWrap> {
   // integrate(frame, { dark?, dummy?, deltaDummy?, empty? })
   Napi::Value Integrate(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
+    live(env);
     if (info.Length() < 1 || !info[0].IsTypedArray()) throw Napi::TypeError::New(env, "frame must be a typed array");
     Napi::TypedArray t = info[0].As<Napi::TypedArray>();
     if (t.ElementLength() != impl_->npix())
@@ -335,6 +345,7 @@ class IntegratorWrap : public Napi::ObjectWrap<IntegratorWrap> {
   // integrator, so the frame never round-trips through main memory.
   Napi::Value IntegrateCbf(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
+    live(env);
     Napi::Uint8Array buf = bytes_arg(info, 0, "cbf");
     FrameInputs f = frame_options(info[1]);
     f.type = PixelType::i32;
@@ -368,8 +379,25 @@ class IntegratorWrap : public Napi::ObjectWrap<IntegratorWrap> {
     });
   }
 
+  // dispose(): frees the map now rather than whenever the wrapper is collected.
+  Napi::Value Dispose(const Napi::CallbackInfo& info) {
+    impl_.reset();
+    if (external_) Napi::MemoryManagement::AdjustExternalMemory(info.Env(), -external_);
+    external_ = 0;
+    return info.Env().Undefined();
+  }
+
+  Napi::Value MemoryBytes(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), impl_ ? double(impl_->memory_bytes()) : 0.0);
+  }
+
+  void live(Napi::Env env) const {
+    if (!impl_) throw Napi::Error::New(env, "integrator was disposed");
+  }
+
   Napi::Value Axes(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
+    live(env);
     auto axis = [&](const Axis& a) {
       Napi::Object o = Napi::Object::New(env);
       Napi::Float64Array c = Napi::Float64Array::New(env, a.bins);
@@ -388,6 +416,7 @@ class IntegratorWrap : public Napi::ObjectWrap<IntegratorWrap> {
   }
 
   std::unique_ptr<Integrator> impl_;
+  int64_t external_ = 0;
 };
 
 // Bytes of any typed array (including views on SharedArrayBuffers).

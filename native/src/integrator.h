@@ -85,6 +85,13 @@ class Integrator {
   size_t npix() const { return npix_; }
   size_t bins() const { return static_cast<size_t>(axis0_.bins) * axis1_.bins; }
   size_t entries() const { return direct_ ? mapped_ : ebin_.size(); }
+  // Heap bytes held by the map, reported to V8 so a dropped integrator is collected promptly.
+  size_t memory_bytes() const {
+    return bin16_.capacity() * sizeof(uint16_t) + bin32_.capacity() * sizeof(uint32_t) +
+           ptr_.capacity() * sizeof(uint32_t) + ebin_.capacity() * sizeof(uint32_t) +
+           eweight_.capacity() * sizeof(float) + norm_.capacity() * sizeof(float) +
+           (static_norm_.capacity() + static_count_.capacity()) * sizeof(double);
+  }
 
   Accumulator start() const;
   // Adds pixels [first, first + n) whose values are data[0 .. n).

@@ -1,0 +1,138 @@
+// The one place a frame's fate is recorded. Every outcome (received, result,
+// refused at ingest, dropped, lost with a worker) goes through here, in the
+// order crash consistency needs:
+//   1. a 'received' row is queued the moment a frame is in a slot;
+//   2. its outcome replaces that row in a later batch;
+//   3. a kept frame's `reduced` message is handed to MQTT only once its
+//      outcome row is committed, so every message on the broker has a row;
+//   4. the `published` mark follows the broker's acknowledgement.
+// A daemon killed between 1 and 2 leaves 'received' rows, which the next
+// start turns into 'lost' (see provenance/writer-thread.ts).
+import type { FrameRef, IncomingMeta } from '../ingest/sink';
+import { encodeReduced, reducedMessage } from '../publish/messages';
+import type { MqttPublisher } from '../publish/mqtt-publisher';
+import type { FrameRow } from '../provenance/schema';
+import type { Recorder } from '../provenance/recorder';
+import type { Stats } from '../stats/stats';
+import type { Logger } from '../system/logger';
+import type { FrameMeta, ResultArrays, ResultHeader } from '../workers/protocol';
+
+export type EventSink = (level: 'info' | 'warn' | 'error', kind: string, message: string, details?: Record<string, unknown>) => void;
+
+export interface FunnelDeps {
+  recorder: Recorder;
+  publisher: MqttPublisher;
+  stats: Stats;
+  log: Logger;
+  instance: string;
+  format: () => 'cbor' | 'json';
+  epoch: () => number;
+  event: EventSink;
+}
+
+export class OutcomeFunnel {
+  private seq = 0;
+  private dropsSinceTick = 0;
+
+  constructor(private readonly d: FunnelDeps) {}
+
+  /** A frame is in a slot: give it its sequence number and its 'received' row. */
+  received(meta: IncomingMeta): FrameMeta {
+    const full: FrameMeta = { ...meta, seq: ++this.seq, receivedAt: performance.now(), receivedWall: Date.now() };
+    this.d.stats.count('frames_in');
+    this.d.recorder.received(full.seq, full.series, full.frame, full.source, new Date(full.receivedWall).toISOString());
+    return full;
+  }
+
+  /** The worker's verdict on a frame that had a 'received' row. */
+  result(h: ResultHeader, arrays: ResultArrays): void {
+    const { stats, recorder } = this.d;
+    const latency = performance.now() - h.receivedAt;
+    stats.count('processed');
+    stats.latency(latency);
+    stats.count(h.decision === 'kept' ? 'kept' : h.decision === 'rejected' ? 'rejected' : 'errored');
+    recorder.frame({
+      seq: h.seq,
+      series: h.series,
+      frame: h.frame,
+      source: h.source,
+      received: new Date(h.receivedWall).toISOString(),
+      processed: new Date(h.processedWall).toISOString(),
+      decision: h.decision,
+      reason: h.reason,
+      score: h.score,
+      epoch: h.epoch,
+      worker: h.worker,
+      latency_ms: Math.round(latency * 1000) / 1000,
+      error: h.error ?? null,
+    });
+    if (h.decision === 'error') {
+      this.d.event('warn', 'frame_error', `frame failed: series ${h.series} frame ${h.frame} from ${h.source}: ${h.reason}`, { series: h.series, frame: h.frame, source: h.source, epoch: h.epoch });
+      return;
+    }
+    if (h.decision === 'rejected') {
+      this.d.log.debug('frame rejected by the veto', { series: h.series, frame: h.frame, reason: h.reason });
+      return;
+    }
+    const format = this.d.format();
+    const payload = encodeReduced(reducedMessage(this.d.instance, h, arrays, latency), format);
+    recorder.whenDurable(() =>
+      this.d.publisher.reduced(payload, format, (ok) => {
+        if (!ok) return;
+        stats.count('published');
+        recorder.published(h.seq);
+      }),
+    );
+  }
+
+  /** A frame refused before it reached a worker (bad header, too large, metadata that does not fit...). */
+  refused(ref: FrameRef, message: string): void {
+    this.d.stats.count('frames_in');
+    this.d.stats.count('errored');
+    this.row(ref, 'error', message);
+    this.d.event('warn', 'frame_error', `frame rejected: series ${ref.series} frame ${ref.frame ?? '?'} from ${ref.source}: ${message}`, { series: ref.series, frame: ref.frame, source: ref.source });
+  }
+
+  /** A frame that never got a slot (policy drop, or a queue refused it). */
+  dropped(ref: FrameRef, reason: string, countIn = true): void {
+    if (countIn) this.d.stats.count('frames_in');
+    this.d.stats.count('dropped');
+    this.dropsSinceTick++;
+    this.d.log.debug('frame dropped', { series: ref.series, frame: ref.frame, reason });
+    this.row(ref, 'dropped', reason);
+  }
+
+  /** Frames a dead worker held: their 'received' rows become errors. */
+  lost(metas: FrameMeta[], reason: string): void {
+    for (const m of metas) {
+      this.d.stats.count('errored');
+      this.row({ series: m.series, frame: m.frame, source: m.source }, 'error', reason, m);
+    }
+    this.d.event('error', 'worker_lost', reason, { frames: metas.length });
+  }
+
+  /** Once per stats interval: one event for the drops since the last, not one per frame. */
+  tick(intervalS: number): void {
+    if (!this.dropsSinceTick) return;
+    this.d.event('warn', 'drop', `${this.dropsSinceTick} frame(s) dropped in the last ${intervalS.toFixed(1)} s: workers behind (policy drop)`, { dropped: this.dropsSinceTick, total: this.d.stats.totals.dropped });
+    this.dropsSinceTick = 0;
+  }
+
+  private row(ref: FrameRef, decision: FrameRow['decision'], reason: string, meta?: FrameMeta): void {
+    this.d.recorder.frame({
+      seq: meta?.seq ?? ++this.seq,
+      series: ref.series,
+      frame: ref.frame,
+      source: ref.source,
+      received: new Date(meta?.receivedWall ?? Date.now()).toISOString(),
+      processed: null,
+      decision,
+      reason,
+      score: null,
+      epoch: this.d.epoch(),
+      worker: null,
+      latency_ms: null,
+      error: decision === 'error' ? reason : null,
+    });
+  }
+}
