@@ -1,10 +1,44 @@
 // Client side of the TCP framing: what detector-side scripts, `beamedge
 // replay`, `beamedge simulate` and the demo use to send frames.
 import net from 'node:net';
-import { encodeFrame, type FrameHeader } from '../ingest/tcp-framing';
+import { encodeFrame, type Ack, type FrameHeader } from '../ingest/tcp-framing';
 
 export class FrameSender {
-  private constructor(private readonly socket: net.Socket) {}
+  /** Acknowledgements received so far, for frames sent with `ack: true`. */
+  readonly acks: Ack[] = [];
+  private ackWaiters: (() => void)[] = [];
+  private partial = '';
+  /** Set once the daemon closed or reset the connection. */
+  closed = false;
+
+  private constructor(private readonly socket: net.Socket) {
+    socket.setEncoding('utf8');
+    socket.on('data', (text: string) => {
+      const lines = (this.partial + text).split('\n');
+      this.partial = lines.pop()!;
+      for (const line of lines) if (line) this.acks.push(JSON.parse(line) as Ack);
+      for (const w of this.ackWaiters.splice(0)) w();
+    });
+    socket.on('error', () => {});
+    socket.on('close', () => {
+      this.closed = true;
+      for (const w of this.ackWaiters.splice(0)) w();
+    });
+  }
+
+  /** Resolves once `n` acknowledgements have arrived in all (false if the connection closed first). */
+  async waitAcks(n: number, timeoutMs = 30_000): Promise<boolean> {
+    const end = Date.now() + timeoutMs;
+    while (this.acks.length < n) {
+      if (this.closed) return false;
+      if (Date.now() > end) throw new Error(`timed out waiting for ${n} acknowledgements (have ${this.acks.length})`);
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, Math.max(1, end - Date.now()));
+        this.ackWaiters.push(() => (clearTimeout(t), resolve()));
+      });
+    }
+    return true;
+  }
 
   static async connect(host: string, port: number): Promise<FrameSender> {
     const socket = net.connect({ host, port });
