@@ -218,7 +218,7 @@ export class Daemon {
       whenSlotFree: (cb) => this.slotWaiters.push(cb),
       payloadTarget: (slot, size) => this.slots.payloadTarget(slot, size),
       release: (slot) => this.releaseSlot(slot),
-      submit: (slot, meta, size) => this.submit(slot, meta, size),
+      submit: (slot, meta, size, onRecorded) => this.submit(slot, meta, size, onRecorded),
       whenDurable: (cb) => this.recorder.whenDurable(cb),
       dropped: (ref, reason) => this.funnel.dropped(ref, reason),
       rejected: (ref, message) => this.funnel.refused(ref, message),
@@ -234,16 +234,17 @@ export class Daemon {
     for (const waiter of this.slotWaiters.splice(0)) setImmediate(waiter);
   }
 
-  private submit(slot: number, meta: IncomingMeta, size: number): boolean {
+  private submit(slot: number, meta: IncomingMeta, size: number, onRecorded?: () => void): boolean {
     const ref = { series: meta.series, frame: meta.frame, source: meta.source };
     try {
       this.slots.checkMeta({ ...meta, seq: 0, receivedAt: 0, receivedWall: 0 });
     } catch (e) {
       this.releaseSlot(slot);
       this.funnel.refused(ref, (e as Error).message);
+      if (onRecorded) this.recorder.whenDurable(onRecorded);
       return false;
     }
-    const full = this.funnel.received(meta);
+    const full = this.funnel.received(meta, onRecorded);
     this.slots.setMeta(slot, full, size);
     if (!this.pool.dispatch(slot)) {
       // Cannot happen while queue capacity >= slots, but never lose a frame silently.

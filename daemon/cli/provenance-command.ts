@@ -1,6 +1,7 @@
 // beamedge provenance runs|series|frames|events: read the provenance database.
 import { loadConfig } from '../config/config';
 import { query, toCsv, toText, type Table } from '../provenance/query';
+import { DECISIONS } from '../provenance/schema';
 import { UsageError } from './args';
 import type { Command } from './command';
 
@@ -15,7 +16,7 @@ export const provenanceCommand: Command = {
     config: { kind: 'string', arg: 'FILE', help: 'take the database path from this configuration' },
     run: { kind: 'number', arg: 'N', integer: true, min: 1, help: 'only this run' },
     series: { kind: 'string', arg: 'S', help: 'only this series (series, frames)' },
-    decision: { kind: 'string', arg: 'D', choices: ['kept', 'rejected', 'error', 'dropped'], help: 'only frames with this decision' },
+    decision: { kind: 'string', arg: 'D', choices: [...DECISIONS], help: 'only frames with this decision' },
     level: { kind: 'string', arg: 'L', choices: ['info', 'warn', 'error'], help: 'only events of this level' },
     since: { kind: 'string', arg: 'ISO', help: 'only rows at or after this time (ISO 8601)' },
     limit: { kind: 'number', arg: 'N', integer: true, min: 1, help: 'newest N rows (default 100)' },

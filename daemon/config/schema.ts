@@ -63,7 +63,7 @@ export const SCHEMA: Node = {
             max_connections: { kind: 'integer', default: 64, min: 1, max: 10000, doc: 'connections accepted at once; more are refused with an event' },
             idle_timeout_ms: { kind: 'integer', default: 60000, min: 100, doc: 'a connection that sends nothing for this long is closed (a frame it was sending is rejected)' },
             frame_timeout_ms: { kind: 'integer', default: 10000, min: 100, doc: 'a frame must arrive whole within this once its first byte is in (not counting waits for a free slot)' },
-            ack: { kind: 'enum', values: ['slot', 'durable'], default: 'slot', doc: 'for senders that ask (header "ack": true): acknowledge a frame once it is in a slot, or once its provenance row is committed' },
+            ack: { kind: 'enum', values: ['slot', 'durable'], default: 'slot', doc: 'for senders that ask (header "ack": true): acknowledge a frame once it is in a slot, or once it is processed and its provenance row committed' },
           },
         },
         dectris: {

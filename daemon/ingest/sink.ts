@@ -21,9 +21,10 @@ export interface IngestSink {
   /**
    * Hands a filled slot to the workers. Never throws: a frame that cannot be
    * taken (metadata too large for the slot...) is recorded as rejected, its
-   * slot given back, and false returned.
+   * slot given back, and false returned. `onRecorded` runs once the frame's
+   * outcome (processed, failed or lost) is committed to provenance.
    */
-  submit(slot: number, meta: IncomingMeta, size: number): boolean;
+  submit(slot: number, meta: IncomingMeta, size: number, onRecorded?: () => void): boolean;
   /** Calls `cb` once every frame handed over so far has its provenance row committed. */
   whenDurable(cb: () => void): void;
   /** Gives back an acquired slot that was not filled. */

@@ -16,7 +16,7 @@ export const MAX_META_BYTES = 2048;
 export interface Ack {
   series: string;
   frame: number | null;
-  /** received: in a slot (or its provenance row committed, with ack: durable); the others: not processed. */
+  /** received: in a slot (ack: slot), or processed with its outcome row committed (ack: durable); the others: not processed. */
   status: 'received' | 'rejected' | 'dropped';
   reason?: string;
 }

@@ -223,6 +223,9 @@ class Connection {
       this.sink.rejected(ref, s.problem ?? 'no slot');
       this.ack(header, { series: ref.series, frame: ref.frame, status: 'rejected', reason: s.problem ?? 'no slot' });
     } else {
+      const answer = (status: Ack['status'], reason?: string) => this.ack(header, { series: ref.series, frame: ref.frame, status, ...(reason ? { reason } : {}) });
+      // With ack durable the answer waits for the frame's outcome row: a crash before it means no answer, and the sender resends.
+      const durable = header.ack === true && this.opts.ack === 'durable';
       const ok = this.sink.submit(
         s.slot,
         {
@@ -235,21 +238,24 @@ class Connection {
           ...(header.meta ? { extra: header.meta } : {}),
         },
         header.size,
+        durable ? () => answer('received') : undefined,
       );
-      this.ack(header, { series: ref.series, frame: ref.frame, status: ok ? 'received' : 'rejected', ...(ok ? {} : { reason: 'refused at ingest (see the events)' }) });
+      if (!ok) answer('rejected', 'refused at ingest (see the events)');
+      else if (!durable) answer('received');
     }
   }
 
+  /** Frames refused or dropped at ingest: with ack durable, the answer waits for their row too. */
   private ack(header: FrameHeader, ack: Ack): void {
     if (header.ack !== true) return;
-    const send = () => {
-      if (this.state.kind === 'closed' || !this.socket.writable) return;
-      if (this.socket.writableLength > MAX_UNREAD_ACKS) return this.abort('the sender does not read its acknowledgements', 'error');
-      this.socket.write(JSON.stringify(ack) + '\n');
-    };
-    // Rejections and drops are recorded too: with ack durable, every answer waits for its row.
-    if (this.opts.ack === 'durable') this.sink.whenDurable(send);
-    else send();
+    if (this.opts.ack === 'durable' && ack.status !== 'received') this.sink.whenDurable(() => this.writeAck(ack));
+    else this.writeAck(ack);
+  }
+
+  private writeAck(ack: Ack): void {
+    if (this.state.kind === 'closed' || !this.socket.writable) return;
+    if (this.socket.writableLength > MAX_UNREAD_ACKS) return this.abort('the sender does not read its acknowledgements', 'error');
+    this.socket.write(JSON.stringify(ack) + '\n');
   }
 }
 

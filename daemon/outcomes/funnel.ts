@@ -33,12 +33,15 @@ export interface FunnelDeps {
 export class OutcomeFunnel {
   private seq = 0;
   private dropsSinceTick = 0;
+  /** Who waits for a frame's outcome to be committed (acknowledging senders); at most one per slot. */
+  private readonly onRecorded = new Map<number, () => void>();
 
   constructor(private readonly d: FunnelDeps) {}
 
   /** A frame is in a slot: give it its sequence number and its 'received' row. */
-  received(meta: IncomingMeta): FrameMeta {
+  received(meta: IncomingMeta, onRecorded?: () => void): FrameMeta {
     const full: FrameMeta = { ...meta, seq: ++this.seq, receivedAt: performance.now(), receivedWall: Date.now() };
+    if (onRecorded) this.onRecorded.set(full.seq, onRecorded);
     this.d.stats.count('frames_in');
     this.d.recorder.received(full.seq, full.series, full.frame, full.source, new Date(full.receivedWall).toISOString());
     return full;
@@ -66,6 +69,7 @@ export class OutcomeFunnel {
       latency_ms: Math.round(latency * 1000) / 1000,
       error: h.error ?? null,
     });
+    this.settled(h.seq);
     if (h.decision === 'error') {
       this.d.event('warn', 'frame_error', `frame failed: series ${h.series} frame ${h.frame} from ${h.source}: ${h.reason}`, { series: h.series, frame: h.frame, source: h.source, epoch: h.epoch });
       return;
@@ -107,6 +111,7 @@ export class OutcomeFunnel {
     for (const m of metas) {
       this.d.stats.count('errored');
       this.row({ series: m.series, frame: m.frame, source: m.source }, 'error', reason, m);
+      this.settled(m.seq);
     }
     this.d.event('error', 'worker_lost', reason, { frames: metas.length });
   }
@@ -116,6 +121,13 @@ export class OutcomeFunnel {
     if (!this.dropsSinceTick) return;
     this.d.event('warn', 'drop', `${this.dropsSinceTick} frame(s) dropped in the last ${intervalS.toFixed(1)} s: workers behind (policy drop)`, { dropped: this.dropsSinceTick, total: this.d.stats.totals.dropped });
     this.dropsSinceTick = 0;
+  }
+
+  private settled(seq: number): void {
+    const cb = this.onRecorded.get(seq);
+    if (!cb) return;
+    this.onRecorded.delete(seq);
+    this.d.recorder.whenDurable(cb);
   }
 
   private row(ref: FrameRef, decision: FrameRow['decision'], reason: string, meta?: FrameMeta): void {

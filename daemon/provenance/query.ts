@@ -14,8 +14,8 @@ export interface QueryFilters {
 
 const COLUMNS: Record<Table, string> = {
   runs: 'id, instance, version, host, pid, started, stopped, stop_reason',
-  series: 'run_id, series, first_seen, last_seen, frames, kept, rejected, errors, dropped',
-  frames: 'id, run_id, series, frame, source, received, processed, decision, reason, score, epoch, worker, latency_ms, published, error',
+  series: 'run_id, series, first_seen, last_seen, frames, kept, rejected, errors, dropped, lost',
+  frames: 'id, run_id, seq, series, frame, source, received, processed, decision, reason, score, epoch, worker, latency_ms, published, error',
   events: 'id, run_id, time, level, kind, message, details',
 };
 
