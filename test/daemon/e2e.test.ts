@@ -45,7 +45,8 @@ interface FrameRowDb {
 function rows(db: string): FrameRowDb[] {
   const d = new Database(db, { readonly: true });
   try {
-    return d.prepare('SELECT series, frame, decision, reason, epoch, published, error FROM frames ORDER BY id').all() as FrameRowDb[];
+    // Outcome rows only: a frame still being processed has a 'received' row.
+    return d.prepare("SELECT series, frame, decision, reason, epoch, published, error FROM frames WHERE decision <> 'received' ORDER BY id").all() as FrameRowDb[];
   } finally {
     d.close();
   }
