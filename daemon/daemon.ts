@@ -13,6 +13,7 @@ import { OutcomeFunnel } from './outcomes/funnel';
 import { startEmbeddedBroker, type EmbeddedBroker } from './publish/embedded-broker';
 import { MqttPublisher } from './publish/mqtt-publisher';
 import { Recorder } from './provenance/recorder';
+import { provenanceWatchHistory } from './provenance/watched-files';
 import { FrameSlots } from './rings/frame-slots';
 import { Stats } from './stats/stats';
 import { createLogger, type Logger } from './system/logger';
@@ -165,10 +166,22 @@ export class Daemon {
     if (c.ingest.tcp.enabled) this.sources.push(new TcpSource(c.ingest.tcp));
     if (c.ingest.dectris.enabled)
       this.sources.push(new DectrisSource({ endpoint: c.ingest.dectris.endpoint, protocol: c.ingest.dectris.protocol, channel: c.ingest.dectris.channel, publishContext: (ctx) => this.pool.seriesContext(ctx) }));
-    if (c.ingest.watch.enabled)
+    if (c.ingest.watch.enabled) {
+      const w = c.ingest.watch;
       this.sources.push(
-        new WatchSource({ directory: c.ingest.watch.directory!, pattern: c.ingest.watch.pattern, pollMs: c.ingest.watch.poll_ms, incompleteTimeoutMs: c.ingest.watch.incomplete_timeout_ms, series: c.ingest.watch.series }),
+        new WatchSource({
+          directory: w.directory!,
+          pattern: w.pattern,
+          pollMs: w.poll_ms,
+          incompleteTimeoutMs: w.incomplete_timeout_ms,
+          series: w.series,
+          followSymlinks: w.follow_symlinks,
+          reprocess: w.reprocess,
+          slotBytes: this.slots.payloadBytes,
+          history: provenanceWatchHistory(c.provenance.path, this.recorder),
+        }),
       );
+    }
     for (const s of this.sources) await s.start(sink);
 
     this.timers.push(setInterval(() => this.tick(), c.stats.interval_ms));

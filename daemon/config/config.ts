@@ -44,7 +44,7 @@ export interface Config {
   ingest: {
     tcp: { enabled: boolean; host: string; port: number; policy: 'backpressure' | 'drop'; max_connections: number; idle_timeout_ms: number; frame_timeout_ms: number; ack: 'slot' | 'durable' };
     dectris: { enabled: boolean; endpoint: string; protocol: 'v2' | 'v1'; channel: string | null };
-    watch: { enabled: boolean; directory: string | null; pattern: string; poll_ms: number; incomplete_timeout_ms: number; series: string };
+    watch: { enabled: boolean; directory: string | null; pattern: string; poll_ms: number; incomplete_timeout_ms: number; series: string; follow_symlinks: boolean; reprocess: boolean };
   };
   rings: { slots: number; slot_mb: number; result_mb: number };
   workers: { threads: number };

@@ -86,6 +86,8 @@ export const SCHEMA: Node = {
             poll_ms: { kind: 'integer', default: 200, min: 10, doc: 'how often the directory is scanned' },
             incomplete_timeout_ms: { kind: 'integer', default: 10000, min: 100, doc: 'a file still incomplete after this is processed (and rejected) so later files are not held up' },
             series: { kind: 'string', default: 'files', doc: 'series id given to watched files' },
+            follow_symlinks: { kind: 'boolean', default: false, doc: 'take symlinks to regular files outside the directory too (false: only targets inside it)' },
+            reprocess: { kind: 'boolean', default: false, doc: 'at start, process again the files an earlier run already processed (false: skip those with the same name, size and mtime)' },
           },
         },
       },

@@ -97,6 +97,11 @@ export class Recorder {
     this.push({ t: 'event', time: new Date().toISOString(), level, kind, message, details: details ? JSON.stringify(details) : null });
   }
 
+  /** The directory watcher took `name` (size and mtime as it read them); a restart skips it unless it changes. */
+  watchedFile(directory: string, name: string, size: number, mtimeMs: number): void {
+    this.push({ t: 'watched', directory, name, size, mtime_ms: mtimeMs, time: new Date().toISOString() });
+  }
+
   flush(): void {
     if (this.soon) clearTimeout(this.soon);
     this.soon = undefined;

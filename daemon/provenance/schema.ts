@@ -72,6 +72,15 @@ CREATE TABLE IF NOT EXISTS events (
   details TEXT
 );
 CREATE INDEX IF NOT EXISTS events_by_time ON events (time);
+CREATE TABLE IF NOT EXISTS watched_files (
+  directory TEXT NOT NULL,
+  name TEXT NOT NULL,
+  size INTEGER NOT NULL,
+  mtime_ms REAL NOT NULL,
+  run_id INTEGER NOT NULL REFERENCES runs(id),
+  time TEXT NOT NULL,
+  PRIMARY KEY (directory, name)
+);
 `;
 
 export interface FrameRow {
@@ -97,7 +106,8 @@ export type ProvenanceOp =
   | ({ t: 'frame' } & FrameRow)
   | { t: 'published'; seq: number }
   | { t: 'event'; time: string; level: string; kind: string; message: string; details: string | null }
-  | { t: 'retention'; days: number };
+  | { t: 'retention'; days: number }
+  | { t: 'watched'; directory: string; name: string; size: number; mtime_ms: number; time: string };
 
 /** Schema 1 -> 2: the frames table is rebuilt for the new CHECK and seq column. */
 export const MIGRATE_1_TO_2 = `

@@ -69,6 +69,11 @@ const stmt = {
   pruneFrames: db.prepare('DELETE FROM frames WHERE received < ?'),
   pruneEvents: db.prepare('DELETE FROM events WHERE time < ?'),
   stop: db.prepare('UPDATE runs SET stopped = ?, stop_reason = ? WHERE id = ?'),
+  // One row per file name: the directory watcher's memory across restarts, not a log, so retention leaves it alone.
+  watched: db.prepare(
+    `INSERT INTO watched_files (directory, name, size, mtime_ms, run_id, time) VALUES (?, ?, ?, ?, ?, ?)
+     ON CONFLICT (directory, name) DO UPDATE SET size = excluded.size, mtime_ms = excluded.mtime_ms, run_id = excluded.run_id, time = excluded.time`,
+  ),
 };
 
 const apply = db.transaction((ops: ProvenanceOp[]) => {
@@ -107,6 +112,9 @@ const apply = db.transaction((ops: ProvenanceOp[]) => {
           stmt.pruneFrames.run(cutoff);
           stmt.pruneEvents.run(cutoff);
         }
+        break;
+      case 'watched':
+        stmt.watched.run(op.directory, op.name, op.size, op.mtime_ms, runId, op.time);
         break;
     }
   }
