@@ -81,6 +81,8 @@ export class WatchSource implements FrameSource {
   private listingProblem: string | undefined;
   private transientProblem: string | undefined;
   private sequence = 0;
+  /** A pass stopped for want of a slot, and the sink will call back when one is released. */
+  private slotWaiting = false;
   private readonly counts = { taken: 0, skipped: 0, rejected: 0, already_processed: 0 };
 
   constructor(private readonly opts: WatchOptions) {
@@ -130,6 +132,18 @@ export class WatchSource implements FrameSource {
       this.problem('listingProblem', `watch ${this.dir}: ${(e as Error).stack ?? String(e)}`);
     }
     this.schedule(more ? 0 : Math.max(0, this.nextListAt - performance.now()));
+  }
+
+  /** Back-pressure: go on as soon as the workers give a slot back, not at the next listing. */
+  private waitForSlot(sink: IngestSink): void {
+    if (this.slotWaiting) return;
+    this.slotWaiting = true;
+    sink.whenSlotFree(() => {
+      this.slotWaiting = false;
+      if (this.stopped || this.running) return; // a running tick schedules its own successor
+      clearTimeout(this.timer);
+      this.schedule(0);
+    });
   }
 
   private problem(which: 'listingProblem' | 'transientProblem', message: string): void {
@@ -237,7 +251,10 @@ export class WatchSource implements FrameSource {
     const sink = this.sink!;
     if (size > this.opts.slotBytes) return this.tooLarge(name, size, mtimeMs);
     const slot = sink.acquire();
-    if (slot === undefined) return 'wait'; // back-pressure: retry at the next pass
+    if (slot === undefined) {
+      this.waitForSlot(sink);
+      return 'wait';
+    }
     let handedOff = false;
     try {
       const target = sink.payloadTarget(slot, size);

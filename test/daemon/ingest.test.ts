@@ -56,9 +56,10 @@ t.test('directory watcher: each complete file once, in name order', async (t) =>
   if (!needData(t)) return;
   const incoming = mkdtempSync(path.join(tmpdir(), 'beamedge-watch-'));
   t.teardown(() => rmSync(incoming, { recursive: true, force: true }));
-  const { d, db } = await daemonWith(t, `ingest:\n  tcp: { enabled: false }\n  watch: { enabled: true, directory: ${JSON.stringify(incoming)}, poll_ms: 30, incomplete_timeout_ms: 1500, series: run1 }\nrings: { slots: 4, slot_mb: 1 }`);
+  const { d, db } = await daemonWith(t, `ingest:\n  tcp: { enabled: false }\n  watch: { enabled: true, directory: ${JSON.stringify(incoming)}, poll_ms: 30, incomplete_timeout_ms: 20000, series: run1 }\nrings: { slots: 4, slot_mb: 1 }`);
   const cbf = readData('cbf', 'in16c_010001.cbf');
   // image_10 is still being written when image_2 and image_3 are complete: they must wait for it.
+  // incomplete_timeout_ms is long so that a slow machine cannot pass image_10 on before the first check.
   writeFileSync(path.join(incoming, 'image_10.cbf.tmp'), '');
   writeFileSync(path.join(incoming, 'image_3.cbf'), cbf);
   writeFileSync(path.join(incoming, 'image_2.cbf'), cbf);

@@ -224,6 +224,22 @@ t.test('an entry that vanishes is just passed over; a directory replaced by a fi
   t.equal(skipEvents(db).get('img_1.cbf')?.length, 1, 'the directory was reported once');
 });
 
+t.test('back-pressure: more files than slots, all taken in order as slots come back', async (t) => {
+  if (!needData(t)) return;
+  const root = tempDir(t, 'beamedge-bp-');
+  const incoming = path.join(root, 'incoming');
+  mkdirSync(incoming);
+  const db = path.join(root, 'p.sqlite');
+  const cbf = readData('cbf', 'in16c_010001.cbf');
+  const names = Array.from({ length: 3 * SLOTS }, (_, i) => i + 1);
+  for (const n of names) writeFileSync(path.join(incoming, `bp_${n}.cbf`), cbf);
+  const { d, stats } = await startDaemon(t, incoming, db);
+  await until(() => d.stats.totals.processed === names.length, `${names.length} processed`);
+  await settled(t, stats, names.length);
+  await stopWithin(t, d, 5000);
+  t.same(rows<{ frame: number }>(db, 'SELECT frame FROM frames ORDER BY id').map((r) => r.frame), names, 'each once, in name order');
+});
+
 t.test('restart: what an earlier run processed is not processed again; rewritten and new files are', async (t) => {
   if (!needData(t)) return;
   const root = tempDir(t, 'beamedge-restart-');
