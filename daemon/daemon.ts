@@ -37,10 +37,6 @@ export interface ReloadResult {
   message: string;
 }
 
-// Longer than any frame takes (a 6M bbox map build is about 0.5 s) and than
-// ingest may hold a slot for one frame (ingest.tcp.frame_timeout_ms at most).
-const STALL_MS = 120_000;
-
 export function workerThreads(c: Config): number {
   return c.workers.threads > 0 ? c.workers.threads : Math.max(1, os.availableParallelism() - 1);
 }
@@ -63,8 +59,8 @@ export class Daemon {
   private readonly sources: FrameSource[] = [];
   private timers: NodeJS.Timeout[] = [];
   private lastTick = performance.now();
-  /** When a slot was last given back: the watchdog's measure of progress. */
-  private lastRelease = performance.now();
+  /** When a slot was last given back, or first taken after all were free: the watchdog's measure of progress. */
+  private lastProgress = performance.now();
   private lastRejected: string | undefined;
   private readonly startedAt = new Date();
   private stopping: Promise<void> | undefined;
@@ -200,12 +196,13 @@ export class Daemon {
     const beat = setInterval(() => (lastBeat = performance.now()), 250);
     this.timers.push(beat);
     // Fed only while the event loop runs and frames can make progress: slots in
-    // use with none given back for STALL_MS means a wedged pipeline, which
-    // systemd should restart rather than leave looking healthy.
+    // use with none given back for stall_timeout_ms means a wedged pipeline,
+    // which systemd should restart rather than leave looking healthy.
+    const stallMs = c.workers.stall_timeout_ms;
     this.notifier.startWatchdog(() => {
       const now = performance.now();
-      const stalled = this.free.length < this.slots.slots && now - this.lastRelease > STALL_MS;
-      if (stalled) this.log.error('no frame has finished for a while with slots in use; not feeding the watchdog', { free_slots: this.free.length, in_flight: this.pool.inFlight, stalled_ms: Math.round(now - this.lastRelease) });
+      const stalled = this.free.length < this.slots.slots && now - this.lastProgress > stallMs;
+      if (stalled) this.log.error('no frame has finished for a while with slots in use; not feeding the watchdog', { free_slots: this.free.length, in_flight: this.pool.inFlight, stalled_ms: Math.round(now - this.lastProgress) });
       return now - lastBeat < 5000 && !stalled;
     });
   }
@@ -227,7 +224,11 @@ export class Daemon {
 
   private sink(): IngestSink {
     return {
-      acquire: () => this.free.pop(),
+      acquire: () => {
+        // Leaving the all-free state starts the clock the watchdog's stall test reads.
+        if (this.free.length === this.slots.slots) this.lastProgress = performance.now();
+        return this.free.pop();
+      },
       whenSlotFree: (cb) => this.slotWaiters.push(cb),
       payloadTarget: (slot, size) => this.slots.payloadTarget(slot, size),
       release: (slot) => this.releaseSlot(slot),
@@ -240,7 +241,7 @@ export class Daemon {
   }
 
   private releaseSlot(slot: number): void {
-    this.lastRelease = performance.now();
+    this.lastProgress = performance.now();
     this.free.push(slot);
     // Every waiter gets a chance: one that has gone away (a closed connection)
     // must not swallow the wake-up another needs. Losers wait again.

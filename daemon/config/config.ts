@@ -47,7 +47,7 @@ export interface Config {
     watch: { enabled: boolean; directory: string | null; pattern: string; poll_ms: number; incomplete_timeout_ms: number; series: string; follow_symlinks: boolean; reprocess: boolean };
   };
   rings: { slots: number; slot_mb: number; result_mb: number };
-  workers: { threads: number };
+  workers: { threads: number; stall_timeout_ms: number };
   pipeline: PipelineConfig;
   series: SeriesOverride[];
   mqtt: { url: string | null; embedded_host: string; embedded_port: number; format: 'cbor' | 'json'; queue_limit: number };

@@ -101,7 +101,14 @@ export const SCHEMA: Node = {
         result_mb: { kind: 'number', default: 16, min: 1, max: 1024, doc: 'result ring per worker, MiB' },
       },
     },
-    workers: { kind: 'object', restart: true, fields: { threads: { kind: 'integer', default: 0, min: 0, max: 256, doc: 'worker threads (0: cores - 1, at least 1)' } } },
+    workers: {
+      kind: 'object',
+      restart: true,
+      fields: {
+        threads: { kind: 'integer', default: 0, min: 0, max: 256, doc: 'worker threads (0: cores - 1, at least 1)' },
+        stall_timeout_ms: { kind: 'integer', default: 120000, min: 100, doc: 'slots in use and no frame finished for this long: the systemd watchdog is no longer fed, so systemd restarts the daemon' },
+      },
+    },
     pipeline: {
       kind: 'object',
       doc: 'processing stages, reloadable',

@@ -12,6 +12,7 @@ import { Daemon } from '../../daemon/daemon';
 import { encodeFrame } from '../../daemon/ingest/tcp-framing';
 import { FrameSender } from '../../daemon/sim/sender';
 import { createLogger } from '../../daemon/system/logger';
+import { SystemdNotifier } from '../../daemon/system/sd-notify';
 import { needData, readData } from '../helpers/data';
 import { until } from '../helpers/wait';
 
@@ -195,4 +196,43 @@ t.test('acknowledgements: once in a slot, or once the row is committed', async (
     await s.close();
     await until(() => d.freeSlots === SLOTS, 'slots free');
   }
+});
+
+t.test('the systemd watchdog is not fed while slots are busy and nothing finishes', async (t) => {
+  if (!needData(t)) return;
+  // A notifier that records what it would send, with WatchdogSec as if 0.2 s.
+  const pings: number[] = [];
+  class Recording extends SystemdNotifier {
+    override send(...lines: string[]): void {
+      if (lines.includes('WATCHDOG=1')) pings.push(performance.now());
+    }
+  }
+  const saved = process.env.WATCHDOG_USEC;
+  process.env.WATCHDOG_USEC = '200000';
+  t.teardown(() => (saved === undefined ? delete process.env.WATCHDOG_USEC : (process.env.WATCHDOG_USEC = saved)));
+  const dir = mkdtempSync(path.join(tmpdir(), 'beamedge-stall-'));
+  const loaded = parseConfig(
+    `instance: stall\ningest: { tcp: { port: 0, frame_timeout_ms: 60000 } }\nrings: { slots: ${SLOTS}, slot_mb: 1 }\nworkers: { threads: 1, stall_timeout_ms: 500 }\nmqtt: { embedded_port: 0 }\nprovenance: { path: ${JSON.stringify(path.join(dir, 'p.sqlite'))} }\n`,
+    'test',
+  );
+  const d = await Daemon.start({ loaded, log: createLogger('error'), notifier: new Recording() });
+  t.teardown(async () => {
+    await d.stop('test end');
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const fed = (n: number) => until(() => pings.length >= n, `${n} watchdog pings`);
+  await fed(3);
+  t.pass('idle with every slot free: the watchdog is fed');
+  // A frame that never completes holds a slot: nothing can finish.
+  const s = await raw(d.tcpPort!);
+  const [prefix, header, payload] = encodeFrame({ series: 'wedge', frame: 0, encoding: 'cbf' }, readData('cbf', 'in16c_010001.cbf'));
+  s.write(Buffer.concat([prefix!, header!, payload!.subarray(0, 100)]));
+  await until(() => d.freeSlots === SLOTS - 1, 'the slot is held');
+  await until(() => performance.now() - pings.at(-1)! > 1000, 'the watchdog withheld for a second');
+  t.pass('slots busy and no progress for longer than stall_timeout_ms: no WATCHDOG=1');
+  s.destroy();
+  await until(() => d.freeSlots === SLOTS, 'the slot is given back');
+  const n = pings.length;
+  await fed(n + 3);
+  t.pass('progress again: the watchdog is fed again');
 });
