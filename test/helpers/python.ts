@@ -20,6 +20,8 @@ export function runPython<T>(script: string, input: unknown = null, timeoutMs = 
     encoding: 'utf8',
     maxBuffer: 512 * 1024 * 1024,
     timeout: timeoutMs,
+    // One thread: a reference must not depend on OpenMP scheduling on a loaded machine.
+    env: { ...process.env, OMP_NUM_THREADS: '1' },
   });
   if (r.status !== 0) throw new Error(`python failed (${r.status}): ${r.stderr}`);
   return JSON.parse(r.stdout) as T;
