@@ -1,5 +1,8 @@
 // Structured logs: one JSON object per line. Under systemd (JOURNAL_STREAM set)
 // each line is prefixed with its syslog priority so journald files the level.
+// Every line passes the redaction rule, whatever a caller put in its fields.
+import { redactReplacer } from './redact';
+
 export type Level = 'debug' | 'info' | 'warn' | 'error';
 
 const RANK: Record<Level, number> = { debug: 10, info: 20, warn: 30, error: 40 };
@@ -19,7 +22,7 @@ export function createLogger(level: Level = 'info', write: (line: string) => voi
   for (const lvl of Object.keys(RANK) as Level[]) {
     logger[lvl] = (msg, fields = {}) => {
       if (RANK[lvl] < RANK[logger.level]) return;
-      const line = JSON.stringify({ time: new Date().toISOString(), level: lvl, msg, ...fields });
+      const line = JSON.stringify({ time: new Date().toISOString(), level: lvl, msg, ...fields }, redactReplacer);
       write((journald ? `<${PRIORITY[lvl]}>` : '') + line + '\n');
     };
   }
