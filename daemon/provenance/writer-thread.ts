@@ -3,6 +3,7 @@
 import os from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
+import { ensurePrivateFile } from '../system/private-file';
 import { DDL, MIGRATE_1_TO_2, SCHEMA_VERSION, type ProvenanceOp } from './schema';
 
 interface Init {
@@ -12,6 +13,7 @@ interface Init {
 }
 
 const init = workerData as Init;
+ensurePrivateFile(init.path);
 const db = new Database(init.path);
 db.pragma('journal_mode = WAL');
 db.pragma('synchronous = NORMAL');
