@@ -10,6 +10,7 @@ import { DectrisSource } from './ingest/dectris-source';
 import { TcpSource } from './ingest/tcp-source';
 import { WatchSource } from './ingest/watch-source';
 import { OutcomeFunnel } from './outcomes/funnel';
+import { brokerConnection } from './publish/connect-options';
 import { startEmbeddedBroker, type EmbeddedBroker } from './publish/embedded-broker';
 import { MqttPublisher } from './publish/mqtt-publisher';
 import { Recorder } from './provenance/recorder';
@@ -17,6 +18,7 @@ import { provenanceWatchHistory } from './provenance/watched-files';
 import { FrameSlots } from './rings/frame-slots';
 import { Stats } from './stats/stats';
 import { createLogger, type Logger } from './system/logger';
+import { redactUrls } from './system/redact';
 import { SystemdNotifier } from './system/sd-notify';
 import { VERSION } from './version';
 import { WorkerPool } from './workers/pool';
@@ -89,7 +91,7 @@ export class Daemon {
   }
 
   get mqttUrl(): string {
-    return this.broker?.url ?? this.config.mqtt.url!;
+    return redactUrls(this.broker?.url ?? this.config.mqtt.url!);
   }
 
   get topicPrefix(): string {
@@ -113,9 +115,9 @@ export class Daemon {
     const c = this.config;
     this.recorder = await Recorder.open({ path: c.provenance.path, instance: c.instance, version: VERSION, batchMs: c.provenance.batch_ms, retentionDays: c.provenance.retention_days, log: this.log });
     this.recorder.epoch(this.epoch, this.loaded.source === this.opts.configPath ? 'start' : `start (${this.loaded.source})`, this.loaded.sha256, this.loaded.text);
-    if (!c.mqtt.url) this.broker = await startEmbeddedBroker(c.mqtt.embedded_host, c.mqtt.embedded_port);
+    if (!c.mqtt.url) this.broker = await startEmbeddedBroker({ host: c.mqtt.embedded_host, port: c.mqtt.embedded_port, instance: c.instance, users: this.loaded.credentials.embeddedUsers });
     this.publisher = new MqttPublisher({
-      url: this.mqttUrl,
+      ...brokerConnection(this.loaded, this.broker, this.log),
       instance: c.instance,
       // aedes (the embedded broker) speaks MQTT 3.1.1; external brokers get v5 with content types.
       protocolVersion: this.broker ? 4 : 5,

@@ -1,6 +1,7 @@
 // beamedge check-config FILE: validate a configuration without running it.
 import { loadConfig } from '../config/config';
 import { describe } from '../config/schema';
+import { redactValue } from '../system/redact';
 import { UsageError } from './args';
 import type { Command } from './command';
 
@@ -9,7 +10,7 @@ export const checkConfigCommand: Command = {
   summary: 'validate a configuration file (exit 0 when valid, 1 with the problems when not)',
   usage: 'beamedge check-config FILE [--json] | beamedge check-config --keys',
   options: {
-    json: { kind: 'flag', help: 'print the effective configuration (defaults filled in) as JSON' },
+    json: { kind: 'flag', help: 'print the effective configuration (defaults filled in, credentials redacted) as JSON' },
     keys: { kind: 'flag', help: 'list every key with its default and whether it needs a restart' },
   },
   async run(opts, io) {
@@ -20,7 +21,7 @@ export const checkConfigCommand: Command = {
     if (opts.positional.length !== 1) throw new UsageError('check-config takes exactly one FILE');
     try {
       const loaded = loadConfig(opts.positional[0]!);
-      io.out(opts.flag('json') ? JSON.stringify(loaded.config, null, 2) + '\n' : `${loaded.source}: valid (sha256 ${loaded.sha256})\n`);
+      io.out(opts.flag('json') ? JSON.stringify(redactValue(loaded.config), null, 2) + '\n' : `${loaded.source}: valid (sha256 ${loaded.sha256})\n`);
       return 0;
     } catch (e) {
       const problems = (e as { problems?: string[] }).problems ?? [(e as Error).message];

@@ -3,6 +3,8 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
+import { redactConfigText } from '../system/redact';
+import { loadMqttCredentials, type MqttCredentials } from './mqtt-credentials';
 import { ConfigError, restartOnlyChanges, validate } from './schema';
 
 export type Unit = 'q_nm^-1' | 'q_A^-1' | '2th_deg' | '2th_rad' | 'r_mm' | 'r_m';
@@ -50,15 +52,29 @@ export interface Config {
   workers: { threads: number; stall_timeout_ms: number };
   pipeline: PipelineConfig;
   series: SeriesOverride[];
-  mqtt: { url: string | null; embedded_host: string; embedded_port: number; format: 'cbor' | 'json'; queue_limit: number };
+  mqtt: {
+    url: string | null;
+    username: string | null;
+    password_file: string | null;
+    tls: { ca: string | null; cert: string | null; key: string | null; reject_unauthorized: boolean };
+    embedded_host: string;
+    embedded_port: number;
+    embedded_users_file: string | null;
+    format: 'cbor' | 'json';
+    queue_limit: number;
+  };
   provenance: { path: string; retention_days: number; batch_ms: number };
   stats: { interval_ms: number };
 }
 
 export interface LoadedConfig {
   config: Config;
+  /** The file's text with credentials redacted: what provenance stores. */
   text: string;
+  /** Of `text`, so that a stored text checks against its hash. */
   sha256: string;
+  /** What mqtt.password_file and the TLS and users files hold; never printed or stored. */
+  credentials: MqttCredentials;
   /** File it came from, or a label such as "embedded defaults". */
   source: string;
 }
@@ -71,6 +87,12 @@ function resolvePaths(c: Config, baseDir: string): Config {
     ingest: { ...c.ingest, watch: { ...c.ingest.watch, directory: abs(c.ingest.watch.directory) } },
     pipeline: { ...c.pipeline, geometry: { poni: abs(c.pipeline.geometry.poni) }, mask: abs(c.pipeline.mask), dark: abs(c.pipeline.dark) },
     provenance: { ...c.provenance, path: abs(c.provenance.path)! },
+    mqtt: {
+      ...c.mqtt,
+      password_file: abs(c.mqtt.password_file),
+      tls: { ...c.mqtt.tls, ca: abs(c.mqtt.tls.ca), cert: abs(c.mqtt.tls.cert), key: abs(c.mqtt.tls.key) },
+      embedded_users_file: abs(c.mqtt.embedded_users_file),
+    },
   };
 }
 
@@ -93,7 +115,10 @@ export function parseConfig(text: string, source: string, baseDir = process.cwd(
   if (c.ingest.watch.enabled && !c.ingest.watch.directory) throw new ConfigError([`${source}: ingest.watch.directory: null must be set when ingest.watch.enabled is true`]);
   if (!c.ingest.tcp.enabled && !c.ingest.watch.enabled && !c.ingest.dectris.enabled)
     throw new ConfigError([`${source}: ingest: tcp, watch and dectris are all disabled, so no frame can arrive`]);
-  return { config: c, text, sha256: createHash('sha256').update(text).digest('hex'), source };
+  const { credentials, problems } = loadMqttCredentials(c.mqtt);
+  if (problems.length) throw new ConfigError(problems.map((p) => `${source}: ${p}`));
+  const stored = redactConfigText(text);
+  return { config: c, text: stored, sha256: createHash('sha256').update(stored).digest('hex'), credentials, source };
 }
 
 export function loadConfig(file: string): LoadedConfig {

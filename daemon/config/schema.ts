@@ -1,6 +1,7 @@
 // The configuration schema: every key, its rule, its default, and whether a
 // change needs a restart. Validation happens once, at the boundary; the rest
 // of the daemon works with the typed, defaulted result.
+import { redactValue } from '../system/redact';
 
 export type Node =
   | { kind: 'string'; default?: string | null; nullable?: boolean; restart?: boolean; pattern?: RegExp; rule?: string; doc: string }
@@ -141,8 +142,22 @@ export const SCHEMA: Node = {
       kind: 'object',
       fields: {
         url: { kind: 'string', nullable: true, default: null, restart: true, doc: 'broker URL (mqtt://host:1883); null: start an embedded broker' },
+        username: { kind: 'string', nullable: true, default: null, restart: true, doc: 'user name at the external broker (null: none, or the one in mqtt.url)' },
+        password_file: { kind: 'string', nullable: true, default: null, restart: true, doc: 'file holding the password for mqtt.username, one line (relative to the config file); never logged or stored' },
+        tls: {
+          kind: 'object',
+          restart: true,
+          doc: 'TLS to the external broker (mqtts:// or wss://)',
+          fields: {
+            ca: { kind: 'string', nullable: true, default: null, doc: "PEM CA certificate(s) that sign the broker's certificate (null: the system's CAs)" },
+            cert: { kind: 'string', nullable: true, default: null, doc: 'PEM client certificate, for brokers that authenticate clients by certificate (with key)' },
+            key: { kind: 'string', nullable: true, default: null, doc: 'PEM private key of cert' },
+            reject_unauthorized: { kind: 'boolean', default: true, doc: "refuse a broker whose certificate does not verify (false: tests only, anyone can impersonate the broker)" },
+          },
+        },
         embedded_host: { kind: 'string', default: '127.0.0.1', restart: true, doc: 'embedded broker address' },
         embedded_port: { kind: 'integer', default: 1883, min: 0, max: 65535, restart: true, doc: 'embedded broker port' },
+        embedded_users_file: { kind: 'string', nullable: true, default: null, restart: true, doc: 'users who may subscribe to the embedded broker, a mosquitto_passwd file (null: anyone who reaches it may subscribe)' },
         format: { kind: 'enum', values: ['cbor', 'json'], default: 'cbor', doc: 'payload encoding of reduced frames' },
         queue_limit: { kind: 'integer', default: 1000, min: 1, doc: 'messages held while the broker is unreachable; beyond, the oldest are dropped and counted' },
       },
@@ -167,7 +182,8 @@ export class ConfigError extends Error {
 }
 
 function show(v: unknown): string {
-  const s = JSON.stringify(v);
+  // A rejected value is logged and stored as an event: no password in it.
+  const s = JSON.stringify(redactValue(v));
   return s === undefined ? String(v) : s.length > 60 ? s.slice(0, 57) + '...' : s;
 }
 

@@ -1,16 +1,30 @@
 // An MQTT broker inside the daemon (aedes) for when none is configured, so a
-// fresh install publishes somewhere useful. aedes speaks MQTT 3.1.1.
+// fresh install publishes somewhere useful. aedes speaks MQTT 3.1.1. Access
+// rules: broker-access.ts.
 import net from 'node:net';
+import { BrokerAccess, type DaemonLogin } from './broker-access';
+import type { UserTable } from './broker-users';
 
 export interface EmbeddedBroker {
   url: string;
   port: number;
+  /** The daemon's own client connects with this; nobody else can publish. */
+  login: DaemonLogin;
   close(): Promise<void>;
 }
 
-export async function startEmbeddedBroker(host: string, port: number): Promise<EmbeddedBroker> {
+export interface EmbeddedBrokerOptions {
+  host: string;
+  port: number;
+  instance: string;
+  /** Who may connect to read; absent: anyone who reaches host:port. */
+  users?: UserTable | undefined;
+}
+
+export async function startEmbeddedBroker({ host, port, instance, users }: EmbeddedBrokerOptions): Promise<EmbeddedBroker> {
   const { Aedes } = await import('aedes');
-  const aedes = await Aedes.createBroker();
+  const access = new BrokerAccess(instance, users);
+  const aedes = await Aedes.createBroker({ authenticate: access.authenticate, authorizePublish: access.authorizePublish });
   const server = net.createServer(aedes.handle);
   await new Promise<void>((resolve, reject) => {
     server.once('error', (e: NodeJS.ErrnoException) =>
@@ -33,6 +47,7 @@ export async function startEmbeddedBroker(host: string, port: number): Promise<E
   return {
     url: `mqtt://${host}:${actual}`,
     port: actual,
+    login: access.login,
     async close() {
       await new Promise<void>((resolve) => aedes.close(() => resolve()));
       for (const s of sockets) s.destroy();

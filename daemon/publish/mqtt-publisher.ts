@@ -8,7 +8,9 @@ import type { Logger } from '../system/logger';
 import { CONTENT_TYPE } from './messages';
 
 export interface PublisherOptions {
+  /** Without credentials: it is logged. They come in `connect` (connect-options.ts). */
   url: string;
+  connect?: IClientOptions;
   instance: string;
   protocolVersion: 4 | 5;
   queueLimit: number;
@@ -54,7 +56,7 @@ export class MqttPublisher {
         ...(opts.protocolVersion === 5 ? { properties: { contentType: CONTENT_TYPE.json } } : {}),
       },
     };
-    this.client = mqtt.connect(opts.url, options);
+    this.client = mqtt.connect(opts.url, { ...options, ...opts.connect });
     this.client.on('connect', () => {
       this.backoff = MIN_BACKOFF;
       this.client.options.reconnectPeriod = MIN_BACKOFF;

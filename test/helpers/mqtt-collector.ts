@@ -1,5 +1,5 @@
 // Subscribes to a daemon's topics and keeps every message for assertions.
-import mqtt, { type MqttClient } from 'mqtt';
+import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { decodeReduced, type ReducedMessage } from '../../daemon/publish/messages';
 
 export interface Received {
@@ -21,14 +21,17 @@ export class Collector {
     });
   }
 
-  static async connect(url: string, topic: string, protocolVersion: 4 | 5 = 4): Promise<Collector> {
-    const client = mqtt.connect(url, { protocolVersion, reconnectPeriod: 200 });
+  static async connect(url: string, topic: string, protocolVersion: 4 | 5 = 4, opts: IClientOptions = {}): Promise<Collector> {
+    const client = mqtt.connect(url, { protocolVersion, reconnectPeriod: 200, ...opts });
     await new Promise<void>((resolve, reject) => {
       client.once('connect', () => resolve());
       client.once('error', reject);
     });
+    // Listening before subscribing: a retained message can come in the same
+    // read as the SUBACK, before an await after subscribing would resume.
+    const collector = new Collector(client);
     await client.subscribeAsync(topic, { qos: 1 });
-    return new Collector(client);
+    return collector;
   }
 
   on(suffix: string): Received[] {
