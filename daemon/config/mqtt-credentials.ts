@@ -5,7 +5,6 @@
 // which gets printed and stored.
 import { readFileSync } from 'node:fs';
 import { parseUsersFile, type UserTable } from '../publish/broker-users';
-import { redactUrls } from '../system/redact';
 import type { Config } from './config';
 
 export interface MqttCredentials {
@@ -52,7 +51,8 @@ export function loadMqttCredentials(m: Config['mqtt']): { credentials: MqttCrede
     try {
       url = new URL(m.url);
     } catch {
-      problems.push(`mqtt.url: ${JSON.stringify(redactUrls(m.url))} is not a URL (e.g. mqtts://broker.example:8883)`);
+      // Not quoted: unparsed, there is no telling which part is a password.
+      problems.push('mqtt.url: is not a URL (e.g. mqtts://broker.example:8883)');
     }
     if (url && !PROTOCOLS.includes(url.protocol)) problems.push(`mqtt.url: protocol ${url.protocol} must be one of ${PROTOCOLS.join(' ')}`);
     if (url && tlsSet && !SECURE.includes(url.protocol)) problems.push(`mqtt.tls: set, but mqtt.url uses ${url.protocol} without TLS (use mqtts:// or wss://)`);
