@@ -11,7 +11,7 @@ import { TcpSource } from './ingest/tcp-source';
 import { WatchSource } from './ingest/watch-source';
 import { startEmbeddedBroker, type EmbeddedBroker } from './publish/embedded-broker';
 import { encodeReduced, reducedMessage } from './publish/messages';
-import { MqttPublisher } from './publish/mqtt-publisher';
+import { MqttPublisher, type FrameRef as DeliveryRef } from './publish/mqtt-publisher';
 import { Recorder } from './provenance/recorder';
 import { FrameSlots } from './rings/frame-slots';
 import { Stats } from './stats/stats';
@@ -57,6 +57,8 @@ export class Daemon {
   private readonly sources: FrameSource[] = [];
   private timers: NodeJS.Timeout[] = [];
   private dropsSinceTick = 0;
+  private readonly undeliverableSinceTick = new Map<string, number>();
+  private undeliverableReason = '';
   private lastTick = performance.now();
   private readonly startedAt = new Date();
   private stopping: Promise<void> | undefined;
@@ -92,6 +94,11 @@ export class Daemon {
     return this.publisher.prefix;
   }
 
+  /** MQTT delivery state: connected, messages not yet acknowledged, and how many of them are in the spool. */
+  get mqttState(): { connected: boolean; queued: number; spooled: number } {
+    return { connected: this.publisher.connected, queued: this.publisher.queued, spooled: this.publisher.spooled };
+  }
+
   get runId(): number {
     return this.recorder.runId;
   }
@@ -112,10 +119,9 @@ export class Daemon {
       protocolVersion: this.broker ? 4 : 5,
       queueLimit: c.mqtt.queue_limit,
       log: this.log,
-      onUndeliverable: (topic, reason) => {
-        this.stats.count('undeliverable');
-        this.log.warn('MQTT message dropped', { topic, reason });
-      },
+      ...(c.mqtt.spool.enabled ? { spool: { directory: c.mqtt.spool.directory!, maxBytes: c.mqtt.spool.max_mb * 1024 * 1024 } } : {}),
+      onDelivered: (ref) => this.onDelivered(ref),
+      onUndeliverable: (topic, reason, ref) => this.onUndeliverable(topic, reason, ref),
     });
     const payloadBytes = Math.ceil((c.rings.slot_mb * 1024 * 1024) / 8) * 8;
     this.slots = FrameSlots.create({ slots: c.rings.slots, payloadBytes });
@@ -280,15 +286,34 @@ export class Daemon {
     }
     const format = this.config.mqtt.format;
     const payload = encodeReduced(reducedMessage(this.config.instance, h, arrays, latency), format);
-    this.publisher.reduced(payload, format, (ok) => {
-      if (!ok) return;
-      this.stats.count('published');
-      this.recorder.published(h.series, h.frame);
-    });
+    this.publisher.reduced(payload, format, { run: this.recorder.runId, series: h.series, frame: h.frame });
+  }
+
+  // MQTT delivery outcomes. The frame may be from an earlier run: its message waited in the spool.
+  private onDelivered(ref: DeliveryRef): void {
+    this.stats.count('published');
+    this.recorder.published(ref.series, ref.frame, ref.run);
+  }
+
+  private onUndeliverable(topic: string, reason: string, ref: DeliveryRef | undefined): void {
+    this.stats.undeliverable(topic);
+    if (ref) this.recorder.undelivered(ref.series, ref.frame, ref.run);
+    this.log.debug('MQTT message undeliverable', { topic, reason, ...ref });
+    // Reported once per stats interval: a full spool can drop hundreds per second.
+    this.undeliverableSinceTick.set(topic, (this.undeliverableSinceTick.get(topic) ?? 0) + 1);
+    this.undeliverableReason = reason;
+  }
+
+  private reportUndeliverable(secs: number): void {
+    if (!this.undeliverableSinceTick.size) return;
+    const byTopic = Object.fromEntries(this.undeliverableSinceTick);
+    const n = [...this.undeliverableSinceTick.values()].reduce((a, b) => a + b, 0);
+    this.undeliverableSinceTick.clear();
+    this.event('warn', 'undeliverable', `${n} MQTT message(s) will never be delivered (last ${secs.toFixed(1)} s): ${this.undeliverableReason}`, { undeliverable: n, by_topic: byTopic, total: this.stats.totals.undeliverable });
   }
 
   private tick(): void {
-    const queues = { free_slots: this.free.length, in_flight: this.pool.inFlight, mqtt_queue: this.publisher.queued, ...this.pool.queueDepths() };
+    const queues = { free_slots: this.free.length, in_flight: this.pool.inFlight, mqtt_queue: this.publisher.queued, mqtt_spooled: this.publisher.spooled, ...this.pool.queueDepths() };
     const snap = this.stats.snapshot(this.epoch, queues);
     this.publisher.stats({ instance: this.config.instance, ...snap });
     if (this.dropsSinceTick) {
@@ -296,6 +321,7 @@ export class Daemon {
       this.event('warn', 'drop', `${this.dropsSinceTick} frame(s) dropped in the last ${secs.toFixed(1)} s: workers behind (policy drop)`, { dropped: this.dropsSinceTick, total: this.stats.totals.dropped });
       this.dropsSinceTick = 0;
     }
+    this.reportUndeliverable((performance.now() - this.lastTick) / 1000);
     this.lastTick = performance.now();
   }
 

@@ -54,8 +54,14 @@ export class Recorder {
     this.push({ t: 'frame', ...row });
   }
 
-  published(series: string, frame: number): void {
-    this.push({ t: 'published', series, frame });
+  /** run: the run that processed the frame, when it is an earlier one (a message replayed from the MQTT spool). */
+  published(series: string, frame: number, run?: number): void {
+    this.push({ t: 'published', series, frame, ...(run !== undefined ? { run } : {}) });
+  }
+
+  /** The frame's reduced message was dropped from a full MQTT spool: frames.published = -1. */
+  undelivered(series: string, frame: number, run?: number): void {
+    this.push({ t: 'undelivered', series, frame, ...(run !== undefined ? { run } : {}) });
   }
 
   epoch(epoch: number, source: string, sha256: string, text: string): void {

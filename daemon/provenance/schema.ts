@@ -83,6 +83,9 @@ export interface FrameRow {
 export type ProvenanceOp =
   | { t: 'epoch'; epoch: number; time: string; source: string; sha256: string; text: string }
   | ({ t: 'frame' } & FrameRow)
-  | { t: 'published'; series: string; frame: number }
+  | { t: 'published'; series: string; frame: number; run?: number }
+  // frames.published: 0 not (yet) acknowledged by the broker, 1 acknowledged, -1 dropped from a full MQTT spool.
+  // run: the run that processed the frame, when it is not this one (replayed from the spool).
+  | { t: 'undelivered'; series: string; frame: number; run?: number }
   | { t: 'event'; time: string; level: string; kind: string; message: string; details: string | null }
   | { t: 'retention'; days: number };

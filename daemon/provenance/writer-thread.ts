@@ -36,6 +36,7 @@ const stmt = {
        kept = kept + excluded.kept, rejected = rejected + excluded.rejected, errors = errors + excluded.errors, dropped = dropped + excluded.dropped`,
   ),
   published: db.prepare('UPDATE frames SET published = 1 WHERE run_id = ? AND series = ? AND frame = ? AND published = 0'),
+  undelivered: db.prepare('UPDATE frames SET published = -1 WHERE run_id = ? AND series = ? AND frame = ? AND published = 0'),
   event: db.prepare('INSERT INTO events (run_id, time, level, kind, message, details) VALUES (?, ?, ?, ?, ?, ?)'),
   pruneFrames: db.prepare('DELETE FROM frames WHERE received < ?'),
   pruneEvents: db.prepare('DELETE FROM events WHERE time < ?'),
@@ -63,7 +64,10 @@ const apply = db.transaction((ops: ProvenanceOp[]) => {
         break;
       }
       case 'published':
-        stmt.published.run(runId, op.series, op.frame);
+        stmt.published.run(op.run ?? runId, op.series, op.frame);
+        break;
+      case 'undelivered':
+        stmt.undelivered.run(op.run ?? runId, op.series, op.frame);
         break;
       case 'event':
         stmt.event.run(runId, op.time, op.level, op.kind, op.message, op.details);
