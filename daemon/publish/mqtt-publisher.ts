@@ -64,9 +64,7 @@ export class MqttPublisher {
   constructor(private readonly opts: PublisherOptions) {
     this.prefix = `beamedge/${opts.instance}/`;
     // Opened first: a spool that cannot be used must stop the start, before any connection.
-    this.spool = opts.spool
-      ? Spool.open({ directory: opts.spool.directory, maxBytes: opts.spool.maxBytes, log: opts.log, onDrop: (topic, reason, ref, id) => this.dropped(topic, reason, ref, id) })
-      : undefined;
+    this.spool = opts.spool ? this.openSpool(opts.spool) : undefined;
     if (this.spool?.records) opts.log.info('MQTT spool holds messages from an earlier run; they are sent first once the broker is reachable', { directory: opts.spool!.directory, messages: this.spool.records, bytes: this.spool.bytes });
     const options: IClientOptions = {
       protocolVersion: opts.protocolVersion,
@@ -97,6 +95,14 @@ export class MqttPublisher {
     });
     this.client.on('offline', () => opts.log.warn(`MQTT broker unreachable; ${this.spool ? 'spooling to disk' : 'queueing'}`, { url: opts.url, next_retry_ms: this.backoff }));
     this.client.on('error', (e) => opts.log.warn('MQTT error', { error: e.message }));
+  }
+
+  private openSpool(o: { directory: string; maxBytes: number }): Spool {
+    try {
+      return Spool.open({ ...o, log: this.opts.log, onDrop: (topic, reason, ref, id) => this.dropped(topic, reason, ref, id) });
+    } catch (e) {
+      throw new Error(`MQTT spool (mqtt.spool.directory) ${o.directory}: ${(e as Error).message}`);
+    }
   }
 
   get connected(): boolean {
