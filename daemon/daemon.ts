@@ -98,6 +98,11 @@ export class Daemon {
     return this.publisher.prefix;
   }
 
+  /** MQTT delivery state: connected, messages not yet acknowledged, and how many of them are in the spool. */
+  get mqttState(): { connected: boolean; queued: number; spooled: number } {
+    return { connected: this.publisher.connected, queued: this.publisher.queued, spooled: this.publisher.spooled };
+  }
+
   get runId(): number {
     return this.recorder.runId;
   }
@@ -123,10 +128,10 @@ export class Daemon {
       protocolVersion: this.broker ? 4 : 5,
       queueLimit: c.mqtt.queue_limit,
       log: this.log,
-      onUndeliverable: (topic, reason) => {
-        this.stats.count('undeliverable');
-        this.log.warn('MQTT message dropped', { topic, reason });
-      },
+      ...(c.mqtt.spool.enabled ? { spool: { directory: c.mqtt.spool.directory!, maxBytes: c.mqtt.spool.max_mb * 1024 * 1024 } } : {}),
+      // The funnel is made just below; deliveries cannot come before it exists.
+      onDelivered: (ref) => this.funnel.delivered(ref),
+      onUndeliverable: (topic, reason, ref) => this.funnel.undeliverable(topic, reason, ref),
     });
     this.funnel = new OutcomeFunnel({
       recorder: this.recorder,
@@ -284,7 +289,7 @@ export class Daemon {
   }
 
   private tick(): void {
-    const queues = { free_slots: this.free.length, in_flight: this.pool.inFlight, mqtt_queue: this.publisher.queued, ...this.pool.queueDepths() };
+    const queues = { free_slots: this.free.length, in_flight: this.pool.inFlight, mqtt_queue: this.publisher.queued, mqtt_spooled: this.publisher.spooled, ...this.pool.queueDepths() };
     const snap = this.stats.snapshot(this.epoch, queues);
     this.publisher.stats({ instance: this.config.instance, ...snap });
     this.funnel.tick((performance.now() - this.lastTick) / 1000);

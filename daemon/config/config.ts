@@ -62,6 +62,8 @@ export interface Config {
     embedded_users_file: string | null;
     format: 'cbor' | 'json';
     queue_limit: number;
+    /** directory: resolved, never null after loading. */
+    spool: { enabled: boolean; directory: string | null; max_mb: number };
   };
   provenance: { path: string; retention_days: number; batch_ms: number };
   stats: { interval_ms: number };
@@ -82,16 +84,19 @@ export interface LoadedConfig {
 /** Paths in the config are relative to the config file's directory. */
 function resolvePaths(c: Config, baseDir: string): Config {
   const abs = (p: string | null) => (p === null ? null : path.resolve(baseDir, p));
+  const provenance = abs(c.provenance.path)!;
   return {
     ...c,
     ingest: { ...c.ingest, watch: { ...c.ingest.watch, directory: abs(c.ingest.watch.directory) } },
     pipeline: { ...c.pipeline, geometry: { poni: abs(c.pipeline.geometry.poni) }, mask: abs(c.pipeline.mask), dark: abs(c.pipeline.dark) },
-    provenance: { ...c.provenance, path: abs(c.provenance.path)! },
+    provenance: { ...c.provenance, path: provenance },
     mqtt: {
       ...c.mqtt,
       password_file: abs(c.mqtt.password_file),
       tls: { ...c.mqtt.tls, ca: abs(c.mqtt.tls.ca), cert: abs(c.mqtt.tls.cert), key: abs(c.mqtt.tls.key) },
       embedded_users_file: abs(c.mqtt.embedded_users_file),
+      // Beside the provenance database by default: both are the daemon's state, in one place (StateDirectory under systemd).
+      spool: { ...c.mqtt.spool, directory: abs(c.mqtt.spool.directory) ?? path.join(path.dirname(provenance), `spool-${c.instance}`) },
     },
   };
 }

@@ -159,7 +159,17 @@ export const SCHEMA: Node = {
         embedded_port: { kind: 'integer', default: 1883, min: 0, max: 65535, restart: true, doc: 'embedded broker port' },
         embedded_users_file: { kind: 'string', nullable: true, default: null, restart: true, doc: 'users who may subscribe to the embedded broker, a mosquitto_passwd file (null: anyone who reaches it may subscribe)' },
         format: { kind: 'enum', values: ['cbor', 'json'], default: 'cbor', doc: 'payload encoding of reduced frames' },
-        queue_limit: { kind: 'integer', default: 1000, min: 1, doc: 'messages held while the broker is unreachable; beyond, the oldest are dropped and counted' },
+        queue_limit: { kind: 'integer', default: 1000, min: 1, doc: 'messages waiting in memory for a slow broker; beyond, they go to the spool (without one: the oldest are dropped and counted)' },
+        spool: {
+          kind: 'object',
+          restart: true,
+          doc: 'on-disk store-and-forward for QoS 1 messages the broker has not acknowledged',
+          fields: {
+            enabled: { kind: 'boolean', default: true, doc: 'spool unacknowledged messages to disk and send them, in order, after reconnecting or restarting' },
+            directory: { kind: 'string', nullable: true, default: null, doc: 'spool directory (relative to the config file); null: spool-<instance> beside the provenance database' },
+            max_mb: { kind: 'number', default: 1024, min: 0.0625, max: 1048576, doc: 'disk the spool may use, MiB; when full, the oldest messages are dropped and counted per topic' },
+          },
+        },
       },
     },
     provenance: {

@@ -5,12 +5,14 @@
 //   2. its outcome replaces that row in a later batch;
 //   3. a kept frame's `reduced` message is handed to MQTT only once its
 //      outcome row is committed, so every message on the broker has a row;
-//   4. the `published` mark follows the broker's acknowledgement.
+//   4. the `published` mark follows the broker's acknowledgement (1), or a
+//      message dropped from a full spool marks it undeliverable (-1); either
+//      may come in a later run, for a message that waited in the spool.
 // A daemon killed between 1 and 2 leaves 'received' rows, which the next
 // start turns into 'lost' (see provenance/writer-thread.ts).
 import type { FrameRef, IncomingMeta } from '../ingest/sink';
 import { encodeReduced, reducedMessage } from '../publish/messages';
-import type { MqttPublisher } from '../publish/mqtt-publisher';
+import type { FrameRef as DeliveryRef, MqttPublisher } from '../publish/mqtt-publisher';
 import type { FrameRow } from '../provenance/schema';
 import type { Recorder } from '../provenance/recorder';
 import type { Stats } from '../stats/stats';
@@ -35,6 +37,8 @@ export class OutcomeFunnel {
   private dropsSinceTick = 0;
   /** Who waits for a frame's outcome to be committed (acknowledging senders); at most one per slot. */
   private readonly onRecorded = new Map<number, () => void>();
+  private readonly undeliverableSinceTick = new Map<string, number>();
+  private undeliverableReason = '';
 
   constructor(private readonly d: FunnelDeps) {}
 
@@ -80,13 +84,23 @@ export class OutcomeFunnel {
     }
     const format = this.d.format();
     const payload = encodeReduced(reducedMessage(this.d.instance, h, arrays, latency), format);
-    recorder.whenDurable(() =>
-      this.d.publisher.reduced(payload, format, (ok) => {
-        if (!ok) return;
-        stats.count('published');
-        recorder.published(h.seq);
-      }),
-    );
+    const ref: DeliveryRef = { run: recorder.runId, seq: h.seq, series: h.series, frame: h.frame };
+    recorder.whenDurable(() => this.d.publisher.reduced(payload, format, ref));
+  }
+
+  /** The broker acknowledged a frame's message (the frame may be from an earlier run: it waited in the spool). */
+  delivered(ref: DeliveryRef): void {
+    this.d.stats.count('published');
+    this.d.recorder.published(ref.seq, ref.run);
+  }
+
+  /** A message that will never be delivered (spool full, or no spool and the memory queue full). */
+  undeliverable(topic: string, reason: string, ref: DeliveryRef | undefined): void {
+    this.d.stats.undeliverable(topic);
+    if (ref) this.d.recorder.undelivered(ref.seq, ref.run);
+    this.d.log.debug('MQTT message undeliverable', { topic, reason, ...ref });
+    this.undeliverableSinceTick.set(topic, (this.undeliverableSinceTick.get(topic) ?? 0) + 1);
+    this.undeliverableReason = reason;
   }
 
   /** A frame refused before it reached a worker (bad header, too large, metadata that does not fit...). */
@@ -116,11 +130,18 @@ export class OutcomeFunnel {
     this.d.event('error', 'worker_lost', reason, { frames: metas.length });
   }
 
-  /** Once per stats interval: one event for the drops since the last, not one per frame. */
+  /** Once per stats interval: one event for the drops and one for the undeliverable messages since the last, not one per frame (a full spool can drop hundreds a second). */
   tick(intervalS: number): void {
-    if (!this.dropsSinceTick) return;
-    this.d.event('warn', 'drop', `${this.dropsSinceTick} frame(s) dropped in the last ${intervalS.toFixed(1)} s: workers behind (policy drop)`, { dropped: this.dropsSinceTick, total: this.d.stats.totals.dropped });
-    this.dropsSinceTick = 0;
+    if (this.dropsSinceTick) {
+      this.d.event('warn', 'drop', `${this.dropsSinceTick} frame(s) dropped in the last ${intervalS.toFixed(1)} s: workers behind (policy drop)`, { dropped: this.dropsSinceTick, total: this.d.stats.totals.dropped });
+      this.dropsSinceTick = 0;
+    }
+    if (this.undeliverableSinceTick.size) {
+      const byTopic = Object.fromEntries(this.undeliverableSinceTick);
+      const n = [...this.undeliverableSinceTick.values()].reduce((a, b) => a + b, 0);
+      this.undeliverableSinceTick.clear();
+      this.d.event('warn', 'undeliverable', `${n} MQTT message(s) will never be delivered (last ${intervalS.toFixed(1)} s): ${this.undeliverableReason}`, { undeliverable: n, by_topic: byTopic, total: this.d.stats.totals.undeliverable });
+    }
   }
 
   private settled(seq: number): void {

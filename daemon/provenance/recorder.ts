@@ -78,8 +78,14 @@ export class Recorder {
     this.push({ t: 'frame', ...row });
   }
 
-  published(seq: number): void {
-    this.push({ t: 'published', seq });
+  /** run: the run that processed the frame, when it is an earlier one (a message replayed from the MQTT spool). */
+  published(seq: number, run?: number): void {
+    this.push({ t: 'published', seq, ...(run !== undefined ? { run } : {}) });
+  }
+
+  /** The frame's reduced message was dropped from a full MQTT spool: frames.published = -1. */
+  undelivered(seq: number, run?: number): void {
+    this.push({ t: 'undelivered', seq, ...(run !== undefined ? { run } : {}) });
   }
 
   /** Calls `cb` once every row queued so far is committed (at once when closed). */

@@ -104,7 +104,10 @@ export type ProvenanceOp =
   | { t: 'epoch'; epoch: number; time: string; source: string; sha256: string; text: string }
   | { t: 'received'; seq: number; series: string; frame: number; source: string; received: string }
   | ({ t: 'frame' } & FrameRow)
-  | { t: 'published'; seq: number }
+  // frames.published: 0 not (yet) acknowledged by the broker, 1 acknowledged, -1 dropped from a full MQTT spool.
+  // run: the run that processed the frame, when it is not this one (replayed from the spool).
+  | { t: 'published'; seq: number; run?: number }
+  | { t: 'undelivered'; seq: number; run?: number }
   | { t: 'event'; time: string; level: string; kind: string; message: string; details: string | null }
   | { t: 'retention'; days: number }
   | { t: 'watched'; directory: string; name: string; size: number; mtime_ms: number; time: string };

@@ -67,6 +67,7 @@ const stmt = {
        dropped = dropped + excluded.dropped, lost = lost + excluded.lost`,
   ),
   published: db.prepare('UPDATE frames SET published = 1 WHERE run_id = ? AND seq = ? AND published = 0'),
+  undelivered: db.prepare('UPDATE frames SET published = -1 WHERE run_id = ? AND seq = ? AND published = 0'),
   event: db.prepare('INSERT INTO events (run_id, time, level, kind, message, details) VALUES (?, ?, ?, ?, ?, ?)'),
   pruneFrames: db.prepare('DELETE FROM frames WHERE received < ?'),
   pruneEvents: db.prepare('DELETE FROM events WHERE time < ?'),
@@ -103,7 +104,10 @@ const apply = db.transaction((ops: ProvenanceOp[]) => {
         break;
       }
       case 'published':
-        stmt.published.run(runId, op.seq);
+        stmt.published.run(op.run ?? runId, op.seq);
+        break;
+      case 'undelivered':
+        stmt.undelivered.run(op.run ?? runId, op.seq);
         break;
       case 'event':
         stmt.event.run(runId, op.time, op.level, op.kind, op.message, op.details);

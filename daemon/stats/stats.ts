@@ -18,6 +18,8 @@ export interface StatsSnapshot {
   uptime_s: number;
   epoch: number;
   totals: Counters;
+  /** totals.undeliverable by MQTT topic, since start. */
+  undeliverable_by_topic: Record<string, number>;
   rates_hz: { frames_in: number; processed: number; kept: number; published: number };
   latency_ms: { p50: number | null; p99: number | null; max: number | null; samples: number };
   queues: Record<string, number>;
@@ -30,6 +32,7 @@ function percentile(sorted: number[], q: number): number | null {
 
 export class Stats {
   readonly totals: Counters = { frames_in: 0, processed: 0, kept: 0, rejected: 0, dropped: 0, errored: 0, published: 0, undeliverable: 0, reloads: 0 };
+  private readonly undeliverableByTopic: Record<string, number> = {};
   private last: Counters = { ...this.totals };
   private lastTime = process.hrtime.bigint();
   private latencies: number[] = [];
@@ -37,6 +40,11 @@ export class Stats {
 
   count(key: keyof Counters, n = 1): void {
     this.totals[key] += n;
+  }
+
+  undeliverable(topic: string): void {
+    this.totals.undeliverable++;
+    this.undeliverableByTopic[topic] = (this.undeliverableByTopic[topic] ?? 0) + 1;
   }
 
   latency(ms: number): void {
@@ -57,6 +65,7 @@ export class Stats {
       uptime_s: Math.round((Date.now() - this.started) / 100) / 10,
       epoch,
       totals: { ...this.totals },
+      undeliverable_by_topic: { ...this.undeliverableByTopic },
       rates_hz: { frames_in: rate('frames_in'), processed: rate('processed'), kept: rate('kept'), published: rate('published') },
       latency_ms: { p50: round(percentile(lat, 0.5)), p99: round(percentile(lat, 0.99)), max: round(lat.length ? lat[lat.length - 1]! : null), samples: lat.length },
       queues,
