@@ -111,6 +111,11 @@ export class Daemon {
     return this.config;
   }
 
+  /** Resolves once every outcome so far is committed, and so every kept frame's message handed to MQTT. */
+  sync(): Promise<void> {
+    return this.recorder.sync();
+  }
+
   /** Slots not held by ingest or the workers; equals rings.slots when idle. */
   get freeSlots(): number {
     return this.free.length;

@@ -97,6 +97,8 @@ t.test('broker stopped while frames are processed: nothing undeliverable, every 
   await until(() => d.stats.totals.processed === 3 + N, 'processing without a broker');
   t.equal(d.stats.totals.undeliverable, 0, 'nothing dropped');
   t.equal(d.stats.totals.published, 3);
+  // A result is handed to MQTT once its provenance row is committed: wait for that, not for the worker.
+  await d.sync();
   t.ok(d.mqttState.spooled >= N, `the spool holds the ${N} reduced messages (${d.mqttState.spooled} messages)`);
   t.ok(spoolBytes(path.join(s.dir, 'spool-outage')) > N * 10_000, 'on disk, beside the provenance database');
 
@@ -126,6 +128,7 @@ t.test('a tiny spool: overflow drops the oldest, each counted per topic, and pro
   const N = 30;
   await sendFrames(d.tcpPort!, 'tiny', 0, N);
   await until(() => d.stats.totals.processed === N, 'processing without a broker');
+  await d.sync();
   const stats = d.stats.snapshot(d.epoch, {});
   const dropped = stats.undeliverable_by_topic['beamedge/tiny/reduced'] ?? 0;
   t.ok(dropped >= 10 && dropped < N, `${dropped} reduced messages dropped`);
@@ -213,6 +216,7 @@ t.test('with the spool disabled, the memory queue is bounded and overflow is cou
   });
   await sendFrames(d.tcpPort!, 'n', 0, 8);
   await until(() => d.stats.totals.processed === 8, 'processing without a broker');
+  await d.sync();
   // 8 reduced messages against a limit of 4: the 4 oldest are dropped.
   t.equal(d.stats.totals.undeliverable, 4);
   t.same(d.stats.snapshot(1, {}).undeliverable_by_topic, { 'beamedge/nospool/reduced': 4 });
