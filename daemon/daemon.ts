@@ -173,7 +173,7 @@ export class Daemon {
     const sink = this.sink();
     if (c.ingest.tcp.enabled) this.sources.push(new TcpSource(c.ingest.tcp));
     if (c.ingest.dectris.enabled)
-      this.sources.push(new DectrisSource({ endpoint: c.ingest.dectris.endpoint, protocol: c.ingest.dectris.protocol, channel: c.ingest.dectris.channel, publishContext: (ctx) => this.pool.seriesContext(ctx) }));
+      this.sources.push(new DectrisSource({ endpoint: c.ingest.dectris.endpoint, protocol: c.ingest.dectris.protocol, channel: c.ingest.dectris.channel, maxImageBytes: payloadBytes, publishContext: (ctx) => this.pool.seriesContext(ctx) }));
     if (c.ingest.watch.enabled) {
       const w = c.ingest.watch;
       this.sources.push(

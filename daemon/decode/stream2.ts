@@ -25,6 +25,15 @@ export interface EncodedImage {
   bytes: Uint8Array;
 }
 
+/** What tag 56500 decodes to; a class, so that a plain map cannot pass for one. */
+class CompressedPayload implements Compressed {
+  constructor(
+    readonly algorithm: 'bslz4' | 'lz4',
+    readonly elemSize: number,
+    readonly bytes: Uint8Array,
+  ) {}
+}
+
 /** A typed-array tag around a compressed payload: 69(56500([...])). */
 interface CompressedTyped {
   dtype: Dtype;
@@ -74,15 +83,19 @@ function getDecoder(): CborDecoder {
         const bytes = value.byteOffset % Ctor.BYTES_PER_ELEMENT ? new Uint8Array(value) : value;
         return new Ctor(bytes.buffer as ArrayBuffer, bytes.byteOffset, Math.floor(bytes.length / Ctor.BYTES_PER_ELEMENT));
       }
-      return { dtype, compressed: value as Compressed } as CompressedTyped;
+      if (!(value instanceof CompressedPayload)) throw new Error(`stream v2: typed-array tag ${tag} holds neither bytes nor a tag 56500 compressed payload`);
+      // Bitshuffle works on elements of this size; plain LZ4 has none (DCUs send 0).
+      if (value.algorithm === 'bslz4' && value.elemSize !== CTORS[dtype].BYTES_PER_ELEMENT) throw new Error(`stream v2: compressed ${dtype} data declares ${value.elemSize}-byte elements`);
+      return { dtype, compressed: value } as CompressedTyped;
     });
   addDecodeTag(56500, (value) => {
-    const [algorithm, elemSize, bytes] = value as [string, number, Uint8Array];
-    if (algorithm !== 'bslz4' && algorithm !== 'lz4') throw new Error(`stream v2: unsupported compression '${algorithm}'`);
-    return { algorithm, elemSize, bytes } as Compressed;
+    const [algorithm, elemSize, bytes] = Array.isArray(value) ? (value as unknown[]) : [];
+    if (algorithm !== 'bslz4' && algorithm !== 'lz4') throw new Error(`stream v2: unsupported compression ${typeof algorithm === 'string' ? JSON.stringify(algorithm.slice(0, 32)) : typeof algorithm}`);
+    if (typeof elemSize !== 'number' || !(bytes instanceof Uint8Array)) throw new Error('stream v2: tag 56500 is not [algorithm, element size, bytes]');
+    return new CompressedPayload(algorithm, elemSize, bytes);
   });
   addDecodeTag(40, (value) => {
-      const [dims, typed] = value as [number[], ArrayBufferView | CompressedTyped];
+      const [dims, typed] = (Array.isArray(value) ? value : []) as [number[], ArrayBufferView | CompressedTyped];
       if (!Array.isArray(dims) || dims.length !== 2 || !typed) throw new Error('stream v2: tag 40 is not [[rows, cols], typed array]');
       const shape: [number, number] = [dims[0]!, dims[1]!];
       if (ArrayBuffer.isView(typed)) {
@@ -90,7 +103,7 @@ function getDecoder(): CborDecoder {
         if (!dtype) throw new Error('stream v2: unsupported typed array in tag 40');
         return { shape, dtype, encoding: 'raw', bytes: new Uint8Array(typed.buffer, typed.byteOffset, typed.byteLength) } as EncodedImage;
       }
-      if (!('compressed' in typed)) throw new Error('stream v2: tag 40 is not [[rows, cols], typed array]');
+      if (typeof typed !== 'object' || !('compressed' in typed)) throw new Error('stream v2: tag 40 is not [[rows, cols], typed array]');
       return { shape, dtype: typed.dtype, encoding: typed.compressed.algorithm, bytes: typed.compressed.bytes } as EncodedImage;
   });
   decoder = new cborx.Decoder({ useRecords: false, mapsAsObjects: true });

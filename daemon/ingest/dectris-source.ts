@@ -3,40 +3,26 @@
 // share its images round-robin (a property of PUSH/PULL); each records what it
 // got, under its own instance name.
 import { Pull } from 'zeromq';
-import { decodeStream1 } from '../decode/stream1';
-import { decodeImage, decodeStream2, type EncodedImage, type Stream2Message } from '../decode/stream2';
+import { decodeStream1, type Stream1Message } from '../decode/stream1';
+import { idField, imageField, optionalString, shown, StreamFieldError } from '../decode/stream-checks';
+import { decodeStream2, type EncodedImage, type Stream2Message } from '../decode/stream2';
 import type { Geometry } from '../geometry/geometry';
 import type { SeriesContext } from '../workers/protocol';
-import type { FrameSource, IngestSink } from './sink';
+import { SeriesTracker, type SeriesStart } from './dectris-series';
+import type { FrameRef, FrameSource, IngestSink } from './sink';
 
 export interface DectrisOptions {
   endpoint: string;
   protocol: 'v1' | 'v2';
   channel: string | null;
+  /** A slot's payload bytes: the most an image, a pixel mask or a flatfield may take decoded. */
+  maxImageBytes: number;
   /** Hands a series' context to the workers before its first image. */
   publishContext: (context: SeriesContext) => void;
 }
 
-interface OpenSeries {
-  id: number;
-  uniqueId: string;
-  images: number;
-}
-
 function num(v: unknown): number | undefined {
   return typeof v === 'number' && Number.isFinite(v) ? v : undefined;
-}
-
-/** What a start (v2) or header (v1) message says about a series. */
-interface SeriesStart {
-  seriesId: number;
-  uniqueId: string;
-  geometry?: Geometry;
-  mask?: EncodedImage;
-  flat?: EncodedImage;
-  maxValid?: number;
-  images?: unknown;
-  channel?: string;
 }
 
 /** Geometry from a v1 detector configuration: beam centre in pixels, distance in m, wavelength in A. */
@@ -63,176 +49,254 @@ export function geometryFromStart(m: Stream2Message): Geometry | undefined {
   return { dist: t, poni1: by * py, poni2: bx * px, rot1: 0, rot2: 0, rot3: 0, pixel1: py, pixel2: px, ...(lambda ? { wavelength: lambda * 1e-10 } : {}) };
 }
 
+
+/** An error's text for a row or an event: bounded, whatever threw it. */
+function problem(e: unknown): string {
+  const s = e instanceof Error ? e.message : String(e);
+  return s.length <= 500 ? s : `${s.slice(0, 500)}...`;
+}
+
+/** The optional number of images a start announces. */
+function declaredImages(v: unknown): number | undefined {
+  return typeof v === 'number' && Number.isSafeInteger(v) && v > 0 ? v : undefined;
+}
+
 export class DectrisSource implements FrameSource {
   readonly name = 'dectris';
   private socket: Pull | undefined;
-  private sink: IngestSink | undefined;
-  private series: OpenSeries | undefined;
+  private series: SeriesTracker | undefined;
   private loop: Promise<void> | undefined;
   private received = 0;
-  private readonly warnedMidSeries = new Set<number>();
+  private stopped = false;
+  /** Wakes a receive loop waiting for a slot when the daemon stops. */
+  private wake: (() => void) | undefined;
 
   constructor(private readonly opts: DectrisOptions) {}
 
   async start(sink: IngestSink): Promise<void> {
-    this.sink = sink;
+    this.series = new SeriesTracker(sink.event, this.opts.publishContext);
     this.socket = new Pull();
     // Bounded socket queue: when the workers are behind, the DCU's PUSH waits (lossless).
     this.socket.receiveHighWaterMark = 4;
     this.socket.connect(this.opts.endpoint);
-    this.loop = this.receive();
+    this.loop = this.receive(this.socket, sink);
   }
 
-  private async receive(): Promise<void> {
-    const socket = this.socket!;
+  // One message at a time: a message's failure is recorded and the loop goes on.
+  private async receive(socket: Pull, sink: IngestSink): Promise<void> {
     try {
       for await (const parts of socket) {
-        if (!this.sink) break;
-        this.received++;
+        if (this.stopped) break;
+        const n = ++this.received;
         try {
-          if (this.opts.protocol === 'v1') await this.handleV1(parts);
-          else await this.handle(parts[0]!);
+          if (this.opts.protocol === 'v1') await this.handleV1(sink, parts, n);
+          else await this.handleV2(sink, parts[0]!, n);
         } catch (e) {
-          this.sink.rejected({ series: this.series ? String(this.series.id) : 'unknown', frame: null, source: this.opts.endpoint }, `stream ${this.opts.protocol} message ${this.received}: ${(e as Error).message}`);
+          // Bad input is handled where it is found; this is the last line, so the loop never dies.
+          sink.event('error', 'stream_error', `stream ${this.opts.protocol} message ${n}: ${problem(e)}`, { message: n });
         }
       }
     } catch (e) {
-      if (this.sink) this.sink.event('error', 'ingest', `DECTRIS stream ${this.opts.endpoint}: ${(e as Error).message}`);
+      if (!this.stopped) sink.event('error', 'ingest', `DECTRIS stream ${this.opts.endpoint}: ${problem(e)}`);
     }
   }
 
-  private async slot(): Promise<number> {
-    for (;;) {
-      const slot = this.sink!.acquire();
-      if (slot !== undefined) return slot;
-      // Backpressure: stop reading; ZeroMQ queues are bounded, so the detector waits.
-      await new Promise<void>((resolve) => this.sink!.whenSlotFree(resolve));
+  /** A message that may have been a frame: an error row and an event. */
+  private refuse(sink: IngestSink, ref: Partial<FrameRef>, n: number, e: unknown): void {
+    sink.rejected({ series: ref.series ?? (this.series!.current ? String(this.series!.current.id) : 'unknown'), frame: ref.frame ?? null, source: this.opts.endpoint }, `stream ${this.opts.protocol} message ${n}: ${problem(e)}`);
+  }
+
+  /** A start, end or other message that is not a frame: an event names the problem. */
+  private warn(sink: IngestSink, kind: string, n: number, text: string): void {
+    sink.event('warn', kind, `stream ${this.opts.protocol} message ${n}: ${text}`, { message: n });
+  }
+
+  private async handleV2(sink: IngestSink, message: Buffer, n: number): Promise<void> {
+    let m: Stream2Message;
+    try {
+      m = decodeStream2(message);
+    } catch (e) {
+      return this.refuse(sink, {}, n, `${message.length} bytes that do not decode: ${problem(e)}`);
+    }
+    if (m.type === 'image') return this.imageV2(sink, m, n);
+    if (m.type !== 'start' && m.type !== 'end') return this.warn(sink, 'stream_ignored', n, `ignoring a message of type ${shown(m.type)}`);
+    let id: number;
+    try {
+      id = idField(m.series_id, `${m.type} message series_id`);
+      if (m.type === 'end') return this.series!.end(id, optionalString(m.series_unique_id, 'end message series_unique_id'));
+    } catch (e) {
+      return this.warn(sink, `stream_${m.type}_refused`, n, problem(e));
+    }
+    this.series!.start(this.startV2(m, id));
+  }
+
+  private async imageV2(sink: IngestSink, m: Stream2Message, n: number): Promise<void> {
+    const ref: Partial<FrameRef> = {};
+    let img: EncodedImage;
+    let uniqueId: string | undefined;
+    let channel: string;
+    try {
+      const id = idField(m.series_id, 'image series_id');
+      ref.series = String(id);
+      ref.frame = idField(m.image_id, 'image_id');
+      uniqueId = optionalString(m.series_unique_id, 'series_unique_id');
+      const data = m.data && typeof m.data === 'object' ? m.data : {};
+      const names = Object.keys(data);
+      const name = this.opts.channel ?? names[0];
+      if (name === undefined || !Object.hasOwn(data, name)) throw new StreamFieldError(`no channel ${shown(name ?? '(none)')} in data (has ${names.length ? names.slice(0, 4).map((c) => shown(c, 32)).join(', ') : 'none'}${names.length > 4 ? `, ${names.length - 4} more` : ''})`);
+      channel = optionalString(name, 'channel name')!;
+      img = imageField(data[name], `channel ${shown(channel, 32)}`, this.opts.maxImageBytes);
+    } catch (e) {
+      return this.refuse(sink, ref, n, e);
+    }
+    return this.onImage(sink, n, Number(ref.series), ref.frame!, img, uniqueId, channel);
+  }
+
+  private startV2(m: Stream2Message, seriesId: number): SeriesStart {
+    const fallback = `series-${seriesId}-${Date.now()}`;
+    try {
+      const uniqueId = optionalString(m.series_unique_id, 'series_unique_id') ?? fallback;
+      const channels = Array.isArray(m.channels) ? (m.channels as unknown[]) : [];
+      const channel = optionalString(this.opts.channel ?? channels[0], 'channel name');
+      const perChannel = (field: unknown, what: string): EncodedImage | undefined => {
+        if (field === undefined || field === null) return undefined;
+        if (typeof field !== 'object') throw new StreamFieldError(`${what} is not a map of channels`);
+        const f = field as Record<string, unknown>;
+        const v = channel !== undefined && Object.hasOwn(f, channel) ? f[channel] : Object.values(f)[0];
+        return v === undefined ? undefined : imageField(v, what, this.opts.maxImageBytes);
+      };
+      const mask = perChannel(m.pixel_mask, 'pixel_mask');
+      const flat = perChannel(m.flatfield, 'flatfield');
+      const rows = num(m.image_size_y);
+      const cols = num(m.image_size_x);
+      for (const [img, what] of [[mask, 'pixel_mask'], [flat, 'flatfield']] as const)
+        if (img && rows !== undefined && cols !== undefined && (img.shape[0] !== rows || img.shape[1] !== cols))
+          throw new StreamFieldError(`${what} is ${img.shape.join(' x ')}, the images ${rows} x ${cols} (image_size_y x image_size_x)`);
+      const geometry = geometryFromStart(m);
+      const sat = num(m.saturation_value);
+      const images = declaredImages(m.number_of_images);
+      return {
+        seriesId,
+        uniqueId,
+        ...(geometry ? { geometry } : {}),
+        ...(mask ? { mask } : {}),
+        ...(flat ? { flat } : {}),
+        ...(sat !== undefined ? { maxValid: sat } : {}),
+        ...(images !== undefined ? { images } : {}),
+        ...(channel !== undefined ? { channel } : {}),
+      };
+    } catch (e) {
+      if (!(e instanceof StreamFieldError)) throw e;
+      return { seriesId, uniqueId: fallback, refused: e.message };
     }
   }
 
-  private async handleV1(parts: Buffer[]): Promise<void> {
-    const m = decodeStream1(parts);
-    if (m.kind === 'header') {
+  private async handleV1(sink: IngestSink, parts: Buffer[], n: number): Promise<void> {
+    let m: Stream1Message;
+    try {
+      m = decodeStream1(parts);
+    } catch (e) {
+      return this.refuse(sink, {}, n, `${parts.length} part(s) that do not decode: ${problem(e)}`);
+    }
+    if (m.kind === 'other') return this.warn(sink, 'stream_ignored', n, `ignoring a message of htype ${shown(m.htype)}`);
+    if (m.kind === 'image') {
+      const ref: Partial<FrameRef> = {};
+      let img: EncodedImage;
+      try {
+        ref.series = String(idField(m.series, 'dimage series'));
+        ref.frame = idField(m.frame, 'dimage frame');
+        img = imageField(m.image, `image ${ref.frame}`, this.opts.maxImageBytes);
+      } catch (e) {
+        return this.refuse(sink, ref, n, e);
+      }
+      return this.onImage(sink, n, Number(ref.series), ref.frame, img, undefined, 'image');
+    }
+    let id: number;
+    try {
+      id = idField(m.series, `${m.kind === 'end' ? 'dseries_end' : 'dheader'} series`);
+    } catch (e) {
+      return this.warn(sink, `stream_${m.kind === 'end' ? 'end' : 'start'}_refused`, n, problem(e));
+    }
+    if (m.kind === 'end') return this.series!.end(id, undefined);
+    this.series!.start(this.startV1(m, id));
+  }
+
+  private startV1(m: Extract<Stream1Message, { kind: 'header' }>, seriesId: number): SeriesStart {
+    const uniqueId = `v1-${seriesId}-${Date.now()}`;
+    try {
       const c = m.config ?? {};
       const geometry = geometryFromV1Config(c);
       const cutoff = num(c.countrate_correction_count_cutoff);
-      return this.onStart({
-        seriesId: m.series,
-        uniqueId: `v1-${m.series}-${Date.now()}`,
+      const images = declaredImages(c.nimages);
+      const mask = m.pixelMask ? imageField(m.pixelMask, 'pixel mask', this.opts.maxImageBytes) : undefined;
+      const flat = m.flatfield ? imageField(m.flatfield, 'flatfield', this.opts.maxImageBytes) : undefined;
+      return {
+        seriesId,
+        uniqueId,
         ...(geometry ? { geometry } : {}),
-        ...(m.pixelMask ? { mask: m.pixelMask } : {}),
-        ...(m.flatfield ? { flat: m.flatfield } : {}),
+        ...(mask ? { mask } : {}),
+        ...(flat ? { flat } : {}),
         ...(cutoff !== undefined ? { maxValid: cutoff } : {}),
-        images: c.nimages,
+        ...(images !== undefined ? { images } : {}),
+      };
+    } catch (e) {
+      if (!(e instanceof StreamFieldError)) throw e;
+      return { seriesId, uniqueId, refused: e.message };
+    }
+  }
+
+  /** A free slot, waiting for one (backpressure); undefined when the daemon stops meanwhile. */
+  private async slot(sink: IngestSink): Promise<number | undefined> {
+    for (;;) {
+      if (this.stopped) return undefined;
+      const slot = sink.acquire();
+      if (slot !== undefined) return slot;
+      // Not reading: ZeroMQ queues are bounded, so the detector waits.
+      await new Promise<void>((resolve) => {
+        this.wake = resolve;
+        sink.whenSlotFree(resolve);
       });
     }
-    if (m.kind === 'image') return this.onImage(m.series, m.frame, m.image, undefined, 'image');
-    if (m.kind === 'end') return this.onEnd(m.series, undefined);
-    this.sink!.event('warn', 'ingest', `stream v1: ignoring a message of htype '${m.htype}'`);
   }
 
-  private async handle(message: Buffer): Promise<void> {
-    const m = decodeStream2(message);
-    if (m.type === 'start') return this.onStartV2(m);
-    if (m.type === 'end') return this.onEnd(num(m.series_id) ?? -1, m.series_unique_id);
-    if (m.type !== 'image') {
-      this.sink!.event('warn', 'ingest', `stream v2: ignoring a message of type '${m.type}'`);
-      return;
-    }
-    const imageId = num(m.image_id);
-    if (imageId === undefined) throw new Error('image message without image_id');
-    const data = m.data ?? {};
-    const channel = this.opts.channel ?? Object.keys(data)[0];
-    const img: EncodedImage | undefined = channel !== undefined ? data[channel] : undefined;
-    if (!img) throw new Error(`image ${imageId} has no channel ${channel ?? '(none)'} (has ${Object.keys(data).join(', ')})`);
-    return this.onImage(num(m.series_id) ?? -1, imageId, img, m.series_unique_id, channel!);
-  }
-
-  private onEnd(seriesId: number, uniqueId: string | undefined): void {
-    const s = this.series;
-    this.sink!.event('info', 'series_end', `series ${seriesId} ended after ${s?.images ?? 0} image(s) received by this instance`, { series_id: seriesId, series_unique_id: uniqueId ?? s?.uniqueId, images: s?.images ?? 0 });
-    this.series = undefined;
-  }
-
-  private async onImage(seriesId: number, imageId: number, img: EncodedImage, uniqueId: string | undefined, channel: string): Promise<void> {
-    const sink = this.sink!;
-    if ((!this.series || this.series.id !== seriesId) && !this.warnedMidSeries.has(seriesId)) {
-      this.warnedMidSeries.add(seriesId);
-      sink.event('warn', 'series_without_start', `image ${imageId} of series ${seriesId} arrived without its start message (started mid-series?): geometry must come from pipeline.geometry.poni`, { series_id: seriesId });
-    }
-    const slot = await this.slot();
-    let target: Uint8Array;
+  /** Everything about the image has been checked; only now is a slot taken for it. */
+  private async onImage(sink: IngestSink, n: number, seriesId: number, imageId: number, img: EncodedImage, uniqueId: string | undefined, channel: string): Promise<void> {
+    const ref: FrameRef = { series: String(seriesId), frame: imageId, source: this.opts.endpoint };
+    const tracker = this.series!;
+    const open = tracker.forImage(seriesId, uniqueId, imageId);
+    if (open?.refused) return this.refuse(sink, ref, n, `the start message of series ${seriesId} was refused: ${open.refused}`);
+    const slot = await this.slot(sink);
+    if (slot === undefined) return sink.dropped(ref, 'the daemon stopped before a slot was free');
+    let handedOver = false;
     try {
-      target = sink.payloadTarget(slot, img.bytes.length);
+      sink.payloadTarget(slot, img.bytes.length).set(img.bytes); // the one copy: ZeroMQ buffer -> slot
+      handedOver = true; // from here submit owns the slot, and gives it back itself when it refuses the frame
+      const ok = sink.submit(
+        slot,
+        {
+          series: ref.series,
+          frame: imageId,
+          encoding: img.encoding,
+          dtype: img.dtype,
+          shape: img.shape,
+          source: this.opts.endpoint,
+          ...(open?.context !== undefined ? { context: open.context } : {}),
+          extra: { series_unique_id: uniqueId ?? open?.uniqueId ?? null, channel },
+        },
+        img.bytes.length,
+      );
+      if (ok) tracker.counted(open, imageId);
     } catch (e) {
-      sink.release(slot);
-      throw e;
+      if (handedOver) throw e;
+      this.refuse(sink, ref, n, e);
+    } finally {
+      if (!handedOver) sink.release(slot);
     }
-    target.set(img.bytes); // the one copy: ZeroMQ buffer -> slot
-    const open = this.series?.id === seriesId ? this.series : undefined;
-    if (open) open.images++;
-    sink.submit(
-      slot,
-      {
-        series: String(seriesId),
-        frame: imageId,
-        encoding: img.encoding,
-        dtype: img.dtype,
-        shape: img.shape,
-        source: this.opts.endpoint,
-        ...(open ? { context: open.uniqueId } : {}),
-        extra: { series_unique_id: uniqueId ?? open?.uniqueId ?? null, channel },
-      },
-      img.bytes.length,
-    );
-  }
-
-  private onStartV2(m: Stream2Message): void {
-    const channel = this.opts.channel ?? (Array.isArray(m.channels) ? String(m.channels[0]) : undefined);
-    const perChannel = (field: unknown): EncodedImage | undefined => {
-      if (!field || typeof field !== 'object') return undefined;
-      const f = field as Record<string, EncodedImage>;
-      return channel !== undefined && f[channel] ? f[channel] : Object.values(f)[0];
-    };
-    const id = num(m.series_id) ?? -1;
-    const geometry = geometryFromStart(m);
-    const mask = perChannel(m.pixel_mask);
-    const flat = perChannel(m.flatfield);
-    const sat = num(m.saturation_value);
-    this.onStart({
-      seriesId: id,
-      uniqueId: typeof m.series_unique_id === 'string' ? m.series_unique_id : `series-${id}-${Date.now()}`,
-      ...(geometry ? { geometry } : {}),
-      ...(mask ? { mask } : {}),
-      ...(flat ? { flat } : {}),
-      ...(sat !== undefined ? { maxValid: sat } : {}),
-      images: m.number_of_images,
-      ...(channel !== undefined ? { channel } : {}),
-    });
-  }
-
-  private onStart(st: SeriesStart): void {
-    const sink = this.sink!;
-    if (this.series) sink.event('warn', 'series_restart', `start of series ${st.seriesId} while series ${this.series.id} is open: closing it after ${this.series.images} image(s)`, { open: this.series.id, next: st.seriesId });
-    this.series = { id: st.seriesId, uniqueId: st.uniqueId, images: 0 };
-    const context: SeriesContext = { key: st.uniqueId };
-    if (st.geometry) context.geometry = st.geometry;
-    if (st.mask) context.mask = Uint8Array.from(decodeImage(st.mask), (v) => (v !== 0 ? 1 : 0));
-    if (st.flat) context.flat = Float32Array.from(decodeImage(st.flat));
-    if (st.maxValid !== undefined) context.maxValid = st.maxValid;
-    this.opts.publishContext(context);
-    sink.event('info', 'series_start', `series ${st.seriesId} (${st.uniqueId}) started: ${st.images ?? '?'} image(s)${st.geometry ? '' : ', no geometry in the start message'}`, {
-      series_id: st.seriesId,
-      series_unique_id: st.uniqueId,
-      channel: st.channel,
-      mask: !!context.mask,
-      flatfield: !!context.flat,
-      saturation_value: st.maxValid,
-    });
   }
 
   async stop(): Promise<void> {
-    this.sink = undefined;
+    this.stopped = true;
+    this.wake?.();
     this.socket?.close();
     await this.loop?.catch(() => {});
   }

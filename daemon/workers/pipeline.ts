@@ -14,6 +14,7 @@ import { AzimuthalIntegrator } from '../integrate/azimuthal';
 import { native, type PixelFrame } from '../native';
 import { decodeImage, elemSize, type Dtype } from '../decode/stream2';
 import { IntegratorCache } from './integrator-cache';
+import { seriesCalibration } from './series-calibration';
 import type { FrameMeta, PipelineUpdate, ResultArrays, ResultHeader, SeriesContext } from './protocol';
 
 // Rejected-frame counters kept for the prescaled keep; series ids come from the
@@ -101,10 +102,8 @@ export class Pipeline {
     if (maskImg) expectShape(maskImg, shape, 'mask');
     // Static mask: the mask file plus this first frame's markers (negative pixels).
     const mask = maskImg ? maskImg.data.slice() : new Uint8Array(shape[0] * shape[1]);
-    if (context?.mask) {
-      if (context.mask.length !== mask.length) throw new Error(`the start message's pixel mask has ${context.mask.length} pixels, the frames ${mask.length}`);
-      for (let i = 0; i < mask.length; i++) if (context.mask[i]) mask[i] = 1;
-    }
+    const series = context ? seriesCalibration(context, shape) : {};
+    if (series.mask) for (let i = 0; i < mask.length; i++) if (series.mask[i]) mask[i] = 1;
     const px = pixels();
     for (let i = 0; i < mask.length; i++) if (px[i]! < 0) mask[i] = 1;
     ai = new AzimuthalIntegrator({
@@ -118,7 +117,7 @@ export class Pipeline {
       ...(cfg.npt_azim > 0 ? { nptAzim: cfg.npt_azim } : {}),
       ...(cfg.polarization !== null ? { polarization: cfg.polarization } : {}),
       ...(cfg.range ? { radialRange: cfg.range } : {}),
-      ...(context?.flat ? { flat: context.flat } : {}),
+      ...(series.flat ? { flat: series.flat } : {}),
     });
     this.integrators.set(key, ai);
     return ai;

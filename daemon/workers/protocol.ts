@@ -34,9 +34,14 @@ export interface PipelineUpdate {
 export interface SeriesContext {
   key: string;
   geometry?: import('../geometry/geometry').Geometry;
-  /** Non-zero: masked (the detector's pixel mask for the processed channel). */
-  mask?: Uint8Array;
-  flat?: Float32Array;
+  /**
+   * The detector's pixel mask for the processed channel (non-zero: masked) and
+   * the flatfield, as the start message carried them: each worker decodes them
+   * once, when a frame first needs them (workers/series-calibration.ts), so
+   * their pixels never cost the main thread any time.
+   */
+  mask?: import('../decode/stream2').EncodedImage;
+  flat?: import('../decode/stream2').EncodedImage;
   /** Pixels above this are saturated or flagged, and excluded. */
   maxValid?: number;
 }

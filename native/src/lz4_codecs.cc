@@ -183,14 +183,18 @@ void bslz4_decode(const uint8_t* src, size_t src_len, uint8_t* dst, size_t dst_l
   if (src_len >= 12 && be64(src) == dst_len) {
     block_bytes = be32(src + 8);
     pos = 12;
-  } else if (src_len >= 12 && be32(src + 8) == 8192 && be64(src) % elem_size == 0) {
-    // A plausible header for another size: say so rather than misread it as header-less data.
+  } else if (src_len >= 12 && ((be32(src) == 0 && dst_len >= 8 * elem_size) || (be32(src + 8) == 8192 && be64(src) % elem_size == 0))) {
+    // A header for another size: say so rather than misread it as header-less
+    // data, whose first word (when it has a block) is a compressed length, never 0.
     fail("bitshuffle header says " + std::to_string(be64(src)) + " bytes, the frame needs " + std::to_string(dst_len));
   }
   size_t block = block_bytes / elem_size;
   block -= block % 8;
   if (block == 0) fail("bitshuffle block size " + std::to_string(block_bytes) + " is too small");
   const size_t n = dst_len / elem_size;
+  // A declared block larger than the frame is one block of the whole frame, as
+  // in bitshuffle itself: the scratch never exceeds the output, whatever the header says.
+  block = std::min(block, n - n % 8);
   std::vector<uint8_t> scratch(block * elem_size);
   size_t done = 0;  // elements
   while (n - done >= 8) {
