@@ -153,9 +153,10 @@ export class DectrisSource implements FrameSource {
   }
 
   private startV2(m: Stream2Message, seriesId: number): SeriesStart {
-    const fallback = `series-${seriesId}-${Date.now()}`;
+    let uniqueId = `series-${seriesId}-${Date.now()}`;
     try {
-      const uniqueId = optionalString(m.series_unique_id, 'series_unique_id') ?? fallback;
+      // Parsed first, so that a start refused for another field still names its series.
+      uniqueId = optionalString(m.series_unique_id, 'series_unique_id') ?? uniqueId;
       const channels = Array.isArray(m.channels) ? (m.channels as unknown[]) : [];
       const channel = optionalString(this.opts.channel ?? channels[0], 'channel name');
       const perChannel = (field: unknown, what: string): EncodedImage | undefined => {
@@ -187,7 +188,7 @@ export class DectrisSource implements FrameSource {
       };
     } catch (e) {
       if (!(e instanceof StreamFieldError)) throw e;
-      return { seriesId, uniqueId: fallback, refused: e.message };
+      return { seriesId, uniqueId, refused: e.message };
     }
   }
 
