@@ -41,8 +41,8 @@ export function idField(v: unknown, what: string): number {
 const DTYPES = new Set<Dtype>(['uint8', 'uint16', 'uint32', 'float32', 'int32']);
 const ENCODINGS = new Set<EncodedImage['encoding']>(['raw', 'bslz4', 'lz4', 'lz4block']);
 
-function mib(bytes: number): string {
-  return `${(bytes / 1048576).toFixed(bytes < 1048576 ? 3 : 1)} MiB`;
+function size(bytes: number): string {
+  return bytes < 1048576 ? `${bytes} bytes` : `${(bytes / 1048576).toFixed(1)} MiB (${bytes} bytes)`;
 }
 
 /**
@@ -65,8 +65,9 @@ export function imageField(v: unknown, what: string, maxBytes: number): EncodedI
   const [rows, cols] = shape as [number, number];
   const decoded = rows * cols * elemSize(img.dtype!);
   const where = `${what} (${rows} x ${cols} ${img.dtype})`;
-  if (decoded > maxBytes) throw new StreamFieldError(`${where} is ${mib(decoded)} decoded, more than a slot's ${mib(maxBytes)} (rings.slot_mb)`);
-  if (img.bytes.length > maxBytes) throw new StreamFieldError(`${where} has ${mib(img.bytes.length)} of data, more than a slot's ${mib(maxBytes)} (rings.slot_mb)`);
+  const slot = `a slot holds ${size(maxBytes)} (rings.slot_mb)`;
+  if (decoded > maxBytes) throw new StreamFieldError(`${where} needs ${size(decoded)} decoded; ${slot}`);
+  if (img.bytes.length > maxBytes) throw new StreamFieldError(`${where} has ${size(img.bytes.length)} of data; ${slot}`);
   if (img.encoding === 'raw' && img.bytes.length !== decoded) throw new StreamFieldError(`${where} has ${img.bytes.length} bytes of raw pixels, its shape needs ${decoded}`);
   return img as EncodedImage;
 }
