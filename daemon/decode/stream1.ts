@@ -10,8 +10,13 @@ export type Stream1Message =
   | { kind: 'end'; series: number }
   | { kind: 'other'; htype: string };
 
+// JSON parts are headers: a detector configuration is a few kB. Parsing time
+// grows with the size, so a part that could hold the main thread is refused unread.
+export const MAX_JSON_PART = 1 << 20;
+
 function json(part: Buffer | undefined, what: string): Record<string, unknown> {
   if (!part) throw new Error(`stream v1: missing ${what} part`);
+  if (part.length > MAX_JSON_PART) throw new Error(`stream v1: ${what} part of ${part.length} bytes exceeds ${MAX_JSON_PART} (JSON parts are headers)`);
   try {
     return JSON.parse(part.toString('utf8')) as Record<string, unknown>;
   } catch {

@@ -4,6 +4,7 @@
 // would misread as pixel data.
 import type { Decoder as CborDecoder } from 'cbor-x' with { 'resolution-mode': 'import' };
 import { native } from '../native';
+import { cborProblem } from './cbor-scan';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const cborx = require('cbor-x') as typeof import('cbor-x', { with: { 'resolution-mode': 'import' } });
@@ -124,6 +125,8 @@ const SELF_DESCRIBE = [0xd9, 0xd9, 0xf7];
 export function decodeStream2(message: Uint8Array): Stream2Message {
   if (message.length < 3 || message[0] !== SELF_DESCRIBE[0] || message[1] !== SELF_DESCRIBE[1] || message[2] !== SELF_DESCRIBE[2])
     throw new Error('stream v2: message does not start with the CBOR self-describe tag 55799');
+  const problem = cborProblem(message);
+  if (problem) throw new Error(`stream v2: ${problem}`);
   const m = getDecoder().decode(message) as Stream2Message;
   if (typeof m !== 'object' || m === null || typeof m.type !== 'string') throw new Error('stream v2: message is not a map with a type');
   return m;

@@ -49,7 +49,6 @@ export function geometryFromStart(m: Stream2Message): Geometry | undefined {
   return { dist: t, poni1: by * py, poni2: bx * px, rot1: 0, rot2: 0, rot3: 0, pixel1: py, pixel2: px, ...(lambda ? { wavelength: lambda * 1e-10 } : {}) };
 }
 
-
 /** An error's text for a row or an event: bounded, whatever threw it. */
 function problem(e: unknown): string {
   const s = e instanceof Error ? e.message : String(e);

@@ -304,7 +304,15 @@ t.test('garbage between messages: an error row for what may have been a frame, a
     [message({ type: 'start', series_unique_id: 'x' }), 'stream_start_refused', /start message series_id is missing/],
     [message({ type: 'end', series_id: 1, series_unique_id: 'e'.repeat(5000) }), 'stream_end_refused', /end message series_unique_id of 5000 characters exceeds 256/],
   ];
-  for (const [m] of garbage) await pusher.send(m);
+  // Decoding time grows with CBOR items, not bytes: 4 million one-byte integers are refused before any decoder sees them.
+  const items = message({ type: 'image', series_id: 1, image_id: 107, user_data: new Array(4_000_000).fill(1), data: { threshold_1: good } });
+  garbage.push([items, /bytes that do not decode: stream v2: more than 100000 CBOR items/]);
+  const busy = await blockedMs(async () => {
+    const refused = sub.waitFor('the refused many-item message', isEvent(/more than 100000 CBOR items/));
+    for (const [m] of garbage) await pusher.send(m);
+    await refused;
+  });
+  t.ok(busy.cpu < 50, `main thread busy at most ${busy.cpu.toFixed(1)} ms at a stretch (< 50; ${busy.wall.toFixed(1)} ms between timer ticks) while the garbage was handled`);
   for (const [m] of controls) await pusher.send(m);
   await until(() => rows().length - before === garbage.length || undefined, 'a row for each message that may have been a frame');
   await until(() => controls.every(([, kind]) => eventsOf(kind).length > 0) || undefined, 'an event for each other message');

@@ -1,10 +1,13 @@
 // The checks between a DECTRIS stream message and any allocation: field limits
 // (decode/stream-checks.ts), the CBOR tags that cannot be forged, the native
-// bitshuffle decoder's bounds on what a header declares, and the worker-side
-// decode of a start message's mask and flatfield.
+// bitshuffle decoder's bounds on what a header declares, the CBOR walk that
+// bounds decoding time, and the worker-side decode of a start message's mask
+// and flatfield.
 import { readFileSync, writeFileSync } from 'node:fs';
 import type { Encoder as CborEncoder, Tag as CborTag } from 'cbor-x' with { 'resolution-mode': 'import' };
 import t from 'tap';
+import { cborProblem, MAX_CBOR_ITEMS } from '../../daemon/decode/cbor-scan';
+import { decodeStream1, MAX_JSON_PART } from '../../daemon/decode/stream1';
 import { idField, imageField, MAX_STRING, optionalString, shown } from '../../daemon/decode/stream-checks';
 import { decodeImage, decodeStream2, type EncodedImage } from '../../daemon/decode/stream2';
 import { native } from '../../daemon/native';
@@ -124,4 +127,33 @@ t.test("a start message's mask and flatfield are decoded once on the worker, and
   t.throws(() => seriesCalibration(context, [64, 32]), { message: "the start message's pixel mask is 64 x 64, the frames are 64 x 32" });
   const broken = { key: 'b', mask: { ...context.mask, bytes: context.mask.bytes.subarray(0, 40) } };
   for (let i = 0; i < 2; i++) t.throws(() => seriesCalibration(broken, shape), /^the start message's pixel mask \(64 x 64 uint32, bslz4\) does not decode: /, `attempt ${i + 1}`);
+});
+
+t.test('CBOR structure is walked before decoding: item count bounded, impossible counts refused', async (t) => {
+  const good = message({ type: 'start', series_id: 1, channels: ['a', 'b'], f: 1.5, h: [1, -2, 2 ** 40], m: { x: null, y: true }, b: new Uint8Array(1000) });
+  t.equal(cborProblem(good), undefined, 'a well-formed message passes');
+  t.equal(cborProblem(Buffer.from('9f0102ff', 'hex')), undefined, 'indefinite-length arrays');
+  t.equal(cborProblem(Buffer.from('5f42010241ffff', 'hex')), undefined, 'indefinite-length byte strings');
+  const cases: [string, RegExp][] = [
+    ['9a7fffffff01', /a CBOR array of 2147483647 entries with 1 bytes left/],
+    ['ba0001000001', /a CBOR map of 65536 entries with 1 bytes left/],
+    ['5b00000001000000000102', /a CBOR string of 4294967296 bytes with 2 left/],
+    ['82010203', /1 bytes after the CBOR item/],
+    ['9f01', /CBOR ends inside an item at byte 2/],
+    ['1a0102', /CBOR ends inside an item at byte 1/],
+    ['ff', /break outside an indefinite-length item/],
+    ['1c', /malformed CBOR at byte 0/],
+    ['1f', /malformed CBOR at byte 0/],
+  ];
+  for (const [hex, re] of cases) t.match(cborProblem(Buffer.from(hex, 'hex')), re, hex);
+  // The walk stops at the limit: what it costs the main thread is measured in test/daemon/dectris-hostile.test.ts.
+  const many = message({ type: 'image', user_data: new Array(4_000_000).fill(1) });
+  t.equal(cborProblem(many), `more than ${MAX_CBOR_ITEMS} CBOR items`);
+  t.throws(() => decodeStream2(many), { message: `stream v2: more than ${MAX_CBOR_ITEMS} CBOR items` }, 'decodeStream2 refuses it unread');
+});
+
+t.test('stream v1: a JSON part larger than 1 MiB is refused unparsed', async (t) => {
+  const huge = Buffer.from(JSON.stringify({ htype: 'dimage-1.0', series: 1, frame: 0, pad: 'x'.repeat(MAX_JSON_PART) }));
+  t.throws(() => decodeStream1([huge]), { message: `stream v1: first part of ${huge.length} bytes exceeds ${MAX_JSON_PART} (JSON parts are headers)` });
+  t.equal(decodeStream1([Buffer.from(JSON.stringify({ htype: 'dseries_end-1.0', series: 4 }))]).kind, 'end');
 });
