@@ -72,13 +72,51 @@ export class DectrisSource implements FrameSource {
 
   constructor(private readonly opts: DectrisOptions) {}
 
+  /**
+   * The largest message ZeroMQ accepts, in bytes. A DCU message holds at most
+   * one image per channel, a start at most a mask and a flatfield per channel:
+   * 8 slot payloads cover four channels. Anything larger is not read at all:
+   * ZeroMQ closes the connection (and reconnects), so no message can claim
+   * unbounded memory.
+   */
+  get maxMessageBytes(): number {
+    return 8 * this.opts.maxImageBytes + (1 << 20);
+  }
+
   async start(sink: IngestSink): Promise<void> {
     this.series = new SeriesTracker(sink.event, this.opts.publishContext);
     this.socket = new Pull();
     // Bounded socket queue: when the workers are behind, the DCU's PUSH waits (lossless).
     this.socket.receiveHighWaterMark = 4;
+    this.socket.maxMessageSize = this.maxMessageBytes;
     this.socket.connect(this.opts.endpoint);
+    this.watchConnection(this.socket, sink);
     this.loop = this.receive(this.socket, sink);
+  }
+
+  // A closed connection (a DCU restart, or a message over the size limit) is
+  // connected again here: libzmq gives up on a peer after a protocol error such
+  // as an oversized message, which would leave the daemon deaf to the DCU. It is
+  // worth an event, at most one per 10 s however often a peer makes it happen.
+  private watchConnection(socket: Pull, sink: IngestSink): void {
+    void (async () => {
+      let last = -Infinity;
+      let unreported = 0;
+      for await (const e of socket.events) {
+        if (e.type !== 'disconnect' || this.stopped) continue;
+        try {
+          socket.disconnect(this.opts.endpoint);
+        } catch {
+          // already gone: connect below starts afresh either way
+        }
+        socket.connect(this.opts.endpoint);
+        unreported++;
+        if (Date.now() - last < 10_000) continue;
+        last = Date.now();
+        sink.event('warn', 'stream_disconnected', `DECTRIS stream ${this.opts.endpoint}: connection closed${unreported > 1 ? ` (${unreported} times since the last report)` : ''}, reconnecting; ZeroMQ also closes it on a message over ${this.maxMessageBytes} bytes (8 slot payloads + 1 MiB), which is not read, and messages the DCU had queued behind it on that connection are lost with it`, { endpoint: this.opts.endpoint, times: unreported });
+        unreported = 0;
+      }
+    })().catch(() => {});
   }
 
   // One message at a time: a message's failure is recorded and the loop goes on.

@@ -324,6 +324,17 @@ t.test('garbage between messages: an error row for what may have been a frame, a
   t.equal(d.freeSlots, SLOTS);
 });
 
+t.test('a message over 8 slot payloads + 1 MiB is not read: the connection is closed and made again', async (t) => {
+  const limit = 8 * SLOT_MB * 1048576 + 1048576;
+  const before = rows().length;
+  const closed = sub.waitFor('the disconnect event', isEvent(/connection closed, reconnecting; ZeroMQ also closes it on a message over \d+ bytes/));
+  await pusher.send(Buffer.alloc(limit + 1));
+  await closed;
+  t.match(eventsOf('stream_disconnected')[0]?.message ?? (await until(() => eventsOf('stream_disconnected')[0], 'its row')).message, new RegExp(`over ${limit} bytes \\(8 slot payloads \\+ 1 MiB\\), which is not read`));
+  t.ok(await pusher.waitForConsumers(1, 10_000), 'the daemon connects again');
+  t.equal(rows().length, before, 'nothing of it was read, so nothing was recorded as a frame');
+});
+
 t.test('after all of that, a good series integrates exactly and the daemon stops in under 5 s', async (t) => {
   const pixelMask = new Uint32Array(SHAPE[0] * SHAPE[1]);
   for (let r = 100; r < 140; r++) for (let c = 0; c < 320; c++) pixelMask[r * SHAPE[1] + c] = 1;
