@@ -49,6 +49,9 @@ export function geometryFromStart(m: Stream2Message): Geometry | undefined {
   return { dist: t, poni1: by * py, poni2: bx * px, rot1: 0, rot2: 0, rot3: 0, pixel1: py, pixel2: px, ...(lambda ? { wavelength: lambda * 1e-10 } : {}) };
 }
 
+// libzmq retries a lost peer every 100 ms (ZMQ_RECONNECT_IVL); ten times that without an attempt means it gave up.
+const RECONNECT_CHECK_MS = 1000;
+
 /** An error's text for a row or an event: bounded, whatever threw it. */
 function problem(e: unknown): string {
   const s = e instanceof Error ? e.message : String(e);
@@ -69,6 +72,7 @@ export class DectrisSource implements FrameSource {
   private stopped = false;
   /** Wakes a receive loop waiting for a slot when the daemon stops. */
   private wake: (() => void) | undefined;
+  private reconnectCheck: NodeJS.Timeout | undefined;
 
   constructor(private readonly opts: DectrisOptions) {}
 
@@ -95,21 +99,30 @@ export class DectrisSource implements FrameSource {
   }
 
   // A closed connection (a DCU restart, or a message over the size limit) is
-  // connected again here: libzmq gives up on a peer after a protocol error such
-  // as an oversized message, which would leave the daemon deaf to the DCU. It is
   // worth an event, at most one per 10 s however often a peer makes it happen.
+  // libzmq reconnects by itself after a lost peer, but gives up after a
+  // protocol error such as an oversized message, which would leave the daemon
+  // deaf to the DCU: when no reconnection attempt follows a disconnect within
+  // RECONNECT_CHECK_MS, the endpoint is connected again here. (Disconnecting it
+  // first would throw away messages already received and not yet read.)
   private watchConnection(socket: Pull, sink: IngestSink): void {
     void (async () => {
       let last = -Infinity;
       let unreported = 0;
+      let attempted = 0;
       for await (const e of socket.events) {
+        if (e.type === 'connect' || e.type === 'connect:delay' || e.type === 'connect:retry' || e.type === 'handshake') attempted = performance.now();
         if (e.type !== 'disconnect' || this.stopped) continue;
-        try {
-          socket.disconnect(this.opts.endpoint);
-        } catch {
-          // already gone: connect below starts afresh either way
-        }
-        socket.connect(this.opts.endpoint);
+        const at = performance.now();
+        clearTimeout(this.reconnectCheck); // a later disconnect means the earlier one was followed by a connection
+        this.reconnectCheck = setTimeout(() => {
+          if (this.stopped || attempted > at) return;
+          try {
+            socket.connect(this.opts.endpoint);
+          } catch (err) {
+            sink.event('error', 'ingest', `DECTRIS stream ${this.opts.endpoint}: cannot connect again: ${problem(err)}`);
+          }
+        }, RECONNECT_CHECK_MS);
         unreported++;
         if (Date.now() - last < 10_000) continue;
         last = Date.now();
@@ -335,6 +348,7 @@ export class DectrisSource implements FrameSource {
   async stop(): Promise<void> {
     this.stopped = true;
     this.wake?.();
+    clearTimeout(this.reconnectCheck);
     this.socket?.close();
     await this.loop?.catch(() => {});
   }
