@@ -186,9 +186,8 @@ export class DectrisSource implements FrameSource {
     let uniqueId: string | undefined;
     let channel: string;
     try {
-      const id = idField(m.series_id, 'image series_id');
-      ref.series = String(id);
       ref.frame = idField(m.image_id, 'image_id');
+      ref.series = String(idField(m.series_id, 'image series_id'));
       uniqueId = optionalString(m.series_unique_id, 'series_unique_id');
       const data = m.data && typeof m.data === 'object' ? m.data : {};
       const names = Object.keys(data);
@@ -254,8 +253,8 @@ export class DectrisSource implements FrameSource {
       const ref: Partial<FrameRef> = {};
       let img: EncodedImage;
       try {
-        ref.series = String(idField(m.series, 'dimage series'));
         ref.frame = idField(m.frame, 'dimage frame');
+        ref.series = String(idField(m.series, 'dimage series'));
         img = imageField(m.image, `image ${ref.frame}`, this.opts.maxImageBytes);
       } catch (e) {
         return this.refuse(sink, ref, n, e);

@@ -19,6 +19,7 @@ import { AzimuthalIntegrator } from '../../daemon/integrate/azimuthal';
 import { native } from '../../daemon/native';
 import { decodeReduced } from '../../daemon/publish/messages';
 import { DcuPusher } from '../../daemon/sim/dcu-pusher';
+import { endParts, headerParts, imageParts } from '../../daemon/sim/stream1-sender';
 import { compressedImage, endMessage, imageMessage, startMessage } from '../../daemon/sim/stream2-sender';
 import { createLogger } from '../../daemon/system/logger';
 import { Collector } from '../helpers/mqtt-collector';
@@ -350,11 +351,13 @@ t.test('after all of that, a good series integrates exactly and the daemon stops
   for (let r = 100; r < 140; r++) for (let c = 0; c < 320; c++) pixelMask[r * SHAPE[1] + c] = 1;
   const n = 6;
   const reducedBefore = sub.reduced().length;
-  await pusher.send(start(11, 'series-11', { pixel_mask: pixelMask, saturation_value: 40, number_of_images: n }));
+  // The start announces one image fewer than come: all are processed, the operator is told once.
+  await pusher.send(start(11, 'series-11', { pixel_mask: pixelMask, saturation_value: 40, number_of_images: n - 1 }));
   for (let i = 0; i < n; i++) await pusher.send(image(11, 'series-11', i));
   await pusher.send(endMessage(11, 'series-11'));
   await until(() => sub.reduced().length - reducedBefore === n || undefined, 'every image of the good series');
   await until(() => eventsOf('series_end').some((e) => /series 11 ended after 6 image/.test(e.message)) || undefined, 'its end');
+  t.same(eventsOf('series_overrun').map((e) => e.message), [`series 11: image ${n - 1} is beyond the ${n - 1} image(s) its start message announced; processing it anyway`]);
   const ai = new AzimuthalIntegrator({ geometry: GEOMETRY, shape: SHAPE, npt: 1000, unit: 'q_nm^-1', split: 'no', mask: Uint8Array.from(pixelMask) });
   for (const m of sub.reduced().filter((r) => r.series === '11')) {
     const want = ai.integrate(pixels(m.frame), { maxValid: 40 });
@@ -366,4 +369,69 @@ t.test('after all of that, a good series integrates exactly and the daemon stops
   await d.stop('test end');
   const ms = performance.now() - t0;
   t.ok(ms < 5000, `stopped in ${ms.toFixed(0)} ms`);
+});
+
+t.test('stream v1: a stray end, an oversized image, an oversized JSON part and a bad series are refused; the series goes on', async (t) => {
+  const endpoint = `tcp://127.0.0.1:${await freePort()}`;
+  const v1 = await DcuPusher.bind(endpoint);
+  const v1db = path.join(dir, 'v1.sqlite');
+  const loaded = parseConfig(
+    `instance: hostile1\ningest: { tcp: { enabled: false }, dectris: { enabled: true, endpoint: "${endpoint}", protocol: v1 } }\nrings: { slots: ${SLOTS}, slot_mb: ${SLOT_MB} }\nworkers: { threads: 1 }\nmqtt: { embedded_port: 0 }\nprovenance: { path: ${JSON.stringify(v1db)}, batch_ms: 20 }\npipeline: { veto: { enabled: false } }\n`,
+    'hostile1',
+    dir,
+  );
+  const d1 = await Daemon.start({ loaded, log: createLogger('error') });
+  const sub1 = await Collector.connect(d1.mqttUrl, 'beamedge/hostile1/#');
+  t.teardown(async () => {
+    await sub1.close();
+    await d1.stop('test end');
+    await v1.close(0);
+  });
+  t.ok(await v1.waitForConsumers(1, 10_000), 'the v1 daemon connected');
+  const q = <T>(sql: string): T[] => {
+    const db = new Database(v1db, { readonly: true });
+    try {
+      return db.prepare(sql).all() as T[];
+    } finally {
+      db.close();
+    }
+  };
+  const v1rows = () => q<Row>("SELECT series, frame, decision, reason FROM frames WHERE decision != 'received' ORDER BY id");
+  const v1events = (kind: string) => q<EventRow>(`SELECT level, kind, message FROM events WHERE kind = '${kind}' ORDER BY id`);
+  const pixelMask = new Uint32Array(SHAPE[0] * SHAPE[1]);
+  for (let r = 0; r < 30; r++) for (let c = 0; c < SHAPE[1]; c++) pixelMask[r * SHAPE[1] + c] = 1;
+  const img = (i: number) => ({ shape: SHAPE, dtype: 'uint16' as const, encoding: 'bslz4' as const, bytes: native.bslz4Encode(pixels(i), 2) });
+  const j = (o: object) => Buffer.from(JSON.stringify(o));
+
+  await v1.send(headerParts(5, { shape: SHAPE, beam_center: CENTRE, pixel_size: PIXEL, distance: 0.1, wavelength_A: 1, nimages: 3 }, pixelMask));
+  await v1.send(endParts(6));
+  const huge = imageParts(5, 0, img(0));
+  huge[1] = j({ htype: 'dimage_d-1.0', shape: [100000, 100000], type: 'uint32', encoding: 'bs32-lz4<' });
+  await v1.send(huge);
+  const padded = imageParts(5, 1, img(1));
+  padded[0] = j({ htype: 'dimage-1.0', series: 5, frame: 1, pad: 'x'.repeat(2 << 20) });
+  await v1.send(padded);
+  const badSeries = imageParts(5, 2, img(2));
+  badSeries[0] = j({ htype: 'dimage-1.0', series: 'five', frame: 2 });
+  await v1.send(badSeries);
+  await v1.send([j({ htype: `d${'q'.repeat(5000)}` })]);
+  await v1.send(imageParts(5, 3, img(3)));
+  await v1.send(endParts(5));
+
+  await until(() => v1events('series_end').length === 1 || undefined, 'the end of series 5');
+  await until(() => v1rows().length === 4 || undefined, 'four rows');
+  const [tooBig, tooLong, notSeries, good] = v1rows();
+  t.match(tooBig!, { series: '5', frame: 0, decision: 'error', reason: /image 0 \(100000 x 100000 uint32\) needs .* decoded; a slot holds 12\.0 MiB/ });
+  t.match(tooLong!, { series: '5', frame: null, decision: 'error', reason: /first part of \d+ bytes exceeds 1048576 \(JSON parts are headers\)/ });
+  t.match(notSeries!, { frame: 2, decision: 'error', reason: /dimage series is not an integer >= 0: NaN/ });
+  t.match(good!, { series: '5', frame: 3, decision: 'kept' });
+  t.match(v1events('series_end_mismatch')[0]!.message, /end of series 6 ignored: series 5 \(v1-5-\d+\) stays open/);
+  t.match(v1events('stream_ignored')[0]!.message, /ignoring a message of htype "dq{63}"\.\.\. \(5001 characters\)$/);
+  t.match(v1events('series_end')[0]!.message, /series 5 ended after 1 image/);
+  const m = sub1.reduced().find((r) => r.frame === 3)!;
+  const ai = new AzimuthalIntegrator({ geometry: GEOMETRY, shape: SHAPE, npt: 1000, unit: 'q_nm^-1', split: 'no', mask: Uint8Array.from(pixelMask) });
+  const want = ai.integrate(pixels(3), { maxValid: 65534 });
+  const worst = Math.max(...Array.from(want.intensity, (v, i) => Math.abs(m.intensity![i]! - v) / Math.max(Math.abs(v), 1e-6)));
+  t.ok(worst < 1e-6, `the good image is integrated with the header's geometry and mask (worst ${worst.toExponential(2)})`);
+  t.equal(d1.freeSlots, SLOTS);
 });
