@@ -111,7 +111,7 @@ t.test('two instances on one stream share it: every image exactly once', async (
   t.ok(frames(a.db).length > 0 && frames(b.db).length > 0, `split ${frames(a.db).length} / ${frames(b.db).length}`);
   t.ok(a.sub.on('reduced').every((m) => m.topic.startsWith('beamedge/shareA/')), 'each instance publishes under its own topic prefix');
   await until(() => a.sub.on('reduced').length + b.sub.on('reduced').length === n || undefined, `all reduced messages`).catch((e: Error) => {
-    throw new Error(`${e.message}: ${a.sub.on('reduced').length} + ${b.sub.on('reduced').length}, published ${a.d.stats.totals.published} + ${b.d.stats.totals.published}, kept ${a.d.stats.totals.kept} + ${b.d.stats.totals.kept}; A rows ${JSON.stringify(frames(a.db).slice(0, 2))}`);
+    throw new Error(`${e.message}: ${a.sub.on('reduced').length} + ${b.sub.on('reduced').length}, published ${a.d.stats.totals.published} + ${b.d.stats.totals.published}, kept ${a.d.stats.totals.kept} + ${b.d.stats.totals.kept}; A rows ${JSON.stringify(frames(a.db).slice(0, 2))}; B rows ${JSON.stringify(frames(b.db).slice(0, 2))}`);
   });
   const published = [...a.sub.reduced(), ...b.sub.reduced()].map((m) => m.frame).sort((x, y) => x - y);
   t.same(published, Array.from({ length: n }, (_, i) => i), 'together they publish every image exactly once');
