@@ -191,7 +191,9 @@ void bslz4_decode(const uint8_t* src, size_t src_len, uint8_t* dst, size_t dst_l
   block -= block % 8;
   if (block == 0) fail("bitshuffle block size " + std::to_string(block_bytes) + " is too small");
   const size_t n = dst_len / elem_size;
-  std::vector<uint8_t> scratch(block * elem_size);
+  // Sized for the largest block this frame holds, not for the block size the
+  // header claims: a hostile header would otherwise have us zero 4 GiB.
+  std::vector<uint8_t> scratch(std::min(block, n - n % 8) * elem_size);
   size_t done = 0;  // elements
   while (n - done >= 8) {
     const size_t count = std::min(block, (n - done) - (n - done) % 8);
