@@ -2,12 +2,15 @@
 // decoding in 16k-pixel tiles straight into the integrator), checked against
 // decoding the whole frame first and integrating it in one call. A synthetic
 // pixel-to-bin map stands in for the geometry: the map only has to be valid,
-// the pixels and the CBF are what the fuzzer controls.
+// the CBF and the per-frame options are what the fuzzer controls. Input:
+//   [map selector][frame selector][limit, f64 LE][threshold, f64 LE] CBF file
 //   map selector:   bit 0 bbox splitting, bit 1 2D, bit 2 mask, bit 3 per-pixel
 //                   normalisation, bit 7 geometry one pixel larger than the
 //                   frame, bits 4-6 radial bins
-//   frame selector: bit 0 lit-pixel threshold, bit 1 saturation limit,
-//                   bit 2 dummy value, bit 3 dark image, bit 4 empty-bin value
+//   frame selector: bit 0 lit-pixel veto above `threshold`, bit 1 saturation
+//                   limit `limit` (both any double: the addon takes any
+//                   number), bit 2 dummy value, bit 3 dark image, bit 4
+//                   empty-bin value
 #include <cmath>
 #include <cstring>
 #include <stdexcept>
@@ -29,10 +32,13 @@ bool same(const std::vector<double>& a, const std::vector<double>& b) {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  if (size < 2) return -1;
+  if (size < 18) return -1;
   const uint8_t map_sel = data[0], frame_sel = data[1];
-  const uint8_t* cbf = data + 2;
-  const size_t len = size - 2;
+  double limit, threshold;
+  std::memcpy(&limit, data + 2, 8);
+  std::memcpy(&threshold, data + 10, 8);
+  const uint8_t* cbf = data + 18;
+  const size_t len = size - 18;
 
   size_t npix = 64;  // any size works for a file that cbf_locate rejects
   try {
@@ -69,8 +75,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const Integrator integ(m);
 
   FrameInputs f;
-  if (frame_sel & 1) f.lit_threshold = 20;
-  if (frame_sel & 2) f.max_valid = 1000;
+  if (frame_sel & 1) f.lit_threshold = threshold;
+  if (frame_sel & 2) f.max_valid = limit;
   if (frame_sel & 4) {
     f.has_dummy = true;
     f.dummy = 7;

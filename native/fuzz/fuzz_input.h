@@ -4,7 +4,7 @@
 //
 // Layouts (payload = what the decoder under test sees):
 //   cbf                  a whole CBF file
-//   cbf_integrate        [map selector][frame selector] CBF file
+//   cbf_integrate        [map selector][frame selector][limit, f64 LE][threshold, f64 LE] CBF file
 //   byte_offset_*, lz4_block, lz4_framed, bslz4
 //                        [selector][output size, u24 little-endian] payload
 // The output size is in bytes, or in elements for byte_offset_*; 24 bits cap
@@ -83,7 +83,8 @@ class Output {
     ASAN_POISON_MEMORY_REGION(start_ + n, static_cast<size_t>(end_ - (start_ + n)));
   }
   ~Output() {
-    ASAN_UNPOISON_MEMORY_REGION(start_ - kGuard, static_cast<size_t>(end_ - (start_ - kGuard)));
+    ASAN_UNPOISON_MEMORY_REGION(start_ - kGuard, kGuard);
+    ASAN_UNPOISON_MEMORY_REGION(start_ + n_, static_cast<size_t>(end_ - (start_ + n_)));
     *busy_ = false;
   }
   Output(const Output&) = delete;

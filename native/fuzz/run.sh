@@ -119,8 +119,9 @@ touch "$start_marker"
 fuzz_one() {
   local t="$1" corpus="$OUT/corpus/$1" crashes="$OUT/crashes/$1" seeds="$OUT/seeds/$1"
   mkdir -p "$corpus" "$crashes" "$seeds"
-  local dict=()
-  [ -f "native/fuzz/$t.dict" ] && dict=(-dict="native/fuzz/$t.dict")
+  local dict=()  # native/fuzz/<target>.dict, else the dictionary of its family (cbf_integrate: cbf.dict)
+  if [ -f "native/fuzz/$t.dict" ]; then dict=(-dict="native/fuzz/$t.dict")
+  elif [ -f "native/fuzz/${t%%_*}.dict" ]; then dict=(-dict="native/fuzz/${t%%_*}.dict"); fi
   local t0=$SECONDS rc=0
   nice -n 10 "$OUT/bin/$t" -max_total_time="$seconds" -rss_limit_mb="$rss_mb" -timeout=10 -max_len="$MAX_LEN" \
     -print_final_stats=1 -artifact_prefix="$crashes/" "${dict[@]}" "$corpus" "$seeds" >"$OUT/logs/$t.log" 2>&1 || rc=$?

@@ -32,10 +32,13 @@ function splitPrefix(input: Uint8Array): Prefixed | null {
 
 /** The synthetic pixel-to-bin map and frame options of native/fuzz/cbf_integrate.cc. */
 function integrateCbf(input: Uint8Array): void {
-  if (input.length < 2) return;
+  if (input.length < 18) return;
   const mapSel = input[0]!;
   const frameSel = input[1]!;
-  const cbf = input.subarray(2);
+  const view = new DataView(input.buffer, input.byteOffset, input.byteLength);
+  const limit = view.getFloat64(2, true);
+  const threshold = view.getFloat64(10, true);
+  const cbf = input.subarray(18);
   let npix = 64;
   try {
     npix = native.cbfLocate(cbf).elements;
@@ -67,8 +70,8 @@ function integrateCbf(input: Uint8Array): void {
   if (mapSel & 4) o.mask = mask;
   if (mapSel & 8) o.norm = norm;
   const f: FrameOptions = {};
-  if (frameSel & 1) f.litThreshold = 20;
-  if (frameSel & 2) f.maxValid = 1000;
+  if (frameSel & 1) f.litThreshold = threshold;
+  if (frameSel & 2) f.maxValid = limit;
   if (frameSel & 4) (f.dummy = 7), (f.deltaDummy = 0.5);
   if (frameSel & 8) f.dark = new Float32Array(npix).fill(0.5);
   if (frameSel & 16) f.empty = -1;
