@@ -4,14 +4,16 @@
 // without allocating what a hostile header claims.
 // `npm run fuzz` runs the same inputs under AddressSanitizer first.
 import { spawnSync } from 'node:child_process';
-import { readFileSync, statSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
-import { regressionInputs, replay, TARGETS } from '../fuzz/inputs';
+import { FUZZ_DIR, regressionInputs, replay, TARGETS } from '../fuzz/inputs';
 
 const inputs = regressionInputs();
 
 t.test('regression inputs are small and belong to a fuzz target', async (t) => {
+  const targets = readdirSync(FUZZ_DIR).filter((f) => f.endsWith('.cc')).map((f) => f.slice(0, -3));
+  t.same(targets.sort(), [...TARGETS].sort(), 'every fuzz target in native/fuzz has a replay through the addon');
   t.ok(inputs.length > 0, 'regression inputs are committed');
   for (const r of inputs) {
     t.ok(TARGETS.includes(r.target), `${r.target} is a fuzz target (native/fuzz/${r.target}.cc)`);
