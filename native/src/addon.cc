@@ -6,6 +6,7 @@
 #include <string>
 
 #include "byte_offset.h"
+#include "cbf_decode.h"
 #include "cbf_locate.h"
 #include "geometry.h"
 #include "integrator.h"
@@ -82,24 +83,6 @@ Napi::Object binary_to_js(Napi::Env env, const CbfBinary& b) {
   return o;
 }
 
-std::string decode_error(const BoResult& r, size_t available, size_t wanted) {
-  if (r.status == BoStatus::out_of_range)
-    return "byte-offset data: element " + std::to_string(r.produced) + " (byte " + std::to_string(r.consumed) +
-           ") does not fit a signed 32-bit integer";
-  return "byte-offset data truncated: " + std::to_string(available) + " bytes hold only " +
-         std::to_string(r.produced) + " of " + std::to_string(wanted) + " elements";
-}
-
-// Decodes `count` elements of a byte-offset stream that must be exactly `len` bytes long.
-void decode_exact(const uint8_t* src, size_t len, int32_t* out, size_t count) {
-  BoCursor cur;
-  const BoResult r = byte_offset_decode(src, len, out, count, cur);
-  if (r.status != BoStatus::ok) throw CbfError(decode_error(r, len, count));
-  if (r.consumed != len)
-    throw CbfError("X-Binary-Size mismatch: " + std::to_string(count) + " elements use " +
-                   std::to_string(r.consumed) + " bytes, the header says " + std::to_string(len));
-}
-
 Napi::Int32Array output_arg(const Napi::CallbackInfo& info, size_t i, size_t count) {
   if (info.Length() > i && !info[i].IsUndefined() && !info[i].IsNull()) {
     if (!info[i].IsTypedArray() || info[i].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
@@ -127,7 +110,7 @@ Napi::Value CbfDecode(const Napi::CallbackInfo& info) {
     const CbfBinary b = cbf_locate(buf.Data(), buf.ByteLength());
     const size_t count = static_cast<size_t>(b.n_elements);
     Napi::Int32Array out = output_arg(info, 1, count);
-    decode_exact(buf.Data() + b.data_offset, b.binary_size, out.Data(), count);
+    byte_offset_decode_exact(buf.Data() + b.data_offset, b.binary_size, out.Data(), count);
     Napi::Object o = Napi::Object::New(env);
     o.Set("binary", binary_to_js(env, b));
     o.Set("pixels", out);
@@ -144,7 +127,7 @@ Napi::Value ByteOffsetDecode(const Napi::CallbackInfo& info) {
   const size_t count = static_cast<size_t>(c);
   Napi::Int32Array out = output_arg(info, 2, count);
   return guarded(info.Env(), [&]() -> Napi::Value {
-    decode_exact(src.Data(), src.ByteLength(), out.Data(), count);
+    byte_offset_decode_exact(src.Data(), src.ByteLength(), out.Data(), count);
     return out;
   });
 }
@@ -348,33 +331,9 @@ class IntegratorWrap : public Napi::ObjectWrap<IntegratorWrap> {
     live(env);
     Napi::Uint8Array buf = bytes_arg(info, 0, "cbf");
     FrameInputs f = frame_options(info[1]);
-    f.type = PixelType::i32;
     return guarded(env, [&]() -> Napi::Value {
-      const CbfBinary b = cbf_locate(buf.Data(), buf.ByteLength());
-      if (static_cast<size_t>(b.n_elements) != impl_->npix())
-        throw CbfError("frame has " + std::to_string(b.n_elements) + " pixels, the geometry " +
-                       std::to_string(impl_->npix()));
-      constexpr size_t kTile = 16384;
-      std::vector<int32_t> tile(kTile);
-      const uint8_t* src = buf.Data() + b.data_offset;
-      BoCursor cur;
-      Accumulator acc = impl_->start();
-      for (size_t first = 0; first < impl_->npix(); first += kTile) {
-        const size_t n = std::min(kTile, impl_->npix() - first);
-        const BoResult r = byte_offset_decode(src, b.binary_size, tile.data(), n, cur);
-        if (r.status != BoStatus::ok) {
-          BoResult whole = r;
-          whole.produced += first;
-          throw CbfError(decode_error(whole, b.binary_size, impl_->npix()));
-        }
-        f.data = tile.data();
-        impl_->accumulate(acc, f, first, n);
-      }
-      if (cur.in_pos != b.binary_size)
-        throw CbfError("X-Binary-Size mismatch: the elements use " + std::to_string(cur.in_pos) +
-                       " bytes, the header says " + std::to_string(b.binary_size));
       IntegrationResult r;
-      impl_->finish(acc, empty_of(info[1]), r);
+      integrate_cbf(*impl_, buf.Data(), buf.ByteLength(), f, empty_of(info[1]), r);
       return result_to_js(env, r);
     });
   }

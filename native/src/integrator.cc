@@ -198,7 +198,9 @@ void Integrator::run_packed(Accumulator& acc, const Index* map, const T* data, i
   const Index discard = static_cast<Index>(bins());
   uint64_t lit = 0;
   // Integer pixels above this are excluded (saturated); the clamp keeps the compare exact.
-  const int64_t max_valid = static_cast<int64_t>(std::min(f_max_valid, 9.0e18));
+  // Clamped on both sides and converted only when applied: converting a limit
+  // outside int64 (a start message's saturation_value of -1e300) or a NaN is undefined.
+  const int64_t max_valid = kMax ? static_cast<int64_t>(std::max(std::min(f_max_valid, 9.0e18), -9.0e18)) : 0;
   // One add per pixel, but neighbours usually share a bin: each lane of four
   // has its own copy of the sums, so consecutive adds do not wait on each other.
   auto add = [&](size_t k, size_t lane) {
