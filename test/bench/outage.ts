@@ -12,7 +12,7 @@ import { decodeReduced } from '../../daemon/publish/messages';
 import { FrameSender } from '../../daemon/sim/sender';
 import { dataFile } from '../helpers/data';
 import { DaemonProcess } from '../helpers/daemon-process';
-import { startPersistentMosquitto, stopMosquitto } from '../helpers/mosquitto-persistent';
+import { startMosquitto, stopMosquitto } from '../helpers/mosquitto';
 import { freePort, waitForPort } from '../helpers/net';
 
 const env = (k: string, d: number) => Number(process.env[k] ?? d);
@@ -43,7 +43,7 @@ async function main(): Promise<void> {
   const [before, outage, after, spoolMb] = [env('BEFORE_S', 10), env('OUTAGE_S', 60), env('AFTER_S', 10), env('SPOOL_MB', 1024)];
   const dir = mkdtempSync(path.join(tmpdir(), 'beamedge-outage-bench-'));
   const port = await freePort();
-  let broker = startPersistentMosquitto(port, dir);
+  let broker = startMosquitto(port, dir, { persistent: true });
   await waitForPort(port);
   const sub = mqtt.connect(`mqtt://127.0.0.1:${port}`, { protocolVersion: 4, clientId: 'bench-subscriber', clean: false, reconnectPeriod: 100 });
   const seen = new Set<number>();
@@ -91,7 +91,7 @@ provenance: { path: ${JSON.stringify(db)}, batch_ms: 500 }
       console.log(`${elapsed().toFixed(1)} s: broker stopped after ${sent} frames`);
     } else if (phase === 1 && elapsed() >= before + outage) {
       phase = 2;
-      broker = startPersistentMosquitto(port, dir);
+      broker = startMosquitto(port, dir, { persistent: true });
       brokerBackAt = performance.now();
       console.log(`${elapsed().toFixed(1)} s: broker started again after ${sent} frames; spool ${(dirBytes(spoolDir) / 2 ** 20).toFixed(1)} MiB`);
     }

@@ -15,8 +15,7 @@ import { decodeReduced } from '../../daemon/publish/messages';
 import { FrameSender } from '../../daemon/sim/sender';
 import { createLogger } from '../../daemon/system/logger';
 import { needData, readData } from '../helpers/data';
-import { needMosquitto, startMosquitto } from '../helpers/mosquitto';
-import { startPersistentMosquitto, stopMosquitto } from '../helpers/mosquitto-persistent';
+import { needMosquitto, startMosquitto, stopMosquitto } from '../helpers/mosquitto';
 import { Collector } from '../helpers/mqtt-collector';
 import { freePort, waitForPort } from '../helpers/net';
 import { until } from '../helpers/wait';
@@ -69,7 +68,7 @@ function spoolBytes(dir: string): number {
 t.test('broker stopped while frames are processed: nothing undeliverable, every reduced message delivered in order once it is back', async (t) => {
   if (!needData(t) || !needMosquitto(t)) return;
   const s = await setup('outage', '');
-  let broker: ChildProcess = startPersistentMosquitto(s.port, s.dir);
+  let broker: ChildProcess = startMosquitto(s.port, s.dir, { persistent: true });
   await waitForPort(s.port);
   // A persistent session (clean off, MQTT 3.1.1): the broker keeps the
   // subscription across its restart and queues for the subscriber, so it does
@@ -102,7 +101,7 @@ t.test('broker stopped while frames are processed: nothing undeliverable, every 
   t.ok(d.mqttState.spooled >= N, `the spool holds the ${N} reduced messages (${d.mqttState.spooled} messages)`);
   t.ok(spoolBytes(path.join(s.dir, 'spool-outage')) > N * 10_000, 'on disk, beside the provenance database');
 
-  broker = startPersistentMosquitto(s.port, s.dir);
+  broker = startMosquitto(s.port, s.dir, { persistent: true });
   await until(() => d.stats.totals.published === 3 + N, 'every spooled frame acknowledged after reconnecting', 25_000);
   await until(() => new Set(frames).size === 3 + N, 'the subscriber has every frame', 10_000);
   const firsts = frames.filter((f, i) => frames.indexOf(f) === i);

@@ -20,6 +20,12 @@ export interface MosquittoSecurity {
   tls?: { ca: string; cert: string; key: string };
   /** users -> passwords; written with mosquitto_passwd, anonymous clients refused. */
   users?: Record<string, string>;
+  /**
+   * Keep sessions and queued messages in `dir` across a restart (clean
+   * session off), with no limit on what is queued for an offline subscriber:
+   * what a subscriber that must not miss messages uses in production.
+   */
+  persistent?: boolean;
 }
 
 /** Starts Mosquitto on 127.0.0.1:port, anonymous unless `security.users`; its files go in `dir`. */
@@ -27,7 +33,8 @@ export function startMosquitto(port: number, dir: string, security: MosquittoSec
   const conf = path.join(dir, 'mosquitto.conf');
   // Started as root, Mosquitto would switch to user mosquitto, which cannot read
   // the test's private files: stay whoever runs the test.
-  const lines = [`user ${userInfo().username}`, `listener ${port} 127.0.0.1`, 'persistence false'];
+  const lines = [`user ${userInfo().username}`, `listener ${port} 127.0.0.1`];
+  lines.push(...(security.persistent ? ['persistence true', `persistence_location ${dir}/`, 'max_queued_messages 0'] : ['persistence false']));
   if (security.tls) lines.push(`cafile ${security.tls.ca}`, `certfile ${security.tls.cert}`, `keyfile ${security.tls.key}`);
   if (security.users) {
     const file = path.join(dir, 'mosquitto.passwd');
@@ -43,4 +50,12 @@ export function startMosquitto(port: number, dir: string, security: MosquittoSec
   }
   writeFileSync(conf, lines.join('\n') + '\n');
   return spawn(BINARY!, ['-c', conf], { stdio: 'ignore' });
+}
+
+/** SIGTERM (Mosquitto saves its state when persistent), then waits for the exit. */
+export async function stopMosquitto(broker: ChildProcess): Promise<void> {
+  if (broker.exitCode !== null || broker.signalCode !== null) return;
+  const exited = new Promise<void>((resolve) => broker.once('exit', () => resolve()));
+  broker.kill('SIGTERM');
+  await exited;
 }
