@@ -9,7 +9,9 @@ export class DcuPusher {
   private constructor(private readonly socket: Push) {
     void (async () => {
       for await (const e of socket.events) {
-        if (e.type === 'accept') this.peers++;
+        // A peer joins the round-robin when its handshake is done, not at accept:
+        // counting accepts let a start meant for the second consumer go to the first.
+        if (e.type === 'handshake') this.peers++;
         else if (e.type === 'disconnect') this.peers = Math.max(0, this.peers - 1);
         else if (e.type === 'end') break;
       }
@@ -28,7 +30,7 @@ export class DcuPusher {
     await this.socket.send(message);
   }
 
-  /** Waits until `n` consumers have connected (or `timeoutMs` passed); false on time-out. */
+  /** Waits until `n` consumers have connected and finished their handshake (or `timeoutMs` passed); false on time-out. */
   async waitForConsumers(n: number, timeoutMs: number): Promise<boolean> {
     const end = Date.now() + timeoutMs;
     while (this.peers < n) {
