@@ -13,7 +13,6 @@
 //                   empty-bin value
 #include <cmath>
 #include <cstring>
-#include <stdexcept>
 #include <vector>
 
 #include "cbf_decode.h"
