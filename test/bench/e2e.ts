@@ -40,7 +40,8 @@ function summarise(db: string, r: { file: string; shape: string; sent: number; t
   d.close();
   const firstMs = Date.parse(rows[0]!.received);
   const steady = rows.filter((x) => Date.parse(x.received) - firstMs > 1000);
-  const lat = steady.map((x) => x.latency_ms).sort((a, b) => a - b);
+  // Frames dropped or refused at ingest never reached a worker: no latency.
+  const lat = steady.filter((x) => x.latency_ms !== null).map((x) => x.latency_ms).sort((a, b) => a - b);
   const span = (Date.parse(steady.at(-1)!.processed) - Date.parse(steady[0]!.received)) / 1000;
   const processed = rows.filter((x) => x.decision !== 'dropped').length;
   return {
@@ -59,11 +60,11 @@ function summarise(db: string, r: { file: string; shape: string; sent: number; t
   };
 }
 
-/** Rows recorded so far. */
+/** Frames with their outcome recorded so far (a frame still in flight has a 'received' row). */
 function recorded(db: string): number {
   const d = new Database(db, { readonly: true });
   try {
-    return (d.prepare('SELECT count(*) n FROM frames').get() as { n: number }).n;
+    return (d.prepare("SELECT count(*) n FROM frames WHERE decision <> 'received'").get() as { n: number }).n;
   } finally {
     d.close();
   }
