@@ -47,12 +47,15 @@ function size(bytes: number): string {
 
 /**
  * An image (a frame, a pixel mask or a flatfield) whose decoded pixels fit in
- * `maxBytes`: the configured slot payload (rings.slot_mb). The operator sizes
- * slots for the largest frame the detector makes, so nothing legitimate is
- * larger decoded, and each worker's decode buffer, a series' mask and its
- * flatfield are then each bounded by the same figure. Checked before anything
- * of that size is allocated.
+ * `maxBytes`: the configured slot payload (rings.slot_mb), the bound on an
+ * image's bytes as sent. Decoded, an image, mask or flatfield may be up to
+ * DECODED_SLOTS times that: slots are sized for compressed frames (an EIGER2
+ * 4M frame is about 2 MB compressed, 8.9 MB decoded, and its uint32 mask 17.9
+ * MB), and each worker's decode buffer and a series' calibration are then
+ * bounded by that figure. Checked before anything of that size is allocated.
  */
+export const DECODED_SLOTS = 4;
+
 export function imageField(v: unknown, what: string, maxBytes: number): EncodedImage {
   if (!v || typeof v !== 'object') throw new StreamFieldError(`${what} is not an image (tag 40 [[rows, cols], typed array]): ${shown(v)}`);
   const img = v as Partial<EncodedImage>;
@@ -65,9 +68,9 @@ export function imageField(v: unknown, what: string, maxBytes: number): EncodedI
   const [rows, cols] = shape as [number, number];
   const decoded = rows * cols * elemSize(img.dtype!);
   const where = `${what} (${rows} x ${cols} ${img.dtype})`;
-  const slot = `a slot holds ${size(maxBytes)} (rings.slot_mb)`;
-  if (decoded > maxBytes) throw new StreamFieldError(`${where} needs ${size(decoded)} decoded; ${slot}`);
-  if (img.bytes.length > maxBytes) throw new StreamFieldError(`${where} has ${size(img.bytes.length)} of data; ${slot}`);
+  const limit = DECODED_SLOTS * maxBytes;
+  if (decoded > limit) throw new StreamFieldError(`${where} needs ${size(decoded)} decoded; the limit is ${size(limit)} (${DECODED_SLOTS} x rings.slot_mb)`);
+  if (img.bytes.length > maxBytes) throw new StreamFieldError(`${where} has ${size(img.bytes.length)} of data; a slot holds ${size(maxBytes)} (rings.slot_mb)`);
   if (img.encoding === 'raw' && img.bytes.length !== decoded) throw new StreamFieldError(`${where} has ${img.bytes.length} bytes of raw pixels, its shape needs ${decoded}`);
   return img as EncodedImage;
 }

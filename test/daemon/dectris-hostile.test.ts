@@ -256,11 +256,11 @@ t.test('a start message with an 8192 x 8192 mask is refused without blocking the
   });
   t.ok(big.cpu < 50, `main thread busy at most ${big.cpu.toFixed(1)} ms at a stretch (< 50; ${big.wall.toFixed(1)} ms between timer ticks) while the start was handled`);
   await until(() => eventsOf('series_start_refused').length === 1 || undefined, 'an event for the refused start');
-  t.match(eventsOf('series_start_refused')[0]!.message, /start of series 9 refused.*pixel_mask \(8192 x 8192 uint32\) needs 256\.0 MiB \(268435456 bytes\) decoded; a slot holds 12\.0 MiB \(12582912 bytes\) \(rings\.slot_mb\)/);
+  t.match(eventsOf('series_start_refused')[0]!.message, /start of series 9 refused.*pixel_mask \(8192 x 8192 uint32\) needs 256\.0 MiB \(268435456 bytes\) decoded; the limit is 48\.0 MiB \(50331648 bytes\) \(4 x rings\.slot_mb\)/);
   await until(() => rows().some((r) => r.series === '9') || undefined, 'its row');
   const row = rows().find((r) => r.series === '9')!;
   t.equal(row.decision, 'error');
-  t.match(row.reason, /the start message of series 9 was refused: pixel_mask .* a slot holds/);
+  t.match(row.reason, /the start message of series 9 was refused: pixel_mask .* the limit is/);
 
   // A mask exactly a slot in size (1536 x 2048 uint32 = 12 MiB) is accepted; a
   // worker decodes it when the first frame needs it, not the main thread.
@@ -294,10 +294,10 @@ t.test('garbage between messages: an error row for what may have been a frame, a
     [message({ type: 'image', series_id: 1, image_id: 100, data: 5 }), /no channel "\(none\)" in data \(has none\)/],
     [message({ type: 'image', series_id: -3, image_id: 101, data: { threshold_1: good } }), /image series_id is not an integer >= 0: -3/],
     [message({ type: 'image', series_id: 1, image_id: 1.5, data: { threshold_1: good } }), /image_id is not an integer >= 0: 1\.5/],
-    [message({ type: 'image', series_id: 1, image_id: 102, data: { threshold_1: new Tag([[100000, 100000], new Tag(new Tag(['bslz4', 4, bytes16], 56500), 70)], 40) } }), /channel "threshold_1" \(100000 x 100000 uint32\) needs 38147\.0 MiB \(40000000000 bytes\) decoded; a slot holds 12\.0 MiB/],
+    [message({ type: 'image', series_id: 1, image_id: 102, data: { threshold_1: new Tag([[100000, 100000], new Tag(new Tag(['bslz4', 4, bytes16], 56500), 70)], 40) } }), /channel "threshold_1" \(100000 x 100000 uint32\) needs 38147\.0 MiB \(40000000000 bytes\) decoded; the limit is 48\.0 MiB/],
     [message({ type: 'image', series_id: 1, image_id: 103, data: { threshold_1: new Tag([SHAPE, new Tag(new Tag(['bslz4', 4, bytes16], 56500), 69)], 40) } }), /compressed uint16 data declares 4-byte elements/],
     [message({ type: 'image', series_id: 1, image_id: 104, data: { threshold_1: new Tag([SHAPE, new Tag({ algorithm: 'bslz4', elemSize: 2, bytes: bytes16 }, 69)], 40) } }), /typed-array tag 69 holds neither bytes nor a tag 56500 compressed payload/],
-    [message({ type: 'image', series_id: 1, image_id: 105, data: { threshold_1: { shape: [1e9, 1e9], dtype: 'uint8', encoding: 'raw', bytes: Buffer.alloc(4) } } }), /\(1000000000 x 1000000000 uint8\) needs .* decoded; a slot holds/],
+    [message({ type: 'image', series_id: 1, image_id: 105, data: { threshold_1: { shape: [1e9, 1e9], dtype: 'uint8', encoding: 'raw', bytes: Buffer.alloc(4) } } }), /\(1000000000 x 1000000000 uint8\) needs .* decoded; the limit is/],
     [message({ type: 'image', series_id: 1, image_id: 106, data: { threshold_1: new Tag([SHAPE, new Uint16Array(10)], 40) } }), /has 20 bytes of raw pixels, its shape needs 163840/],
   ];
   const controls: [Buffer, string, RegExp][] = [
@@ -421,7 +421,7 @@ t.test('stream v1: a stray end, an oversized image, an oversized JSON part and a
   await until(() => v1events('series_end').length === 1 || undefined, 'the end of series 5');
   await until(() => v1rows().length === 4 || undefined, 'four rows');
   const [tooBig, tooLong, notSeries, good] = v1rows();
-  t.match(tooBig!, { series: '5', frame: 0, decision: 'error', reason: /image 0 \(100000 x 100000 uint32\) needs .* decoded; a slot holds 12\.0 MiB/ });
+  t.match(tooBig!, { series: '5', frame: 0, decision: 'error', reason: /image 0 \(100000 x 100000 uint32\) needs .* decoded; the limit is 48\.0 MiB/ });
   t.match(tooLong!, { series: '5', frame: null, decision: 'error', reason: /first part of \d+ bytes exceeds 1048576 \(JSON parts are headers\)/ });
   t.match(notSeries!, { frame: 2, decision: 'error', reason: /dimage series is not an integer >= 0: NaN/ });
   t.match(good!, { series: '5', frame: 3, decision: 'kept' });

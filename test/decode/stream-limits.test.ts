@@ -76,10 +76,10 @@ t.test('field checks: strings, ids and images against the slot size, with bounde
 
   const max = 1024 * 1024;
   const img = (o: Partial<EncodedImage>): EncodedImage => ({ shape: [512, 1024], dtype: 'uint16', encoding: 'raw', bytes: new Uint8Array(512 * 1024 * 2), ...o });
-  t.equal(imageField(img({}), 'frame', max).shape[0], 512, 'exactly a slot decoded is accepted');
+  t.equal(imageField(img({ shape: [2048, 1024], encoding: 'bslz4', bytes: new Uint8Array(100) }), 'frame', max).shape[0], 2048, 'exactly four slots decoded is accepted');
   const cases: [Partial<EncodedImage> | unknown, RegExp][] = [
-    [img({ shape: [513, 1024] }), /^frame \(513 x 1024 uint16\) needs 1\.0 MiB \(1050624 bytes\) decoded; a slot holds 1\.0 MiB \(1048576 bytes\) \(rings\.slot_mb\)$/],
-    [img({ shape: [2 ** 40, 2 ** 40] }), /needs .* decoded; a slot holds/],
+    [img({ shape: [2049, 1024] }), /^frame \(2049 x 1024 uint16\) needs 4\.0 MiB \(4196352 bytes\) decoded; the limit is 4\.0 MiB \(4194304 bytes\) \(4 x rings\.slot_mb\)$/],
+    [img({ shape: [2 ** 40, 2 ** 40] }), /needs .* decoded; the limit is/],
     [img({ shape: [0, 10] }), /no usable shape \[rows, cols\]: \[0, 10\]/],
     [img({ shape: [1.5, 10] as [number, number] }), /no usable shape/],
     [img({ shape: [1, 2, 3] as unknown as [number, number] }), /no usable shape/],
