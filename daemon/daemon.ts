@@ -261,17 +261,17 @@ export class Daemon {
   }
 
   private submit(slot: number, meta: IncomingMeta, size: number, onRecorded?: () => void): boolean {
-    const ref = { series: meta.series, frame: meta.frame, source: meta.source };
+    // The metadata is written with its sequence number and times: whether it fits is decided on exactly that.
+    const full = this.funnel.stamp(meta);
     try {
-      this.slots.checkMeta({ ...meta, seq: 0, receivedAt: 0, receivedWall: 0 });
+      this.slots.setMeta(slot, full, size);
     } catch (e) {
       this.releaseSlot(slot);
-      this.funnel.refused(ref, (e as Error).message);
+      this.funnel.refused({ series: meta.series, frame: meta.frame, source: meta.source }, (e as Error).message, full);
       if (onRecorded) this.recorder.whenDurable(onRecorded);
       return false;
     }
-    const full = this.funnel.received(meta, onRecorded);
-    this.slots.setMeta(slot, full, size);
+    this.funnel.received(full, onRecorded);
     if (!this.pool.dispatch(slot)) {
       // Cannot happen while queue capacity >= slots, but never lose a frame silently.
       this.releaseSlot(slot);

@@ -42,13 +42,16 @@ export class OutcomeFunnel {
 
   constructor(private readonly d: FunnelDeps) {}
 
-  /** A frame is in a slot: give it its sequence number and its 'received' row. */
-  received(meta: IncomingMeta, onRecorded?: () => void): FrameMeta {
-    const full: FrameMeta = { ...meta, seq: ++this.seq, receivedAt: performance.now(), receivedWall: Date.now() };
+  /** A complete frame's identity: its sequence number and the moment it arrived. */
+  stamp(meta: IncomingMeta): FrameMeta {
+    return { ...meta, seq: ++this.seq, receivedAt: performance.now(), receivedWall: Date.now() };
+  }
+
+  /** A stamped frame is in its slot, on its way to a worker: its 'received' row. */
+  received(full: FrameMeta, onRecorded?: () => void): void {
     if (onRecorded) this.onRecorded.set(full.seq, onRecorded);
     this.d.stats.count('frames_in');
     this.d.recorder.received(full.seq, full.series, full.frame, full.source, new Date(full.receivedWall).toISOString());
-    return full;
   }
 
   /** The worker's verdict on a frame that had a 'received' row. */
@@ -104,10 +107,10 @@ export class OutcomeFunnel {
   }
 
   /** A frame refused before it reached a worker (bad header, too large, metadata that does not fit...). */
-  refused(ref: FrameRef, message: string): void {
+  refused(ref: FrameRef, message: string, meta?: FrameMeta): void {
     this.d.stats.count('frames_in');
     this.d.stats.count('errored');
-    this.row(ref, 'error', message);
+    this.row(ref, 'error', message, meta);
     this.d.event('warn', 'frame_error', `frame rejected: series ${ref.series} frame ${ref.frame ?? '?'} from ${ref.source}: ${message}`, { series: ref.series, frame: ref.frame, source: ref.source });
   }
 

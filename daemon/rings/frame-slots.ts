@@ -4,8 +4,6 @@
 // queues, never by the slots themselves.
 
 export const META_BYTES = 4096;
-// Bytes of metadata kept free for what the daemon adds to a frame (seq, times).
-const META_HEADROOM = 128;
 const INFO_WORDS = 2; // [meta length, payload length]
 
 export interface SlotLayout {
@@ -49,19 +47,10 @@ export class FrameSlots {
     return new Uint8Array(this.data, slot * this.stride + META_BYTES, size);
   }
 
-  /**
-   * Throws a RangeError naming the size when `meta` would not fit, keeping
-   * room for the fields the daemon adds on receipt (sequence, times), so
-   * ingest can refuse the frame before it owns a slot.
-   */
-  checkMeta(meta: object): void {
-    const n = this.encoder.encode(JSON.stringify(meta)).length;
-    if (n > META_BYTES - META_HEADROOM) throw new RangeError(`frame metadata of ${n} bytes exceeds the ${META_BYTES - META_HEADROOM} bytes a slot holds (series name or sender meta too large)`);
-  }
-
   setMeta(slot: number, meta: object, payloadLength: number): void {
     const text = this.encoder.encode(JSON.stringify(meta));
-    if (text.length > META_BYTES) throw new RangeError(`frame metadata of ${text.length} bytes exceeds ${META_BYTES}`);
+    // Checked before anything is written: a frame that does not fit is refused, and the slot is untouched.
+    if (text.length > META_BYTES) throw new RangeError(`frame metadata of ${text.length} bytes exceeds the ${META_BYTES} bytes a slot holds (series name or sender meta too large)`);
     new Uint8Array(this.data, slot * this.stride, META_BYTES).set(text);
     this.info[slot * INFO_WORDS] = text.length;
     this.info[slot * INFO_WORDS + 1] = payloadLength;
