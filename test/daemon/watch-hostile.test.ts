@@ -32,6 +32,17 @@ function tempDir(t: Test, prefix: string): string {
   return dir;
 }
 
+/** A watched directory, a directory beside it holding one good frame (for symlinks that leave), and the database path. */
+function layout(t: Test, prefix: string, cbf: Buffer): { incoming: string; outside: string; db: string } {
+  const root = tempDir(t, prefix);
+  const incoming = path.join(root, 'incoming');
+  const outside = path.join(root, 'outside');
+  mkdirSync(incoming);
+  mkdirSync(outside);
+  writeFileSync(path.join(outside, 'elsewhere.cbf'), cbf);
+  return { incoming, outside, db: path.join(root, 'p.sqlite') };
+}
+
 function watchYaml(incoming: string, db: string, extra = ''): string {
   return [
     'instance: watchtest',
@@ -117,14 +128,8 @@ function listenUnixSocket(t: Test, file: string): Promise<void> {
 
 t.test('hostile entries are skipped once each, never hold up later files, never keep a slot', async (t) => {
   if (!needData(t)) return;
-  const root = tempDir(t, 'beamedge-hostile-');
-  const incoming = path.join(root, 'incoming');
-  const outside = path.join(root, 'outside');
-  mkdirSync(incoming);
-  mkdirSync(outside);
-  const db = path.join(root, 'p.sqlite');
   const cbf = readData('cbf', 'in16c_010001.cbf');
-  writeFileSync(path.join(outside, 'elsewhere.cbf'), cbf);
+  const { incoming, outside, db } = layout(t, 'beamedge-hostile-', cbf);
   const { d, stats } = await startDaemon(t, incoming, db);
 
   // Each hostile entry sorts before a good file, so a hostile entry that blocks, leaks or freezes shows.
@@ -179,14 +184,8 @@ t.test('hostile entries are skipped once each, never hold up later files, never 
 
 t.test('follow_symlinks: true takes a symlink to a file outside the directory', async (t) => {
   if (!needData(t)) return;
-  const root = tempDir(t, 'beamedge-follow-');
-  const incoming = path.join(root, 'incoming');
-  const outside = path.join(root, 'outside');
-  mkdirSync(incoming);
-  mkdirSync(outside);
-  const db = path.join(root, 'p.sqlite');
   const cbf = readData('cbf', 'in16c_010001.cbf');
-  writeFileSync(path.join(outside, 'elsewhere.cbf'), cbf);
+  const { incoming, outside, db } = layout(t, 'beamedge-follow-', cbf);
   const { d, stats } = await startDaemon(t, incoming, db, ', follow_symlinks: true');
   symlinkSync(path.join(outside, 'elsewhere.cbf'), path.join(incoming, 'img_1.cbf'));
   symlinkSync(path.join(outside, 'gone.cbf'), path.join(incoming, 'img_2.cbf'));
