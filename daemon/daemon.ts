@@ -4,6 +4,7 @@
 import { unwatchFile, watchFile } from 'node:fs';
 import os from 'node:os';
 import { performance } from 'node:perf_hooks';
+import { calibrationFingerprint } from './calibrate/pipeline-calibration';
 import { checkReloadable, ConfigError, loadConfig, type Config, type LoadedConfig } from './config/config';
 import type { FrameSource, IncomingMeta, IngestSink } from './ingest/sink';
 import { DectrisSource } from './ingest/dectris-source';
@@ -124,7 +125,7 @@ export class Daemon {
   private async startParts(): Promise<void> {
     const c = this.config;
     this.recorder = await Recorder.open({ path: c.provenance.path, instance: c.instance, version: VERSION, batchMs: c.provenance.batch_ms, retentionDays: c.provenance.retention_days, log: this.log });
-    this.recorder.epoch(this.epoch, this.loaded.source === this.opts.configPath ? 'start' : `start (${this.loaded.source})`, this.loaded.sha256, this.loaded.text);
+    this.recorder.epoch(this.epoch, this.loaded.source === this.opts.configPath ? 'start' : `start (${this.loaded.source})`, this.loaded.sha256, this.loaded.text, calibrationFingerprint(this.loaded.calibration));
     if (!c.mqtt.url) this.broker = await startEmbeddedBroker({ host: c.mqtt.embedded_host, port: c.mqtt.embedded_port, instance: c.instance, users: this.loaded.credentials.embeddedUsers });
     this.publisher = new MqttPublisher({
       ...brokerConnection(this.loaded, this.broker, this.log),
@@ -162,7 +163,7 @@ export class Daemon {
       threads: workerThreads(c),
       slots: this.slots,
       resultBytes: c.rings.result_mb * 1024 * 1024,
-      initial: { epoch: this.epoch, pipeline: c.pipeline, series: c.series },
+      initial: { epoch: this.epoch, pipeline: c.pipeline, series: c.series, calibration: this.loaded.calibration },
       log: this.log,
       onResult: (h, a) => {
         this.releaseSlot(h.slot);
@@ -327,7 +328,7 @@ export class Daemon {
         return { ok: false, epoch: this.epoch, message: problems.join('; ') };
       }
       this.lastRejected = undefined;
-      if (next.sha256 === this.loaded.sha256) {
+      if (next.sha256 === this.loaded.sha256 && JSON.stringify(calibrationFingerprint(next.calibration)) === JSON.stringify(calibrationFingerprint(this.loaded.calibration))) {
         this.log.info('configuration unchanged', { source, epoch: this.epoch });
         return { ok: true, epoch: this.epoch, message: 'unchanged' };
       }
@@ -336,10 +337,10 @@ export class Daemon {
       this.config = next.config;
       this.log.level = next.config.log.level;
       this.recorder.setRetentionDays(next.config.provenance.retention_days);
-      this.pool.update({ epoch: this.epoch, pipeline: next.config.pipeline, series: next.config.series });
-      this.recorder.epoch(this.epoch, source, next.sha256, next.text);
+      this.pool.update({ epoch: this.epoch, pipeline: next.config.pipeline, series: next.config.series, calibration: next.calibration });
+      this.recorder.epoch(this.epoch, source, next.sha256, next.text, calibrationFingerprint(next.calibration));
       this.stats.count('reloads');
-      this.event('info', 'reload', `configuration reloaded (${source}): epoch ${this.epoch}`, { source, epoch: this.epoch, sha256: next.sha256 });
+      this.event('info', 'reload', `configuration reloaded (${source}): epoch ${this.epoch}`, { source, epoch: this.epoch, sha256: next.sha256, calibration: calibrationFingerprint(next.calibration) });
       this.publisher.status(this.statusPayload('running'));
       return { ok: true, epoch: this.epoch, message: `epoch ${this.epoch}` };
     } finally {

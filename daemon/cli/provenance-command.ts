@@ -1,16 +1,14 @@
 // beamedge provenance runs|series|frames|events: read the provenance database.
 import { loadConfig } from '../config/config';
-import { query, toCsv, toText, type Table } from '../provenance/query';
+import { query, TABLES, toCsv, toText, type Table } from '../provenance/query';
 import { DECISIONS } from '../provenance/schema';
 import { UsageError } from './args';
 import type { Command } from './command';
 
-const TABLES: Table[] = ['runs', 'series', 'frames', 'events'];
-
 export const provenanceCommand: Command = {
   name: 'provenance',
-  summary: 'query the provenance database: runs, series, frames or events',
-  usage: 'beamedge provenance runs|series|frames|events (--db FILE | --config FILE) [--run N] [--series S] [--decision D] [--level L] [--since ISO] [--limit N] [--json|--csv]',
+  summary: 'query the provenance database: runs, series, frames, events, epochs, or calibrations (which frames used which calibration set)',
+  usage: `beamedge provenance ${TABLES.join('|')} (--db FILE | --config FILE) [--run N] [--series S] [--decision D] [--level L] [--calibration ID] [--since ISO] [--limit N] [--json|--csv]`,
   options: {
     db: { kind: 'string', arg: 'FILE', help: 'SQLite database' },
     config: { kind: 'string', arg: 'FILE', help: 'take the database path from this configuration' },
@@ -18,6 +16,7 @@ export const provenanceCommand: Command = {
     series: { kind: 'string', arg: 'S', help: 'only this series (series, frames)' },
     decision: { kind: 'string', arg: 'D', choices: [...DECISIONS], help: 'only frames with this decision' },
     level: { kind: 'string', arg: 'L', choices: ['info', 'warn', 'error'], help: 'only events of this level' },
+    calibration: { kind: 'string', arg: 'ID', help: 'only frames, calibrations or epochs of this calibration set (its id or a prefix)' },
     since: { kind: 'string', arg: 'ISO', help: 'only rows at or after this time (ISO 8601)' },
     limit: { kind: 'number', arg: 'N', integer: true, min: 1, help: 'newest N rows (default 100)' },
     json: { kind: 'flag', help: 'JSON lines' },
@@ -38,6 +37,7 @@ export const provenanceCommand: Command = {
       ...(opts.has('series') ? { series: opts.string('series')! } : {}),
       ...(opts.has('decision') ? { decision: opts.string('decision')! } : {}),
       ...(opts.has('level') ? { level: opts.string('level')! } : {}),
+      ...(opts.has('calibration') ? { calibration: opts.string('calibration')! } : {}),
       ...(since !== undefined ? { since } : {}),
     });
     if (opts.flag('json')) io.out(rows.map((r) => JSON.stringify(r)).join('\n') + (rows.length ? '\n' : ''));

@@ -6,6 +6,8 @@ import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { redactConfigText } from '../system/redact';
 import { loadMqttCredentials, type MqttCredentials } from './mqtt-credentials';
 import { ConfigError, restartOnlyChanges, validate } from './schema';
+import type { StageName } from '../workers/stages/names';
+import { loadPipelineCalibration, type PipelineCalibration } from '../calibrate/pipeline-calibration';
 
 export type Unit = 'q_nm^-1' | 'q_A^-1' | '2th_deg' | '2th_rad' | 'r_mm' | 'r_m';
 
@@ -26,10 +28,19 @@ export interface IntegrateConfig {
   range: [number, number] | null;
 }
 
+export interface CalibrationConfig {
+  set: string | null;
+  energy_kev: number | null;
+  unit: 'photons' | 'keV';
+}
+
 export interface PipelineConfig {
   geometry: { poni: string | null };
+  stages: StageName[];
+  calibration: CalibrationConfig;
   mask: string | null;
   dark: string | null;
+  flat: string | null;
   veto: VetoConfig;
   integrate: IntegrateConfig;
 }
@@ -79,6 +90,8 @@ export interface LoadedConfig {
   credentials: MqttCredentials;
   /** File it came from, or a label such as "embedded defaults". */
   source: string;
+  /** The pipeline's PONI, mask, dark, flat and calibration set, loaded and checked. */
+  calibration: PipelineCalibration;
 }
 
 /** Paths in the config are relative to the config file's directory. */
@@ -88,7 +101,14 @@ function resolvePaths(c: Config, baseDir: string): Config {
   return {
     ...c,
     ingest: { ...c.ingest, watch: { ...c.ingest.watch, directory: abs(c.ingest.watch.directory) } },
-    pipeline: { ...c.pipeline, geometry: { poni: abs(c.pipeline.geometry.poni) }, mask: abs(c.pipeline.mask), dark: abs(c.pipeline.dark) },
+    pipeline: {
+      ...c.pipeline,
+      geometry: { poni: abs(c.pipeline.geometry.poni) },
+      calibration: { ...c.pipeline.calibration, set: abs(c.pipeline.calibration.set) },
+      mask: abs(c.pipeline.mask),
+      dark: abs(c.pipeline.dark),
+      flat: abs(c.pipeline.flat),
+    },
     provenance: { ...c.provenance, path: provenance },
     mqtt: {
       ...c.mqtt,
@@ -122,8 +142,14 @@ export function parseConfig(text: string, source: string, baseDir = process.cwd(
     throw new ConfigError([`${source}: ingest: tcp, watch and dectris are all disabled, so no frame can arrive`]);
   const { credentials, problems } = loadMqttCredentials(c.mqtt);
   if (problems.length) throw new ConfigError(problems.map((p) => `${source}: ${p}`));
+  let calibration: PipelineCalibration;
+  try {
+    calibration = loadPipelineCalibration(c.pipeline);
+  } catch (e) {
+    throw new ConfigError([`${source}: ${(e as Error).message}`]);
+  }
   const stored = redactConfigText(text);
-  return { config: c, text: stored, sha256: createHash('sha256').update(stored).digest('hex'), credentials, source };
+  return { config: c, text: stored, sha256: createHash('sha256').update(stored).digest('hex'), credentials, source, calibration };
 }
 
 export function loadConfig(file: string): LoadedConfig {

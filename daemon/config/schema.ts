@@ -2,6 +2,7 @@
 // change needs a restart. Validation happens once, at the boundary; the rest
 // of the daemon works with the typed, defaulted result.
 import { redactValue } from '../system/redact';
+import { STAGE_NAMES } from '../workers/stages/names';
 
 export type Node =
   | { kind: 'string'; default?: string | null; nullable?: boolean; restart?: boolean; pattern?: RegExp; rule?: string; doc: string }
@@ -9,6 +10,7 @@ export type Node =
   | { kind: 'boolean'; default?: boolean; restart?: boolean; doc: string }
   | { kind: 'enum'; values: readonly string[]; default?: string; restart?: boolean; doc: string }
   | { kind: 'range'; default?: null; restart?: boolean; doc: string }
+  | { kind: 'set'; values: readonly string[]; default: readonly string[]; restart?: boolean; doc: string }
   | { kind: 'object'; fields: Record<string, Node>; restart?: boolean; doc?: string }
   | { kind: 'list'; item: Node & { kind: 'object' }; restart?: boolean; doc: string };
 
@@ -120,8 +122,19 @@ export const SCHEMA: Node = {
             poni: { kind: 'string', nullable: true, default: null, doc: 'pyFAI PONI file; null: geometry from each frame header' },
           },
         },
+        stages: { kind: 'set', values: STAGE_NAMES, default: STAGE_NAMES, doc: `stages that run after decoding, from ${STAGE_NAMES.join(', ')} (always in that order)` },
+        calibration: {
+          kind: 'object',
+          doc: 'detector calibration set (JUNGFRAU pedestals, gains and pixel mask)',
+          fields: {
+            set: { kind: 'string', nullable: true, default: null, doc: 'calibration set directory (calibration.json + .npy arrays); null: none' },
+            energy_kev: { kind: 'number', nullable: true, default: null, min: 0.1, max: 1000, doc: "photon energy for the photon conversion (null: the set's energy_kev)" },
+            unit: { kind: 'enum', values: ['photons', 'keV'], default: 'photons', doc: 'what converted JUNGFRAU pixels count' },
+          },
+        },
         mask: { kind: 'string', nullable: true, default: null, doc: 'mask image (CBF or .npy, non-zero = masked)' },
         dark: { kind: 'string', nullable: true, default: null, doc: 'dark image subtracted before veto and integration' },
+        flat: { kind: 'string', nullable: true, default: null, doc: 'flat-field image the normalisation is multiplied by (CBF or .npy)' },
         veto,
         integrate,
       },
@@ -249,6 +262,13 @@ function check(v: unknown, node: Node, path: string, problems: string[]): unknow
     case 'enum':
       if (typeof v !== 'string' || !node.values.includes(v)) return bad(`must be one of ${node.values.join(', ')}`);
       return v;
+    case 'set': {
+      if (!Array.isArray(v) || !v.every((x) => typeof x === 'string' && node.values.includes(x))) return bad(`must be a list of ${node.values.join(', ')}`);
+      const named = v as string[];
+      if (new Set(named).size !== named.length) return bad('names a value twice');
+      // One order whatever the file says: the data path's.
+      return node.values.filter((x) => named.includes(x));
+    }
     case 'range':
       if (v === null) return null;
       if (!Array.isArray(v) || v.length !== 2 || !v.every((x) => typeof x === 'number' && Number.isFinite(x)) || !(v[1] > v[0]))

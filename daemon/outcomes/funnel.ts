@@ -75,6 +75,7 @@ export class OutcomeFunnel {
       worker: h.worker,
       latency_ms: Math.round(latency * 1000) / 1000,
       error: h.error ?? null,
+      calibration: h.calibration ?? null,
     });
     this.settled(h.seq);
     if (h.decision === 'error') {
@@ -169,6 +170,7 @@ export class OutcomeFunnel {
       worker: null,
       latency_ms: null,
       error: decision === 'error' ? reason : null,
+      calibration: null,
     });
   }
 }

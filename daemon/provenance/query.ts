@@ -1,7 +1,8 @@
 // Read-only queries behind `beamedge provenance`.
 import Database from 'better-sqlite3';
 
-export type Table = 'runs' | 'series' | 'frames' | 'events';
+export type Table = 'runs' | 'series' | 'frames' | 'events' | 'epochs' | 'calibrations';
+export const TABLES: Table[] = ['runs', 'series', 'frames', 'events', 'epochs', 'calibrations'];
 
 export interface QueryFilters {
   run?: number;
@@ -9,17 +10,28 @@ export interface QueryFilters {
   decision?: string;
   since?: string;
   level?: string;
+  /** Calibration set id, or a prefix of it. */
+  calibration?: string;
   limit: number;
 }
 
 const COLUMNS: Record<Table, string> = {
   runs: 'id, instance, version, host, pid, started, stopped, stop_reason',
   series: 'run_id, series, first_seen, last_seen, frames, kept, rejected, errors, dropped, lost',
-  frames: 'id, run_id, seq, series, frame, source, received, processed, decision, reason, score, epoch, worker, latency_ms, published, error',
+  frames: 'id, run_id, seq, series, frame, source, received, processed, decision, reason, score, epoch, worker, latency_ms, published, error, calibration',
   events: 'id, run_id, time, level, kind, message, details',
+  epochs: 'run_id, epoch, time, source, sha256, calibration',
+  calibrations: 'calibration, run_id, series, frames, kept, first_frame, last_frame, first_received, last_received',
 };
 
-const TIME: Record<Table, string> = { runs: 'started', series: 'last_seen', frames: 'received', events: 'time' };
+const TIME: Record<Table, string> = { runs: 'started', series: 'last_seen', frames: 'received', events: 'time', epochs: 'time', calibrations: 'last_received' };
+
+// Which frames used which calibration set: one row per set, run and series.
+const SOURCES: Partial<Record<Table, string>> = {
+  epochs: 'config_epochs',
+  calibrations: `(SELECT calibration, run_id, series, count(*) AS frames, sum(decision = 'kept') AS kept, min(frame) AS first_frame, max(frame) AS last_frame,
+    min(received) AS first_received, max(received) AS last_received FROM frames WHERE calibration IS NOT NULL GROUP BY calibration, run_id, series)`,
+};
 
 export function query(dbPath: string, table: Table, f: QueryFilters): Record<string, unknown>[] {
   const db = new Database(dbPath, { readonly: true, fileMustExist: true });
@@ -28,12 +40,14 @@ export function query(dbPath: string, table: Table, f: QueryFilters): Record<str
     const args: unknown[] = [];
     const runCol = table === 'runs' ? 'id' : 'run_id';
     if (f.run !== undefined) (where.push(`${runCol} = ?`), args.push(f.run));
-    if (f.series !== undefined && table !== 'runs' && table !== 'events') (where.push('series = ?'), args.push(f.series));
+    if (f.series !== undefined && table !== 'runs' && table !== 'events' && table !== 'epochs') (where.push('series = ?'), args.push(f.series));
+    if (f.calibration !== undefined && (table === 'frames' || table === 'calibrations' || table === 'epochs'))
+      (where.push(table === 'epochs' ? "instr(calibration, ?) > 0" : "substr(calibration, 1, length(?)) = ?"), args.push(...(table === 'epochs' ? [f.calibration] : [f.calibration, f.calibration])));
     if (f.decision !== undefined && table === 'frames') (where.push('decision = ?'), args.push(f.decision));
     if (f.level !== undefined && table === 'events') (where.push('level = ?'), args.push(f.level));
     if (f.since !== undefined) (where.push(`${TIME[table]} >= ?`), args.push(new Date(f.since).toISOString()));
-    const order = table === 'series' ? 'last_seen DESC' : `${table === 'runs' ? 'id' : 'id'} DESC`;
-    const sql = `SELECT ${COLUMNS[table]} FROM ${table}${where.length ? ' WHERE ' + where.join(' AND ') : ''} ORDER BY ${order} LIMIT ?`;
+    const order = { series: 'last_seen DESC', epochs: 'run_id DESC, epoch DESC', calibrations: 'last_received DESC' }[table as string] ?? 'id DESC';
+    const sql = `SELECT ${COLUMNS[table]} FROM ${SOURCES[table] ?? table}${where.length ? ' WHERE ' + where.join(' AND ') : ''} ORDER BY ${order} LIMIT ?`;
     return (db.prepare(sql).all(...args, f.limit) as Record<string, unknown>[]).reverse();
   } finally {
     db.close();

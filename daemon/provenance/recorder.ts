@@ -95,8 +95,9 @@ export class Recorder {
     this.soon ??= setTimeout(() => this.flush(), DURABLE_FLUSH_MS);
   }
 
-  epoch(epoch: number, source: string, sha256: string, text: string): void {
-    this.push({ t: 'epoch', epoch, time: new Date().toISOString(), source, sha256, text });
+  /** `calibration`: the hash of each calibration file and the set's id, as loaded for this epoch. */
+  epoch(epoch: number, source: string, sha256: string, text: string, calibration: Record<string, string> = {}): void {
+    this.push({ t: 'epoch', epoch, time: new Date().toISOString(), source, sha256, text, calibration: Object.keys(calibration).length ? JSON.stringify(calibration) : null });
   }
 
   event(level: string, kind: string, message: string, details?: Record<string, unknown>): void {

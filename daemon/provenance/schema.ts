@@ -2,7 +2,9 @@
 // calibration, which decision, so any published result can be traced back.
 // 2: frames get a per-run receive sequence and the 'received' and 'lost'
 // decisions (a frame is recorded when it arrives, not only when it is done).
-export const SCHEMA_VERSION = 2;
+// 3: frames name the calibration set they were converted with, and each
+// configuration epoch records the hashes of every calibration file it loaded.
+export const SCHEMA_VERSION = 3;
 
 export const DECISIONS = ['received', 'kept', 'rejected', 'error', 'dropped', 'lost'] as const;
 export type FrameDecision = (typeof DECISIONS)[number];
@@ -25,6 +27,7 @@ CREATE TABLE IF NOT EXISTS config_epochs (
   source TEXT NOT NULL,
   sha256 TEXT NOT NULL,
   text TEXT NOT NULL,
+  calibration TEXT,
   PRIMARY KEY (run_id, epoch)
 );
 CREATE TABLE IF NOT EXISTS series (
@@ -56,12 +59,14 @@ CREATE TABLE IF NOT EXISTS frames (
   worker INTEGER,
   latency_ms REAL,
   published INTEGER NOT NULL DEFAULT 0,
-  error TEXT
+  error TEXT,
+  calibration TEXT
 );
 CREATE INDEX IF NOT EXISTS frames_by_series ON frames (run_id, series, frame);
 CREATE UNIQUE INDEX IF NOT EXISTS frames_by_seq ON frames (run_id, seq);
 CREATE INDEX IF NOT EXISTS frames_unfinished ON frames (decision) WHERE decision = 'received';
 CREATE INDEX IF NOT EXISTS frames_by_time ON frames (received);
+CREATE INDEX IF NOT EXISTS frames_by_calibration ON frames (calibration) WHERE calibration IS NOT NULL;
 CREATE TABLE IF NOT EXISTS events (
   id INTEGER PRIMARY KEY,
   run_id INTEGER NOT NULL REFERENCES runs(id),
@@ -98,10 +103,12 @@ export interface FrameRow {
   worker: number | null;
   latency_ms: number | null;
   error: string | null;
+  /** Id of the calibration set the frame was converted with. */
+  calibration: string | null;
 }
 
 export type ProvenanceOp =
-  | { t: 'epoch'; epoch: number; time: string; source: string; sha256: string; text: string }
+  | { t: 'epoch'; epoch: number; time: string; source: string; sha256: string; text: string; calibration: string | null }
   | { t: 'received'; seq: number; series: string; frame: number; source: string; received: string }
   | ({ t: 'frame' } & FrameRow)
   // frames.published: 0 not (yet) acknowledged by the broker, 1 acknowledged, -1 dropped from a full MQTT spool.
@@ -122,4 +129,10 @@ INSERT INTO frames (id, run_id, series, frame, source, received, processed, deci
   SELECT id, run_id, series, frame, source, received, processed, decision, reason, score, epoch, worker, latency_ms, published, error FROM frames_v1;
 DROP TABLE frames_v1;
 ALTER TABLE series ADD COLUMN lost INTEGER NOT NULL DEFAULT 0;
+`;
+
+/** Schema 2 -> 3: calibration columns (after MIGRATE_1_TO_2, whose rebuilt frames table already has them). */
+export const MIGRATE_2_TO_3 = `
+ALTER TABLE frames ADD COLUMN calibration TEXT;
+ALTER TABLE config_epochs ADD COLUMN calibration TEXT;
 `;

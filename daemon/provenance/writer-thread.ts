@@ -4,7 +4,7 @@ import os from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import { ensurePrivateFile } from '../system/private-file';
-import { DDL, MIGRATE_1_TO_2, SCHEMA_VERSION, type ProvenanceOp } from './schema';
+import { DDL, MIGRATE_1_TO_2, MIGRATE_2_TO_3, SCHEMA_VERSION, type ProvenanceOp } from './schema';
 
 interface Init {
   path: string;
@@ -22,6 +22,9 @@ const existing = db.pragma('user_version', { simple: true }) as number;
 if (existing > SCHEMA_VERSION) throw new Error(`${init.path} has provenance schema ${existing}, newer than this beamedge's ${SCHEMA_VERSION}`);
 db.transaction(() => {
   if (existing === 1) db.exec(MIGRATE_1_TO_2);
+  if (existing === 2) db.exec(MIGRATE_2_TO_3);
+  // A v1 frames table is rebuilt from the current DDL (with the v3 columns); only config_epochs lacks one.
+  if (existing === 1) db.exec('ALTER TABLE config_epochs ADD COLUMN calibration TEXT');
   db.exec(DDL);
   db.pragma(`user_version = ${SCHEMA_VERSION}`);
 })();
@@ -50,14 +53,15 @@ const recovered = db.transaction(() => {
 })();
 
 const stmt = {
-  epoch: db.prepare('INSERT OR REPLACE INTO config_epochs (run_id, epoch, time, source, sha256, text) VALUES (?, ?, ?, ?, ?, ?)'),
+  epoch: db.prepare('INSERT OR REPLACE INTO config_epochs (run_id, epoch, time, source, sha256, text, calibration) VALUES (?, ?, ?, ?, ?, ?, ?)'),
   received: db.prepare(`INSERT INTO frames (run_id, seq, series, frame, source, received, decision) VALUES (?, ?, ?, ?, ?, ?, 'received')`),
   // The outcome replaces the 'received' row; frames refused at ingest have none and are inserted.
   frame: db.prepare(
-    `INSERT INTO frames (run_id, seq, series, frame, source, received, processed, decision, reason, score, epoch, worker, latency_ms, error)
-     VALUES (@run, @seq, @series, @frame, @source, @received, @processed, @decision, @reason, @score, @epoch, @worker, @latency_ms, @error)
+    `INSERT INTO frames (run_id, seq, series, frame, source, received, processed, decision, reason, score, epoch, worker, latency_ms, error, calibration)
+     VALUES (@run, @seq, @series, @frame, @source, @received, @processed, @decision, @reason, @score, @epoch, @worker, @latency_ms, @error, @calibration)
      ON CONFLICT (run_id, seq) DO UPDATE SET processed = excluded.processed, decision = excluded.decision, reason = excluded.reason,
-       score = excluded.score, epoch = excluded.epoch, worker = excluded.worker, latency_ms = excluded.latency_ms, error = excluded.error`,
+       score = excluded.score, epoch = excluded.epoch, worker = excluded.worker, latency_ms = excluded.latency_ms, error = excluded.error,
+       calibration = excluded.calibration`,
   ),
   series: db.prepare(
     `INSERT INTO series (run_id, series, first_seen, last_seen, frames, kept, rejected, errors, dropped, lost)
@@ -83,7 +87,7 @@ const apply = db.transaction((ops: ProvenanceOp[]) => {
   for (const op of ops) {
     switch (op.t) {
       case 'epoch':
-        stmt.epoch.run(runId, op.epoch, op.time, op.source, op.sha256, op.text);
+        stmt.epoch.run(runId, op.epoch, op.time, op.source, op.sha256, op.text, op.calibration);
         break;
       case 'received':
         stmt.received.run(runId, op.seq, op.series, op.frame, op.source, op.received);

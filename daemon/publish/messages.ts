@@ -27,6 +27,10 @@ export interface ReducedMessage {
   unit: string | undefined;
   shape: [number, number] | undefined;
   source: string;
+  /** Id of the calibration set the frame was converted with (null: none). */
+  calibration: string | null;
+  /** Pixels the calibration excluded, by reason. */
+  calibration_excluded?: Record<string, number>;
   meta?: Record<string, unknown>;
   radial?: Float64Array;
   azimuthal?: Float64Array;
@@ -51,6 +55,8 @@ export function reducedMessage(instance: string, h: ResultHeader, a: ResultArray
     unit: h.unit,
     shape: h.shape,
     source: h.source,
+    calibration: h.calibration ?? null,
+    ...(h.calibrationExcluded ? { calibration_excluded: h.calibrationExcluded } : {}),
     ...(h.extra ? { meta: h.extra } : {}),
     ...a,
   };

@@ -2,6 +2,7 @@
 import type { PipelineConfig, SeriesOverride } from '../config/config';
 import type { MessagePort } from 'node:worker_threads';
 import type { SlotLayout } from '../rings/frame-slots';
+import type { PipelineCalibration } from '../calibrate/pipeline-calibration';
 
 /** Written by ingest into the slot's metadata area. */
 export interface FrameMeta {
@@ -12,6 +13,8 @@ export interface FrameMeta {
   /** cbf: a whole CBF file; raw: pixels; bslz4 / lz4 / lz4block: a DECTRIS stream image. */
   encoding: 'cbf' | 'raw' | 'bslz4' | 'lz4' | 'lz4block';
   dtype?: 'int32' | 'uint32' | 'uint16' | 'uint8' | 'float32';
+  /** jungfrau: raw gain-switching words, converted with the calibration set (also implied by a jungfrau set for uint16 raw frames). */
+  detector?: 'jungfrau';
   /** Key of the series context (geometry, mask, saturation) sent ahead by the source. */
   context?: string;
   shape?: [number, number];
@@ -28,6 +31,8 @@ export interface PipelineUpdate {
   epoch: number;
   pipeline: PipelineConfig;
   series: SeriesOverride[];
+  /** Loaded on the main thread; its arrays are SharedArrayBuffers, read by every worker in place. */
+  calibration: PipelineCalibration;
 }
 
 /** What a DECTRIS `start` message tells the workers about a series. */
@@ -88,6 +93,10 @@ export interface ResultHeader {
   error?: string;
   /** Mapped pixels excluded by their value (markers, saturated or flagged). */
   excluded?: number;
+  /** Id of the calibration set the frame was converted with (null: none). */
+  calibration?: string | null;
+  /** Pixels the calibration stage excluded, by reason (JUNGFRAU: saturated, invalid gain, error word, masked). */
+  calibrationExcluded?: Record<string, number>;
 }
 
 export interface ResultArrays {

@@ -1,0 +1,73 @@
+// The integrate stage: azimuthal integration with pyFAI's semantics through a
+// pixel-to-bin map built once per geometry, binning and static mask (kept
+// across reloads by the worker's IntegratorCache). The same native pass
+// counts lit pixels for the veto, so a frame is read once for both.
+import type { IntegrateConfig } from '../../config/config';
+import { AzimuthalIntegrator, type IntegrateOptions } from '../../integrate/azimuthal';
+import type { IntegratorCache } from '../integrator-cache';
+import type { Stage, WorkFrame } from './frame';
+
+function staticMask(f: WorkFrame): Uint8Array {
+  const n = f.shape[0] * f.shape[1];
+  const mask = new Uint8Array(n);
+  for (const m of f.masks) for (let i = 0; i < n; i++) if (m[i]) mask[i] = 1;
+  // Markers of the first frame of a map (negative pixels: PILATUS gaps and dead pixels).
+  const px = f.pixels ?? f.decode();
+  for (let i = 0; i < n; i++) if (px[i]! < 0) mask[i] = 1;
+  return mask;
+}
+
+export class IntegrateStage implements Stage {
+  readonly name = 'integrate';
+
+  constructor(private readonly integrators: IntegratorCache) {}
+
+  private integrator(f: WorkFrame, cfg: IntegrateConfig): AzimuthalIntegrator {
+    const key = JSON.stringify([f.geometry, f.shape, cfg, f.mapKey]);
+    let ai = this.integrators.get(key);
+    if (ai) return ai;
+    ai = new AzimuthalIntegrator({
+      geometry: f.geometry,
+      shape: f.shape,
+      npt: cfg.npt,
+      unit: cfg.unit,
+      split: cfg.split,
+      mask: staticMask(f),
+      solidAngle: cfg.solid_angle,
+      ...(cfg.npt_azim > 0 ? { nptAzim: cfg.npt_azim } : {}),
+      ...(cfg.polarization !== null ? { polarization: cfg.polarization } : {}),
+      ...(cfg.range ? { radialRange: cfg.range } : {}),
+      ...(f.flat ? { flat: f.flat } : {}),
+    });
+    this.integrators.set(key, ai);
+    return ai;
+  }
+
+  /** Runs the integration pass once per frame (counting lit pixels above `litThreshold` when given) and keeps it on the frame. */
+  pass(f: WorkFrame, litThreshold?: number): NonNullable<WorkFrame['integration']> {
+    if (f.integration) return f.integration;
+    const ai = this.integrator(f, f.settings.integrate);
+    const options: IntegrateOptions = {
+      ...(f.dark ? { dark: f.dark } : {}),
+      ...(litThreshold !== undefined ? { litThreshold } : {}),
+      ...(f.maxValid !== undefined ? { maxValid: f.maxValid } : {}),
+    };
+    // Still-compressed CBF frames are decoded inside the integration pass.
+    const result = f.pixels ? ai.integrate(f.pixels, options) : ai.integrateCbf(f.payload, options);
+    f.integration = { result, radial: ai.radial, ...(ai.azimuthal ? { azimuthal: ai.azimuthal } : {}) };
+    f.header.excluded = result.excluded;
+    f.header.unit = ai.unit.name;
+    return f.integration;
+  }
+
+  run(f: WorkFrame): void {
+    const { result, radial, azimuthal } = this.pass(f);
+    f.arrays = {
+      radial,
+      ...(azimuthal ? { azimuthal } : {}),
+      intensity: Float32Array.from(result.intensity),
+      sigma: Float32Array.from(result.sigma),
+      count: Float32Array.from(result.count),
+    };
+  }
+}
