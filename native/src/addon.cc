@@ -264,6 +264,7 @@ class IntegratorWrap : public Napi::ObjectWrap<IntegratorWrap> {
     if (!dark.IsEmpty()) f.dark = dark.Data();
     const Napi::Value lt = o.Get("litThreshold");
     if (lt.IsNumber()) f.lit_threshold = lt.As<Napi::Number>().DoubleValue();
+    f.negative_valid = o.Get("negativeValid").ToBoolean();
     const Napi::Value mv = o.Get("maxValid");
     if (mv.IsNumber()) f.max_valid = mv.As<Napi::Number>().DoubleValue();
     const Napi::Value d = o.Get("dummy");
