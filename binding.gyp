@@ -8,6 +8,7 @@
         "native/src/byte_offset.cc",
         "native/src/geometry.cc",
         "native/src/integrator.cc",
+        "native/src/jungfrau.cc",
         "native/src/sd_notify.cc",
         "native/src/lz4_codecs.cc",
         "native/src/cbf_decode.cc"

@@ -66,6 +66,8 @@ export interface FrameOptions {
   litThreshold?: number;
   /** Pixels above this are excluded and counted (saturated, or the detector's flag value). */
   maxValid?: number;
+  /** Float frames only: negative values are signal (calibrated photons or keV), only NaN excludes a pixel. */
+  negativeValid?: boolean;
   dummy?: number;
   deltaDummy?: number;
   empty?: number;
@@ -102,6 +104,43 @@ export interface NativeIntegrator {
   memoryBytes(): number;
 }
 
+/** Per-frame counts of a JUNGFRAU conversion: every pixel is in exactly one of the first seven. */
+export interface JungfrauCounts {
+  /** Converted pixels per gain stage. */
+  g0: number;
+  g1: number;
+  g2: number;
+  /** 0xC000: G2 at ADC 0. */
+  saturated: number;
+  /** Gain code 10. */
+  invalidCode: number;
+  /** The word 0xFFFF. */
+  errorWord: number;
+  /** Excluded by mask & excludeBits[gain], or by a NaN pedestal / factor in that gain. */
+  masked: number;
+  /** Converted pixels above litThreshold (0 when not asked). */
+  lit: number;
+}
+
+/** G0 pedestal tracking in the conversion pass (defaults: Jungfraujoch's, see native/src/jungfrau.h). */
+export interface JungfrauTrack {
+  /** Tracked G0 pedestal, updated in place; not the pedestal applied in this pass. */
+  pedestal: Float32Array;
+  /** G0 pedestal rms. */
+  rms: Float32Array;
+  /** A G0 pixel moves the pedestal only when |ADC - tracked| < k * rms (default 1). */
+  k?: number;
+  /** tracked += (ADC - tracked) / window (default 128 frames). */
+  window?: number;
+}
+
+export interface JungfrauConvertOptions {
+  litThreshold?: number;
+  track?: JungfrauTrack;
+  /** Force the portable kernel (tests compare it with the AVX2 one). */
+  kernel?: 'scalar';
+}
+
 interface Addon {
   cbfLocate(buf: Uint8Array): CbfBinaryInfo;
   cbfDecode(buf: Uint8Array, out?: Int32Array): { binary: CbfBinaryInfo; pixels: Int32Array };
@@ -109,7 +148,17 @@ interface Addon {
   byteOffsetEncode(values: Int32Array): Buffer;
   pixelArrays(g: NativeGeometry, rows: number, cols: number, req: PixelArrayRequest): PixelArrays;
   Integrator: new (options: IntegratorOptions) => NativeIntegrator;
-  kernels: { byteOffset: string };
+  kernels: { byteOffset: string; jungfrau: string };
+  /** pedestal and factor are [3][n] (one image per gain); excluded pixels are written as NaN. */
+  jungfrauConvert(
+    raw: Uint16Array,
+    pedestal: Float32Array,
+    factor: Float32Array,
+    mask: Uint32Array | null,
+    excludeBits: Uint32Array,
+    out: Float32Array,
+    options?: JungfrauConvertOptions,
+  ): JungfrauCounts;
   sdNotify(state: string): boolean;
   bslz4Decode<T extends ArrayBufferView>(src: Uint8Array, out: T, elemSize: number): T;
   lz4Decode<T extends ArrayBufferView>(src: Uint8Array, out: T, framed: boolean): T;

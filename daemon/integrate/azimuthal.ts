@@ -37,7 +37,7 @@ export interface Integration extends NativeIntegration {
   azimuthal?: Float64Array;
 }
 
-export type IntegrateOptions = Pick<FrameOptions, 'dark' | 'dummy' | 'deltaDummy' | 'empty' | 'litThreshold' | 'maxValid'>;
+export type IntegrateOptions = Pick<FrameOptions, 'dark' | 'dummy' | 'deltaDummy' | 'empty' | 'litThreshold' | 'maxValid' | 'negativeValid'>;
 
 const RAD = 180 / Math.PI;
 

@@ -13,6 +13,7 @@
 #include "cbf_locate.h"
 #include "geometry.h"
 #include "integrator.h"
+#include "jungfrau.h"
 #include "lz4_codecs.h"
 #include "sd_notify.h"
 
@@ -263,6 +264,7 @@ class IntegratorWrap : public Napi::ObjectWrap<IntegratorWrap> {
     if (!dark.IsEmpty()) f.dark = dark.Data();
     const Napi::Value lt = o.Get("litThreshold");
     if (lt.IsNumber()) f.lit_threshold = lt.As<Napi::Number>().DoubleValue();
+    f.negative_valid = o.Get("negativeValid").ToBoolean();
     const Napi::Value mv = o.Get("maxValid");
     if (mv.IsNumber()) f.max_valid = mv.As<Napi::Number>().DoubleValue();
     const Napi::Value d = o.Get("dummy");
@@ -438,6 +440,113 @@ Napi::Value Lz4BlockEncode(const Napi::CallbackInfo& info) {
   return Napi::Buffer<uint8_t>::Copy(info.Env(), out.data(), out.size());
 }
 
+// A typed array of one exact element type with n elements (n = 0: any length),
+// read through napi_get_typedarray_info so SharedArrayBuffer views work too.
+template <typename T>
+T* typed_exact(const Napi::Env& env, const Napi::Value& v, napi_typedarray_type want, const char* tname, size_t n,
+               const char* what, size_t* len_out = nullptr) {
+  napi_typedarray_type type;
+  size_t length = 0;
+  void* data = nullptr;
+  if (!v.IsTypedArray() || napi_get_typedarray_info(env, v, &type, &length, &data, nullptr, nullptr) != napi_ok ||
+      type != want)
+    throw Napi::TypeError::New(env, std::string(what) + " must be a " + tname);
+  if (n && length != n)
+    throw Napi::TypeError::New(env, std::string(what) + " has " + std::to_string(length) + " elements, expected " +
+                                        std::to_string(n));
+  if (len_out) *len_out = length;
+  // A zero-length view may have no storage; the kernel reads nothing from it then.
+  return static_cast<T*>(data);
+}
+
+double finite_prop(const Napi::Object& o, const char* key, double fallback) {
+  const Napi::Value v = o.Get(key);
+  if (v.IsUndefined()) return fallback;
+  if (!v.IsNumber() || !std::isfinite(v.As<Napi::Number>().DoubleValue()))
+    throw Napi::TypeError::New(o.Env(), std::string(key) + " must be a finite number");
+  return v.As<Napi::Number>().DoubleValue();
+}
+
+// jungfrauConvert(raw, pedestal, factor, mask | null, excludeBits, out,
+//                 { litThreshold?, track?: { pedestal, rms, k?, window? }, kernel?: 'scalar' }) -> counts
+Napi::Value JungfrauConvert(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 6)
+    throw Napi::TypeError::New(env, "jungfrauConvert(raw, pedestal, factor, mask, excludeBits, out, options?)");
+  JfInputs in;
+  size_t n = 0;
+  in.raw = typed_exact<const uint16_t>(env, info[0], napi_uint16_array, "Uint16Array", 0, "raw", &n);
+  in.n = n;
+  const size_t n3 = 3 * n;
+  in.pedestal = typed_exact<const float>(env, info[1], napi_float32_array, "Float32Array", 0, "pedestal");
+  in.factor = typed_exact<const float>(env, info[2], napi_float32_array, "Float32Array", 0, "factor");
+  auto check3 = [&](const Napi::Value& v, const char* what) {
+    size_t len = 0;
+    typed_exact<const float>(env, v, napi_float32_array, "Float32Array", 0, what, &len);
+    if (len != n3)
+      throw Napi::TypeError::New(env, std::string(what) + " has " + std::to_string(len) + " elements, expected 3 x " +
+                                          std::to_string(n) + " (one image per gain)");
+  };
+  check3(info[1], "pedestal");
+  check3(info[2], "factor");
+  if (!info[3].IsNull() && !info[3].IsUndefined())
+    in.mask = typed_exact<const uint32_t>(env, info[3], napi_uint32_array, "Uint32Array or null", n ? n : 0, "mask");
+  const uint32_t* ex = typed_exact<const uint32_t>(env, info[4], napi_uint32_array, "Uint32Array", 3, "excludeBits");
+  for (int g = 0; g < 3; ++g) in.exclude[g] = ex[g];
+  size_t out_len = 0;
+  float* out = typed_exact<float>(env, info[5], napi_float32_array, "Float32Array", 0, "out", &out_len);
+  if (out_len != n)
+    throw Napi::TypeError::New(env, "out has " + std::to_string(out_len) + " elements, expected " + std::to_string(n));
+  if (in.mask && n == 0) in.mask = nullptr;
+  JfTrack track;
+  bool scalar = false;
+  if (info.Length() > 6 && !info[6].IsUndefined() && !info[6].IsNull()) {
+    if (!info[6].IsObject()) throw Napi::TypeError::New(env, "options must be an object");
+    const Napi::Object o = info[6].As<Napi::Object>();
+    const Napi::Value lt = o.Get("litThreshold");
+    if (!lt.IsUndefined()) {
+      if (!lt.IsNumber() || std::isnan(lt.As<Napi::Number>().DoubleValue()))
+        throw Napi::TypeError::New(env, "litThreshold must be a number");
+      in.lit = true;
+      in.lit_threshold = static_cast<float>(lt.As<Napi::Number>().DoubleValue());
+    }
+    const Napi::Value tv = o.Get("track");
+    if (!tv.IsUndefined() && !tv.IsNull()) {
+      if (!tv.IsObject()) throw Napi::TypeError::New(env, "track must be an object");
+      const Napi::Object t = tv.As<Napi::Object>();
+      track.pedestal = typed_exact<float>(env, t.Get("pedestal"), napi_float32_array, "Float32Array", 0, "track.pedestal", &out_len);
+      if (out_len != n)
+        throw Napi::TypeError::New(env, "track.pedestal has " + std::to_string(out_len) + " elements, expected " + std::to_string(n));
+      track.rms = typed_exact<const float>(env, t.Get("rms"), napi_float32_array, "Float32Array", 0, "track.rms", &out_len);
+      if (out_len != n)
+        throw Napi::TypeError::New(env, "track.rms has " + std::to_string(out_len) + " elements, expected " + std::to_string(n));
+      track.k = static_cast<float>(finite_prop(t, "k", kJfTrackK));
+      track.window = static_cast<float>(finite_prop(t, "window", kJfTrackWindow));
+      if (!(track.k >= 0)) throw Napi::TypeError::New(env, "track.k must not be negative");
+      if (!(track.window >= 1)) throw Napi::TypeError::New(env, "track.window must be at least 1");
+      in.track = &track;
+    }
+    const Napi::Value kv = o.Get("kernel");
+    if (!kv.IsUndefined()) {
+      if (!kv.IsString() || kv.As<Napi::String>().Utf8Value() != "scalar")
+        throw Napi::TypeError::New(env, "kernel must be 'scalar' when given");
+      scalar = true;
+    }
+  }
+  if (n == 0) in.raw = nullptr;
+  const JfCounts c = n == 0 ? JfCounts{} : scalar ? jungfrau_convert_scalar(in, out) : jungfrau_convert(in, out);
+  Napi::Object r = Napi::Object::New(env);
+  r.Set("g0", double(c.gain[0]));
+  r.Set("g1", double(c.gain[1]));
+  r.Set("g2", double(c.gain[2]));
+  r.Set("saturated", double(c.saturated));
+  r.Set("invalidCode", double(c.invalid_code));
+  r.Set("errorWord", double(c.error_word));
+  r.Set("masked", double(c.masked));
+  r.Set("lit", double(c.lit));
+  return r;
+}
+
 // sdNotify("READY=1\nSTATUS=...") -> false when not run under systemd
 Napi::Value SdNotify(const Napi::CallbackInfo& info) {
   if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(info.Env(), "sdNotify(state: string)");
@@ -467,8 +576,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("byteOffsetEncode", Napi::Function::New(env, ByteOffsetEncode));
   exports.Set("pixelArrays", Napi::Function::New(env, PixelArraysJs));
   exports.Set("Integrator", IntegratorWrap::Define(env));
+  exports.Set("jungfrauConvert", Napi::Function::New(env, JungfrauConvert));
   Napi::Object kernels = Napi::Object::New(env);
   kernels.Set("byteOffset", byte_offset_kernel_name());
+  kernels.Set("jungfrau", jungfrau_kernel_name());
   exports.Set("kernels", kernels);
   return exports;
 }

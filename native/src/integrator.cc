@@ -183,7 +183,9 @@ template <typename T, bool kDummy>
 inline bool excluded(T raw, const FrameInputs& f) {
   const double x = static_cast<double>(raw);
   // Negative raw values are the detector's gap and bad-pixel markers; NaN fails the test too.
-  bool bad = !(x >= 0) || x > f.max_valid;
+  bool bad;
+  if constexpr (std::is_floating_point<T>::value) bad = (f.negative_valid ? std::isnan(x) : !(x >= 0)) || x > f.max_valid;
+  else bad = !(x >= 0) || x > f.max_valid;
   if (kDummy) bad = bad || std::fabs(x - f.dummy) <= f.delta_dummy;
   return bad;
 }

@@ -56,6 +56,10 @@ struct FrameInputs {
   double lit_threshold = std::numeric_limits<double>::quiet_NaN();
   // Pixels above this are excluded like markers: saturated or flagged (EIGER: 2^bits - 1).
   double max_valid = std::numeric_limits<double>::infinity();
+  // Float frames that are calibrated (JUNGFRAU photons or keV) have real negative
+  // values around zero: then only NaN marks an excluded pixel. Integer frames
+  // keep the rule that negative values are the detector's markers.
+  bool negative_valid = false;
 };
 
 // Running sums for one frame; a frame may be fed in tiles of consecutive pixels.

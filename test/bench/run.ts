@@ -11,6 +11,7 @@ import { native } from '../../daemon/native';
 import { SyntheticDetector } from '../../daemon/sim/synthetic';
 import { dataDir, dataFile } from '../helpers/data';
 import { replayBenchmark, stream2Benchmark } from './e2e';
+import { jungfrauRows } from './jungfrau';
 import { measure, printTable, type Row, type Timing } from './measure';
 
 const REPS = Math.max(50, Number(process.env.BENCH_REPS ?? 50));
@@ -208,6 +209,13 @@ function main(): void {
   rows.push(...bslz4Rows(ref));
   const refNames = ref ? `fabio ${ref.fabio_version ?? '?'}, pyFAI ${ref.pyfai_version ?? ref.pyfai_error ?? '?'}, Debian bitshuffle` : 'not available';
   printTable(`Reference: ${refNames}. Ratio = reference time / beamedge time (higher is better for beamedge).`, rows);
+  const jf = jungfrauRows(REPS);
+  printTable(`JUNGFRAU, one thread. Reference: the same conversion in ${jf.numpy ?? 'numpy (not available)'}; ratio = numpy time / beamedge time.`, jf.rows);
+  const jfMpix = (2048 * 2048) / jf.convertMs / 1e3;
+  process.stdout.write(
+    `\nJUNGFRAU targets: conversion >= 2000 Mpixel/s: ${fmt(jfMpix, 0)} ${jfMpix >= 2000 ? 'met' : 'NOT met'}; ` +
+      `conversion + veto + 1D integration <= 5 ms: ${fmt(jf.pipelineMs)} ms ${jf.pipelineMs <= 5 ? 'met' : 'NOT met'}\n`,
+  );
   const d = mpix(decode.medianMs);
   const f = ours.no!.fused.medianMs;
   process.stdout.write(
