@@ -18,7 +18,7 @@ void PedestalAccumulator::reset() {
 }
 
 void PedestalAccumulator::add(const uint16_t* frame) {
-  if (frames_ >= kMaxFrames) throw std::range_error("a dark run of more than 262143 frames would overflow the sums");
+  if (frames_ >= kMaxFrames) throw std::range_error("a dark run of more than 262144 frames would overflow the sums");
   // Gain code -> stage: 00 -> 0, 01 -> 1, 11 -> 2; code 10 is invalid.
   static constexpr int kStage[4] = {0, 1, -1, 2};
   const size_t n = pixels_;
