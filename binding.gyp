@@ -11,7 +11,8 @@
         "native/src/jungfrau.cc",
         "native/src/sd_notify.cc",
         "native/src/lz4_codecs.cc",
-        "native/src/cbf_decode.cc"
+        "native/src/cbf_decode.cc",
+        "native/src/pedestal.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],

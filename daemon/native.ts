@@ -141,6 +141,18 @@ export interface JungfrauConvertOptions {
   kernel?: 'scalar';
 }
 
+/** Dark-run accumulator for JUNGFRAU raw frames (native/src/pedestal.h). */
+export interface NativePedestalAccumulator {
+  /** Adds one frame of raw uint16 words (exactly `pixels` of them). */
+  add(frame: Uint16Array): void;
+  frames(): number;
+  /** [3][pixels] frames per gain stage (a copy). */
+  counts(): Uint32Array;
+  /** Fills [3][pixels] mean ADC and rms; NaN where a pixel never was in that gain. */
+  stats(mean: Float32Array, rms: Float32Array): void;
+  reset(): void;
+}
+
 interface Addon {
   cbfLocate(buf: Uint8Array): CbfBinaryInfo;
   cbfDecode(buf: Uint8Array, out?: Int32Array): { binary: CbfBinaryInfo; pixels: Int32Array };
@@ -164,6 +176,7 @@ interface Addon {
   lz4Decode<T extends ArrayBufferView>(src: Uint8Array, out: T, framed: boolean): T;
   bslz4Encode(src: ArrayBufferView, elemSize: number): Buffer;
   lz4BlockEncode(src: ArrayBufferView): Buffer;
+  PedestalAccumulator: new (pixels: number) => NativePedestalAccumulator;
 }
 
 // dist/daemon/native.js -> <root>/build/Release/beamedge.node

@@ -5,7 +5,8 @@ export class UsageError extends Error {
   override name = 'UsageError';
 }
 
-export type OptionKind = 'flag' | 'string' | 'number' | 'pair';
+// list: every following argument up to the next --option (file lists).
+export type OptionKind = 'flag' | 'string' | 'number' | 'pair' | 'list';
 
 export interface OptionSpec {
   kind: OptionKind;
@@ -18,7 +19,7 @@ export interface OptionSpec {
   choices?: readonly string[];
 }
 
-export type OptionValue = boolean | string | number | [number, number];
+export type OptionValue = boolean | string | number | [number, number] | string[];
 
 export interface Parsed {
   positional: string[];
@@ -71,6 +72,14 @@ export function parseArgs(argv: string[], specs: Record<string, OptionSpec>): Pa
       case 'number':
         options.set(name, toNumber(name, next(), spec));
         break;
+      case 'list': {
+        if (inline !== undefined) throw new UsageError(`--${name} takes its values as separate arguments`);
+        const values: string[] = [];
+        while (i + 1 < argv.length && !argv[i + 1]!.startsWith('--')) values.push(argv[++i]!);
+        if (values.length === 0) throw new UsageError(`--${name} needs ${spec.arg ?? 'at least one value'}`);
+        options.set(name, values);
+        break;
+      }
       case 'pair': {
         const lo = toNumber(name, argv[++i], spec);
         const hi = toNumber(name, argv[++i], spec);
@@ -85,7 +94,7 @@ export function parseArgs(argv: string[], specs: Record<string, OptionSpec>): Pa
 
 export function formatOptions(specs: Record<string, OptionSpec>): string {
   const rows = Object.entries(specs).map(([name, s]) => {
-    const arg = s.kind === 'flag' ? '' : s.kind === 'pair' ? ` ${s.arg ?? 'LO HI'}` : ` ${s.arg ?? 'VALUE'}`;
+    const arg = s.kind === 'flag' ? '' : s.kind === 'pair' ? ` ${s.arg ?? 'LO HI'}` : s.kind === 'list' ? ` ${s.arg ?? 'VALUE...'}` : ` ${s.arg ?? 'VALUE'}`;
     return [`  --${name}${arg}`, s.help + (s.choices ? ` (${s.choices.join('|')})` : '')];
   });
   const width = Math.max(...rows.map((r) => r[0]!.length)) + 2;
@@ -109,6 +118,9 @@ export class Options {
   }
   number(name: string): number | undefined {
     return this.parsed.options.get(name) as number | undefined;
+  }
+  list(name: string): string[] | undefined {
+    return this.parsed.options.get(name) as string[] | undefined;
   }
   pair(name: string): [number, number] | undefined {
     return this.parsed.options.get(name) as [number, number] | undefined;

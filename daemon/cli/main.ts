@@ -3,6 +3,7 @@
 import { VERSION } from '../version';
 import { formatOptions, Options, parseArgs, UsageError } from './args';
 import type { Command, Io } from './command';
+import { calibrateCommand } from './calibrate-command';
 import { checkConfigCommand } from './check-config-command';
 import { decodeCommand } from './decode-command';
 import { demoCommand } from './demo-command';
@@ -12,8 +13,7 @@ import { replayCommand } from './replay-command';
 import { runCommand } from './run-command';
 import { simulateCommand } from './simulate-command';
 
-const COMMANDS: Command[] = [demoCommand, runCommand, checkConfigCommand, provenanceCommand, replayCommand, simulateCommand, decodeCommand, integrateCommand];
-
+const COMMANDS: Command[] = [demoCommand, runCommand, checkConfigCommand, provenanceCommand, replayCommand, simulateCommand, decodeCommand, integrateCommand, calibrateCommand];
 
 function mainHelp(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length)) + 2;
@@ -28,6 +28,7 @@ function mainHelp(): string {
 }
 
 function commandHelp(c: Command): string {
+  if (c.subcommands) return [`usage: ${c.usage}`, '', c.summary, '', ...c.subcommands.map((s) => `  ${s.name.padEnd(10)}${s.summary}`), ''].join('\n');
   return [`usage: ${c.usage}`, '', c.summary, '', formatOptions(c.options), '  --help'.padEnd(4) + '  show this help', ''].join('\n');
 }
 
@@ -41,10 +42,19 @@ export async function main(argv: string[], io: Io): Promise<number> {
     io.out(VERSION + '\n');
     return 0;
   }
-  const command = COMMANDS.find((c) => c.name === name);
+  let command = COMMANDS.find((c) => c.name === name);
   if (!command) {
     io.err(`beamedge: unknown command '${name}' (try beamedge --help)\n`);
     return 2;
+  }
+  if (command.subcommands && rest[0] !== undefined && !rest[0].startsWith('-')) {
+    const sub = command.subcommands.find((s) => s.name === rest[0]);
+    if (!sub) {
+      io.err(`beamedge ${command.name}: unknown subcommand '${rest[0]}' (one of ${command.subcommands.map((s) => s.name).join(', ')})\n`);
+      return 2;
+    }
+    command = { ...sub, name: `${command.name} ${sub.name}` };
+    rest.shift();
   }
   if (rest.includes('--help') || rest.includes('-h')) {
     io.out(commandHelp(command));

@@ -15,6 +15,7 @@
 #include "integrator.h"
 #include "jungfrau.h"
 #include "lz4_codecs.h"
+#include "pedestal.h"
 #include "sd_notify.h"
 
 using namespace beamedge;
@@ -554,6 +555,67 @@ Napi::Value SdNotify(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&] { return Napi::Boolean::New(info.Env(), sd_notify_send(state)); });
 }
 
+// --- dark-run accumulation (calibrate pedestal) ---
+// new PedestalAccumulator(pixels); add(frame: Uint16Array); frames();
+// counts() -> Uint32Array [3][pixels] (a copy); stats(mean, rms: Float32Array [3][pixels]); reset()
+class PedestalWrap : public Napi::ObjectWrap<PedestalWrap> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "PedestalAccumulator",
+                       {InstanceMethod("add", &PedestalWrap::Add), InstanceMethod("frames", &PedestalWrap::Frames),
+                        InstanceMethod("counts", &PedestalWrap::Counts), InstanceMethod("stats", &PedestalWrap::Stats),
+                        InstanceMethod("reset", &PedestalWrap::Reset)});
+  }
+
+  explicit PedestalWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<PedestalWrap>(info) {
+    if (info.Length() < 1 || !info[0].IsNumber()) throw Napi::TypeError::New(info.Env(), "PedestalAccumulator(pixels)");
+    const double n = info[0].As<Napi::Number>().DoubleValue();
+    if (!(n >= 1 && n <= 1e9 && n == static_cast<double>(static_cast<size_t>(n))))
+      throw Napi::RangeError::New(info.Env(), "pixels must be a positive integer");
+    acc_ = guarded(info.Env(), [&] { return std::make_unique<PedestalAccumulator>(static_cast<size_t>(n)); });
+  }
+
+ private:
+  Napi::TypedArray typed(const Napi::CallbackInfo& info, size_t i, napi_typedarray_type type, size_t n, const char* what) {
+    if (info.Length() <= i || !info[i].IsTypedArray() || info[i].As<Napi::TypedArray>().TypedArrayType() != type)
+      throw Napi::TypeError::New(info.Env(), what);
+    Napi::TypedArray a = info[i].As<Napi::TypedArray>();
+    if (a.ElementLength() != n)
+      throw Napi::RangeError::New(info.Env(), std::string(what) + ": " + std::to_string(a.ElementLength()) +
+                                                  " elements, expected " + std::to_string(n));
+    return a;
+  }
+
+  Napi::Value Add(const Napi::CallbackInfo& info) {
+    auto a = typed(info, 0, napi_uint16_array, acc_->pixels(), "frame must be a Uint16Array of one frame");
+    guarded(info.Env(), [&] { acc_->add(a.As<Napi::Uint16Array>().Data()); });
+    return info.Env().Undefined();
+  }
+  Napi::Value Frames(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), static_cast<double>(acc_->frames()));
+  }
+  Napi::Value Counts(const Napi::CallbackInfo& info) {
+    const size_t n = 3 * acc_->pixels();
+    Napi::Uint32Array out = Napi::Uint32Array::New(info.Env(), n);
+    std::copy(acc_->counts(), acc_->counts() + n, out.Data());
+    return out;
+  }
+  Napi::Value Stats(const Napi::CallbackInfo& info) {
+    const size_t n = 3 * acc_->pixels();
+    auto mean = typed(info, 0, napi_float32_array, n, "mean must be a Float32Array [3][pixels]");
+    auto rms = typed(info, 1, napi_float32_array, n, "rms must be a Float32Array [3][pixels]");
+    acc_->stats(mean.As<Napi::Float32Array>().Data(), rms.As<Napi::Float32Array>().Data());
+    return info.Env().Undefined();
+  }
+  Napi::Value Reset(const Napi::CallbackInfo& info) {
+    acc_->reset();
+    return info.Env().Undefined();
+  }
+
+  std::unique_ptr<PedestalAccumulator> acc_;
+};
+// --- end dark-run accumulation ---
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
 #if defined(__GLIBC__)
   // glibc raises its mmap threshold each time a large block is freed, after
@@ -577,6 +639,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("pixelArrays", Napi::Function::New(env, PixelArraysJs));
   exports.Set("Integrator", IntegratorWrap::Define(env));
   exports.Set("jungfrauConvert", Napi::Function::New(env, JungfrauConvert));
+  exports.Set("PedestalAccumulator", PedestalWrap::Define(env));  // calibrate pedestal
   Napi::Object kernels = Napi::Object::New(env);
   kernels.Set("byteOffset", byte_offset_kernel_name());
   kernels.Set("jungfrau", jungfrau_kernel_name());
