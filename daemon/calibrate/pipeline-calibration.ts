@@ -8,6 +8,7 @@ import type { PipelineConfig } from '../config/config';
 import { parsePoni } from '../geometry/poni';
 import type { Geometry } from '../geometry/geometry';
 import { loadCalibrationSet, type CalibrationArrays, type DetectorKind } from './calibration-set';
+import { JungfrauConverter, type JungfrauUnit } from './jungfrau';
 import { sha256 } from './npy';
 import { readPixelImage } from './pixel-image';
 
@@ -25,6 +26,8 @@ export interface LoadedSet {
   shape: [number, number];
   energyKeV: number | null;
   arrays: CalibrationArrays;
+  /** JUNGFRAU sets: 1 / (gain x E) (or 1 / gain for keV) per gain, NaN where the mask excludes the pixel in that gain. */
+  jungfrau?: { factor: Float32Array; energyKeV: number; unit: JungfrauUnit };
 }
 
 export interface PipelineCalibration {
@@ -81,6 +84,26 @@ function pixelMap<T extends Float32Array | Uint8Array>(file: string, ctor: { new
   return { file, sha256: sha256(bytes), shape: img.shape, data };
 }
 
+// Factors are derived from a set and two keys: kept per combination, so a
+// reload that changes neither does not recompute 3 x pixels of them.
+const factors = new Map<string, NonNullable<LoadedSet['jungfrau']>>();
+
+function jungfrauFactors(set: LoadedSet, energyKeV: number, unit: JungfrauUnit): NonNullable<LoadedSet['jungfrau']> {
+  const key = `${set.id}:${energyKeV}:${unit}`;
+  let f = factors.get(key);
+  if (!f) {
+    const { gain, mask } = set.arrays;
+    const factor = new Float32Array(new SharedArrayBuffer(gain!.length * 4) as unknown as ArrayBuffer);
+    JungfrauConverter.factorsFromGain(gain!, energyKeV, unit, factor);
+    // The mask folded into the factors: the kernel then reads no mask per frame.
+    if (mask) JungfrauConverter.foldMask(factor, mask);
+    f = { factor, energyKeV, unit };
+    factors.clear();
+    factors.set(key, f);
+  }
+  return f;
+}
+
 /** Throws an Error naming the key and the file when anything cannot be loaded or does not fit together. */
 export function loadPipelineCalibration(p: PipelineConfig): PipelineCalibration {
   const cal: PipelineCalibration = {};
@@ -107,8 +130,11 @@ export function loadPipelineCalibration(p: PipelineConfig): PipelineCalibration 
       const s = loadCalibrationSet(dir);
       return { id: s.id, dir: s.dir, detector: s.json.detector, shape: s.json.shape, energyKeV: s.json.energy_kev, arrays: s.arrays };
     });
-    if (cal.set.detector === 'jungfrau' && p.calibration.energy_kev === null && cal.set.energyKeV === null)
-      throw new Error(`pipeline.calibration.energy_kev: ${dir} records no photon energy, so one must be configured`);
+    if (cal.set.detector === 'jungfrau') {
+      const energy = p.calibration.energy_kev ?? cal.set.energyKeV;
+      if (energy === null && p.calibration.unit === 'photons') throw new Error(`pipeline.calibration.energy_kev: ${dir} records no photon energy, so one must be configured`);
+      cal.set = { ...cal.set, jungfrau: jungfrauFactors(cal.set, energy ?? 0, p.calibration.unit) };
+    }
   }
   // The files must agree with each other; with the frames they are checked at each frame.
   const shapes = (['mask', 'dark', 'flat', 'set'] as const).flatMap((k) => (cal[k] ? [{ k, shape: cal[k]!.shape, file: k === 'set' ? cal.set!.dir : cal[k]!.file }] : []));

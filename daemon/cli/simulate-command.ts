@@ -1,14 +1,17 @@
 // beamedge simulate --to HOST:PORT: synthetic PILATUS-like frames over TCP.
+import { loadCalibrationSet } from '../calibrate/calibration-set';
+import { encodeJungfrau } from '../sim/jungfrau-encoder';
 import { FrameSender, Pacer } from '../sim/sender';
 import { framePool, SyntheticDetector } from '../sim/synthetic';
 import { targetOf, TO_OPTION, UsageError } from './args';
-import type { Command } from './command';
+import type { Options } from './args';
+import type { Command, Io } from './command';
 import { simulateStream1, simulateStream2 } from '../sim/stream2-simulator';
 
 export const simulateCommand: Command = {
   name: 'simulate',
   summary: 'send synthetic frames (rings, Bragg spots, Poisson noise) to a beamedge TCP ingest',
-  usage: 'beamedge simulate (--to HOST:PORT | --zmq-v2 BIND | --zmq-v1 BIND) [--rate HZ] [--frames N] [--hit-fraction F] [--shape ROWSxCOLS] [--bits 16|32] [--series ID]',
+  usage: 'beamedge simulate (--to HOST:PORT [--jungfrau DIR [--energy-kev E]] | --zmq-v2 BIND | --zmq-v1 BIND) [--rate HZ] [--frames N] [--hit-fraction F] [--shape ROWSxCOLS] [--bits 16|32] [--series ID]',
   options: {
     to: TO_OPTION,
     'zmq-v2': { kind: 'string', arg: 'BIND', help: 'act as a DECTRIS DCU: PUSH stream v2 (bitshuffle-LZ4) on this endpoint, e.g. tcp://*:31001' },
@@ -21,6 +24,8 @@ export const simulateCommand: Command = {
     'hit-fraction': { kind: 'number', arg: 'F', min: 0, help: 'fraction of frames with Bragg spots (default 0.3)' },
     shape: { kind: 'string', arg: 'ROWSxCOLS', help: 'detector shape (default 1043x981, PILATUS 1M)' },
     series: { kind: 'string', arg: 'ID', help: 'series id (default "sim")' },
+    jungfrau: { kind: 'string', arg: 'DIR', help: "with --to: send raw JUNGFRAU gain-switching words made from the synthetic photon images with this calibration set's pedestals and gains (shape: the set's)" },
+    'energy-kev': { kind: 'number', arg: 'E', min: 0.1, help: "with --jungfrau: photon energy (default: the set's)" },
   },
   async run(opts, io) {
     const hitFraction = opts.number('hit-fraction') ?? 0.3;
@@ -47,6 +52,7 @@ export const simulateCommand: Command = {
       return 0;
     }
     const target = targetOf(opts);
+    if (opts.has('jungfrau')) return simulateJungfrau(opts.string('jungfrau')!, opts.number('energy-kev'), target, opts, hitFraction, io);
     const det = new SyntheticDetector(m ? { shape: [Number(m[1]), Number(m[2])] } : {});
     const pool = framePool(det, 20, hitFraction);
     const sender = await FrameSender.connect(target.host, target.port);
@@ -63,3 +69,29 @@ export const simulateCommand: Command = {
     return 0;
   },
 };
+
+async function simulateJungfrau(dir: string, energyOpt: number | undefined, target: { host: string; port: number }, opts: Options, hitFraction: number, io: Io): Promise<number> {
+  const set = loadCalibrationSet(dir, false);
+  if (set.json.detector !== 'jungfrau') throw new UsageError(`--jungfrau: ${dir} is a ${set.json.detector} set, not a jungfrau one`);
+  const energy = energyOpt ?? set.json.energy_kev;
+  if (!energy) throw new UsageError(`--jungfrau: ${dir} records no photon energy; give --energy-kev`);
+  const shape = set.json.shape;
+  const det = new SyntheticDetector({ shape });
+  const frames = Array.from({ length: 10 }, (_, i) => {
+    const hit = i < Math.round(10 * hitFraction);
+    return { hit, words: encodeJungfrau(det.pixels(hit), { pedestal: set.arrays.pedestal!, gain: set.arrays.gain! }, energy) };
+  });
+  const sender = await FrameSender.connect(target.host, target.port);
+  const pacer = new Pacer(opts.number('rate') ?? 10);
+  const n = opts.number('frames') ?? 100;
+  const series = opts.string('series') ?? 'sim';
+  for (let i = 0; i < n; i++) {
+    const f = frames[i % frames.length]!;
+    const bytes = new Uint8Array(f.words.buffer, f.words.byteOffset, f.words.byteLength);
+    await sender.send({ series, frame: i, encoding: 'raw', dtype: 'uint16', shape, detector: 'jungfrau', meta: { synthetic: true, hit: f.hit, energy_kev: energy } }, bytes);
+    await pacer.next();
+  }
+  await sender.close();
+  io.out(`sent ${n} synthetic JUNGFRAU frames (${shape.join(' x ')}, ${energy} keV, calibration ${set.id.slice(0, 12)}) to ${target.host}:${target.port}\n`);
+  return 0;
+}

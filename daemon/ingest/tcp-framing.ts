@@ -28,6 +28,8 @@ export interface FrameHeader {
   size: number;
   dtype?: 'int32' | 'uint32' | 'uint16' | 'uint8' | 'float32';
   shape?: [number, number];
+  /** "jungfrau": raw uint16 gain-switching words, converted with pipeline.calibration.set. */
+  detector?: 'jungfrau';
   meta?: Record<string, unknown>;
   ack?: boolean;
 }
@@ -56,6 +58,8 @@ export function checkHeader(h: Record<string, unknown>): string | null {
     const s = h.shape;
     if (!Array.isArray(s) || s.length !== 2 || !s.every((x) => Number.isSafeInteger(x) && x > 0)) return 'raw frames need shape [rows, cols]';
   }
+  if (h.detector !== undefined && h.detector !== 'jungfrau') return `header detector must be "jungfrau" when given, got ${JSON.stringify(h.detector)}`;
+  if (h.detector === 'jungfrau' && (h.encoding !== 'raw' || h.dtype !== 'uint16')) return 'jungfrau frames must be raw uint16';
   if (h.meta !== undefined && (typeof h.meta !== 'object' || h.meta === null || Array.isArray(h.meta))) return 'header meta must be an object';
   if (h.meta !== undefined) {
     const n = Buffer.byteLength(JSON.stringify(h.meta));

@@ -234,6 +234,7 @@ class Connection {
           encoding: header.encoding,
           source: this.name,
           ...(header.dtype ? { dtype: header.dtype } : {}),
+          ...(header.detector ? { detector: header.detector } : {}),
           ...(header.shape ? { shape: header.shape } : {}),
           ...(header.meta ? { extra: header.meta } : {}),
         },

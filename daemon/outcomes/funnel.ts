@@ -60,6 +60,7 @@ export class OutcomeFunnel {
     const latency = performance.now() - h.receivedAt;
     stats.count('processed');
     stats.latency(latency);
+    if (h.calibrationExcluded) stats.excludedPixels(h.calibrationExcluded);
     stats.count(h.decision === 'kept' ? 'kept' : h.decision === 'rejected' ? 'rejected' : 'errored');
     recorder.frame({
       seq: h.seq,

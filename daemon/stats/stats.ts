@@ -20,6 +20,8 @@ export interface StatsSnapshot {
   totals: Counters;
   /** totals.undeliverable by MQTT topic, since start. */
   undeliverable_by_topic: Record<string, number>;
+  /** Pixels the calibration excluded since start, by reason (JUNGFRAU: saturated, invalid_gain, error_word, masked). */
+  pixels_excluded: Record<string, number>;
   rates_hz: { frames_in: number; processed: number; kept: number; published: number };
   latency_ms: { p50: number | null; p99: number | null; max: number | null; samples: number };
   queues: Record<string, number>;
@@ -33,6 +35,7 @@ function percentile(sorted: number[], q: number): number | null {
 export class Stats {
   readonly totals: Counters = { frames_in: 0, processed: 0, kept: 0, rejected: 0, dropped: 0, errored: 0, published: 0, undeliverable: 0, reloads: 0 };
   private readonly undeliverableByTopic: Record<string, number> = {};
+  private readonly pixelsExcluded: Record<string, number> = {};
   private last: Counters = { ...this.totals };
   private lastTime = process.hrtime.bigint();
   private latencies: number[] = [];
@@ -45,6 +48,10 @@ export class Stats {
   undeliverable(topic: string): void {
     this.totals.undeliverable++;
     this.undeliverableByTopic[topic] = (this.undeliverableByTopic[topic] ?? 0) + 1;
+  }
+
+  excludedPixels(byReason: Record<string, number>): void {
+    for (const [reason, n] of Object.entries(byReason)) this.pixelsExcluded[reason] = (this.pixelsExcluded[reason] ?? 0) + n;
   }
 
   latency(ms: number): void {
@@ -66,6 +73,7 @@ export class Stats {
       epoch,
       totals: { ...this.totals },
       undeliverable_by_topic: { ...this.undeliverableByTopic },
+      pixels_excluded: { ...this.pixelsExcluded },
       rates_hz: { frames_in: rate('frames_in'), processed: rate('processed'), kept: rate('kept'), published: rate('published') },
       latency_ms: { p50: round(percentile(lat, 0.5)), p99: round(percentile(lat, 0.99)), max: round(lat.length ? lat[lat.length - 1]! : null), samples: lat.length },
       queues,

@@ -2,23 +2,44 @@
 // against the frame's shape (a clear error naming both), from the
 // configuration (mask, dark, flat files; a calibration set) and from the
 // series' start message (the detector's pixel mask and flatfield).
-import type { PipelineCalibration } from '../../calibrate/pipeline-calibration';
+import { JungfrauConverter } from '../../calibrate/jungfrau';
+import type { LoadedSet, PipelineCalibration } from '../../calibrate/pipeline-calibration';
 import { expectShape } from '../../calibrate/pixel-image';
 import { seriesCalibration } from '../series-calibration';
 import type { Stage, WorkFrame } from './frame';
 
+// Converted frames land here, one buffer per worker reused frame to frame.
+let converted = new Float32Array(0);
+
 export class CalibrateStage implements Stage {
   readonly name = 'calibrate';
+  private converter: JungfrauConverter | undefined;
 
   constructor(private readonly cal: PipelineCalibration) {}
+
+  /** Raw gain-switching words to photons (or keV): the frame goes on as float32, excluded pixels NaN. */
+  private convertJungfrau(f: WorkFrame, set: LoadedSet): void {
+    if (set.detector !== 'jungfrau' || !set.jungfrau) throw new Error(`JUNGFRAU frames need a jungfrau calibration set; ${set.dir} is ${set.detector}`);
+    if (f.meta.encoding !== 'raw' || f.meta.dtype !== 'uint16') throw new Error(`calibration set ${set.dir} is for JUNGFRAU raw uint16 frames, but this frame is ${f.meta.encoding}${f.meta.dtype ? ` ${f.meta.dtype}` : ''}`);
+    this.converter ??= new JungfrauConverter({ pedestal: set.arrays.pedestal!, factor: set.jungfrau.factor, mask: null });
+    const n = f.shape[0] * f.shape[1];
+    if (converted.length < n) converted = new Float32Array(n);
+    const out = converted.subarray(0, n);
+    const c = this.converter.convert(f.pixels as Uint16Array, out);
+    f.pixels = out;
+    f.negativeValid = true;
+    delete f.maxValid;
+    f.mapKey.push(`set:${set.id}`);
+    f.header.calibrationExcluded = { saturated: c.saturated, invalid_gain: c.invalidCode, error_word: c.errorWord, masked: c.masked };
+  }
 
   run(f: WorkFrame): void {
     const { mask, dark, flat, set } = this.cal;
     if (set) {
       expectShape(set, f.shape, `calibration set ${set.dir}`);
       f.header.calibration = set.id;
-      if (set.detector === 'jungfrau' || f.meta.detector === 'jungfrau') throw new Error('JUNGFRAU conversion is not available in this build');
-      if (set.arrays.mask) {
+      if (set.detector === 'jungfrau' || f.meta.detector === 'jungfrau') this.convertJungfrau(f, set);
+      else if (set.arrays.mask) {
         f.masks.push(set.arrays.mask);
         f.mapKey.push(`set:${set.id}`);
       }

@@ -27,6 +27,8 @@ export interface WorkFrame {
   decode(): PixelFrame;
   /** Pixels above this are saturated or flagged, and excluded. */
   maxValid?: number;
+  /** Calibrated float pixels: negative values are signal, only NaN is excluded (otherwise negative pixels are markers). */
+  negativeValid?: boolean;
   /** Subtracted in the integration pass (float32 per pixel). */
   dark?: Float32Array;
   flat?: Float32Array;

@@ -12,8 +12,10 @@ function staticMask(f: WorkFrame): Uint8Array {
   const mask = new Uint8Array(n);
   for (const m of f.masks) for (let i = 0; i < n; i++) if (m[i]) mask[i] = 1;
   // Markers of the first frame of a map (negative pixels: PILATUS gaps and dead pixels).
-  const px = f.pixels ?? f.decode();
-  for (let i = 0; i < n; i++) if (px[i]! < 0) mask[i] = 1;
+  if (!f.negativeValid) {
+    const px = f.pixels ?? f.decode();
+    for (let i = 0; i < n; i++) if (px[i]! < 0) mask[i] = 1;
+  }
   return mask;
 }
 
@@ -51,6 +53,7 @@ export class IntegrateStage implements Stage {
       ...(f.dark ? { dark: f.dark } : {}),
       ...(litThreshold !== undefined ? { litThreshold } : {}),
       ...(f.maxValid !== undefined ? { maxValid: f.maxValid } : {}),
+      ...(f.negativeValid ? { negativeValid: true } : {}),
     };
     // Still-compressed CBF frames are decoded inside the integration pass.
     const result = f.pixels ? ai.integrate(f.pixels, options) : ai.integrateCbf(f.payload, options);
