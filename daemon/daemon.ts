@@ -4,7 +4,9 @@
 import { unwatchFile, watchFile } from 'node:fs';
 import os from 'node:os';
 import { performance } from 'node:perf_hooks';
-import { calibrationFingerprint } from './calibrate/pipeline-calibration';
+import { PedestalTracker } from './calibrate/pedestal-tracker';
+import { calibrationFingerprint, type PipelineCalibration } from './calibrate/pipeline-calibration';
+import path from 'node:path';
 import { checkReloadable, ConfigError, loadConfig, type Config, type LoadedConfig } from './config/config';
 import type { FrameSource, IncomingMeta, IngestSink } from './ingest/sink';
 import { DectrisSource } from './ingest/dectris-source';
@@ -68,6 +70,10 @@ export class Daemon {
   private readonly startedAt = new Date();
   private stopping: Promise<void> | undefined;
   private reloading: Promise<ReloadResult> = Promise.resolve({ ok: true, epoch: 1, message: '' });
+  private tracker!: PedestalTracker;
+  /** What the workers convert with now (a tracking snapshot replaces the configured set). */
+  private applied!: PipelineCalibration;
+  private lastSnapshot = performance.now();
 
   private constructor(private readonly opts: DaemonOptions) {
     this.loaded = opts.loaded;
@@ -156,6 +162,8 @@ export class Daemon {
         lost: recovered.lost,
         series: recovered.series,
       });
+    this.tracker = new PedestalTracker(workerThreads(c), path.join(path.dirname(c.provenance.path), `calibrations-${c.instance}`));
+    this.applied = this.applyCalibration(this.loaded);
     const payloadBytes = Math.ceil((c.rings.slot_mb * 1024 * 1024) / 8) * 8;
     this.slots = FrameSlots.create({ slots: c.rings.slots, payloadBytes });
     for (let i = c.rings.slots - 1; i >= 0; i--) this.free.push(i);
@@ -163,7 +171,7 @@ export class Daemon {
       threads: workerThreads(c),
       slots: this.slots,
       resultBytes: c.rings.result_mb * 1024 * 1024,
-      initial: { epoch: this.epoch, pipeline: c.pipeline, series: c.series, calibration: this.loaded.calibration },
+      initial: { epoch: this.epoch, pipeline: c.pipeline, series: c.series, calibration: this.applied },
       log: this.log,
       onResult: (h, a) => {
         this.releaseSlot(h.slot);
@@ -194,6 +202,7 @@ export class Daemon {
     for (const s of this.sources) await s.start(sink);
 
     this.timers.push(setInterval(() => this.tick(), c.stats.interval_ms));
+    this.timers.push(setInterval(() => this.maybeSnapshot(), 1000));
     this.timers.push(setInterval(() => this.publisher.status(this.statusPayload('running')), 30_000));
     if (this.opts.configPath && this.opts.watchConfig !== false) {
       watchFile(this.opts.configPath, { interval: 1000 }, (cur, prev) => {
@@ -302,6 +311,40 @@ export class Daemon {
     this.lastTick = performance.now();
   }
 
+  /** The loaded calibration as the workers get it (with pedestal tracking), recorded in provenance. */
+  private applyCalibration(loaded: LoadedConfig): PipelineCalibration {
+    const applied = this.tracker.apply(loaded.calibration, loaded.config.pipeline.calibration);
+    const set = loaded.calibration.set;
+    if (set) this.recorder.calibrationSet(set.id, set.json.parent, set.dir, set.detector, 'configured');
+    return applied;
+  }
+
+  /** Every snapshot_s, the tracked pedestal becomes a derived set and the workers convert with it from their next frame. */
+  maybeSnapshot(force = false): string | undefined {
+    if (!this.tracker.active || (!force && performance.now() - this.lastSnapshot < this.config.pipeline.calibration.snapshot_s * 1000)) return undefined;
+    this.lastSnapshot = performance.now();
+    let snap;
+    try {
+      snap = this.tracker.snapshot();
+    } catch (e) {
+      this.event('error', 'calibration_snapshot_failed', `pedestal tracking snapshot failed; frames keep the current set: ${(e as Error).message}`);
+      return undefined;
+    }
+    if (!snap) return undefined;
+    const { set } = snap;
+    this.recorder.calibrationSet(set.id, snap.parent, set.dir, set.detector, 'tracking', { frames: snap.frames, mean_g0_shift_adu: snap.meanShift });
+    this.applied = { ...this.applied, set };
+    this.pool.update({ epoch: this.epoch, pipeline: this.config.pipeline, series: this.config.series, calibration: this.applied });
+    this.event('info', 'calibration_snapshot', `tracked pedestal saved as calibration set ${set.id.slice(0, 12)} (from ${snap.parent.slice(0, 12)}, ${snap.frames} frames, mean G0 shift ${snap.meanShift.toFixed(3)} ADU): ${set.dir}`, {
+      id: set.id,
+      parent: snap.parent,
+      dir: set.dir,
+      frames: snap.frames,
+      mean_g0_shift_adu: snap.meanShift,
+    });
+    return set.id;
+  }
+
   /** Re-reads the configuration file; a rejected file leaves the running configuration in place. */
   reload(source: string): Promise<ReloadResult> {
     this.reloading = this.reloading.then(() => this.doReload(source));
@@ -337,7 +380,8 @@ export class Daemon {
       this.config = next.config;
       this.log.level = next.config.log.level;
       this.recorder.setRetentionDays(next.config.provenance.retention_days);
-      this.pool.update({ epoch: this.epoch, pipeline: next.config.pipeline, series: next.config.series, calibration: next.calibration });
+      this.applied = this.applyCalibration(next);
+      this.pool.update({ epoch: this.epoch, pipeline: next.config.pipeline, series: next.config.series, calibration: this.applied });
       this.recorder.epoch(this.epoch, source, next.sha256, next.text, calibrationFingerprint(next.calibration));
       this.stats.count('reloads');
       this.event('info', 'reload', `configuration reloaded (${source}): epoch ${this.epoch}`, { source, epoch: this.epoch, sha256: next.sha256, calibration: calibrationFingerprint(next.calibration) });

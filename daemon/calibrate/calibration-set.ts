@@ -3,7 +3,7 @@
 // every array: one hash pins every constant a frame was converted with.
 // Loaded and checked once on the main thread, into shared memory that every
 // worker reads without a copy.
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, linkSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { encodeNpy, readNpy, sha256, type NpyData, type NpyDtype } from './npy';
 
@@ -143,4 +143,48 @@ export function writeCalibrationSet(dirIn: string, spec: NewSet, arrays: Calibra
   writeFileSync(jsonPath + '.tmp', text);
   renameSync(jsonPath + '.tmp', jsonPath);
   return { id: sha256(text), dir, json, arrays };
+}
+
+/**
+ * A set derived from `parent` with some arrays replaced (pedestal tracking):
+ * the unchanged arrays are hard-linked from the parent (copied where links
+ * are not possible), so a snapshot costs the changed arrays only. The new
+ * set names its parent.
+ */
+export function deriveCalibrationSet(parent: { id: string; dir: string; json: CalibrationJson }, dirIn: string, changed: CalibrationArrays, spec: Pick<CalibrationJson, 'tool' | 'summary'>): CalibrationSet {
+  const dir = path.resolve(dirIn);
+  const jsonPath = path.join(dir, 'calibration.json');
+  if (existsSync(jsonPath)) throw new CalibrationError(`${jsonPath} exists: a calibration set is never overwritten`);
+  mkdirSync(dir, { recursive: true });
+  const listed: CalibrationJson['arrays'] = {};
+  for (const [name, entry] of Object.entries(parent.json.arrays) as [ArrayName, NonNullable<CalibrationJson['arrays'][ArrayName]>][]) {
+    const data = changed[name] as NpyData | undefined;
+    const file = `${name}.npy`;
+    if (data) {
+      const buf = encodeNpy(data, entry.shape);
+      writeFileSync(path.join(dir, file), buf);
+      listed[name] = { ...entry, file, sha256: sha256(buf) };
+    } else {
+      const from = path.join(parent.dir, entry.file);
+      try {
+        linkSync(from, path.join(dir, file));
+      } catch {
+        copyFileSync(from, path.join(dir, file));
+      }
+      listed[name] = { ...entry, file };
+    }
+  }
+  const json: CalibrationJson = {
+    ...parent.json,
+    created: new Date().toISOString(),
+    tool: spec.tool,
+    inputs: [{ role: 'parent', path: parent.dir, sha256: parent.id }],
+    parent: parent.id,
+    arrays: listed,
+    ...(spec.summary ? { summary: spec.summary } : {}),
+  };
+  const text = Buffer.from(JSON.stringify(json, null, 2) + '\n');
+  writeFileSync(jsonPath + '.tmp', text);
+  renameSync(jsonPath + '.tmp', jsonPath);
+  return { id: sha256(text), dir, json, arrays: { ...changed } };
 }

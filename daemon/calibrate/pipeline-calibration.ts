@@ -7,7 +7,7 @@ import { readFileSync, statSync } from 'node:fs';
 import type { PipelineConfig } from '../config/config';
 import { parsePoni } from '../geometry/poni';
 import type { Geometry } from '../geometry/geometry';
-import { loadCalibrationSet, type CalibrationArrays, type DetectorKind } from './calibration-set';
+import { loadCalibrationSet, type CalibrationArrays, type CalibrationJson, type DetectorKind } from './calibration-set';
 import { JungfrauConverter, type JungfrauUnit } from './jungfrau';
 import { sha256 } from './npy';
 import { readPixelImage } from './pixel-image';
@@ -26,6 +26,7 @@ export interface LoadedSet {
   shape: [number, number];
   energyKeV: number | null;
   arrays: CalibrationArrays;
+  json: CalibrationJson;
   /** JUNGFRAU sets: 1 / (gain x E) (or 1 / gain for keV) per gain, NaN where the mask excludes the pixel in that gain. */
   jungfrau?: { factor: Float32Array; energyKeV: number; unit: JungfrauUnit };
 }
@@ -36,6 +37,17 @@ export interface PipelineCalibration {
   dark?: PixelMap<Float32Array>;
   flat?: PixelMap<Float32Array>;
   set?: LoadedSet;
+  /** JUNGFRAU G0 pedestal tracking: one shared buffer per worker (see pedestal-tracker.ts). */
+  tracking?: TrackingState;
+}
+
+export interface TrackingState {
+  /** Tracked G0 pedestal per worker index, [n] each. */
+  buffers: Float32Array[];
+  /** Frames each worker tracked since the last snapshot (Int32, one per worker). */
+  frames: Int32Array;
+  window: number;
+  k: number;
 }
 
 /** What identifies the loaded constants: a reload that changes none of them (and no key) changes nothing. */
@@ -128,7 +140,7 @@ export function loadPipelineCalibration(p: PipelineConfig): PipelineCalibration 
     const dir = p.calibration.set;
     cal.set = part('calibration.set', `${dir}/calibration.json`, () => {
       const s = loadCalibrationSet(dir);
-      return { id: s.id, dir: s.dir, detector: s.json.detector, shape: s.json.shape, energyKeV: s.json.energy_kev, arrays: s.arrays };
+      return { id: s.id, dir: s.dir, detector: s.json.detector, shape: s.json.shape, energyKeV: s.json.energy_kev, arrays: s.arrays, json: s.json };
     });
     if (cal.set.detector === 'jungfrau') {
       const energy = p.calibration.energy_kev ?? cal.set.energyKeV;

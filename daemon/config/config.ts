@@ -32,6 +32,10 @@ export interface CalibrationConfig {
   set: string | null;
   energy_kev: number | null;
   unit: 'photons' | 'keV';
+  tracking: boolean;
+  tracking_window: number;
+  tracking_k: number;
+  snapshot_s: number;
 }
 
 export interface PipelineConfig {

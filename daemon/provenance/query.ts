@@ -21,7 +21,7 @@ const COLUMNS: Record<Table, string> = {
   frames: 'id, run_id, seq, series, frame, source, received, processed, decision, reason, score, epoch, worker, latency_ms, published, error, calibration',
   events: 'id, run_id, time, level, kind, message, details',
   epochs: 'run_id, epoch, time, source, sha256, calibration',
-  calibrations: 'calibration, run_id, series, frames, kept, first_frame, last_frame, first_received, last_received',
+  calibrations: 'calibration, parent, origin, dir, run_id, series, frames, kept, first_frame, last_frame, first_received, last_received',
 };
 
 const TIME: Record<Table, string> = { runs: 'started', series: 'last_seen', frames: 'received', events: 'time', epochs: 'time', calibrations: 'last_received' };
@@ -29,8 +29,9 @@ const TIME: Record<Table, string> = { runs: 'started', series: 'last_seen', fram
 // Which frames used which calibration set: one row per set, run and series.
 const SOURCES: Partial<Record<Table, string>> = {
   epochs: 'config_epochs',
-  calibrations: `(SELECT calibration, run_id, series, count(*) AS frames, sum(decision = 'kept') AS kept, min(frame) AS first_frame, max(frame) AS last_frame,
-    min(received) AS first_received, max(received) AS last_received FROM frames WHERE calibration IS NOT NULL GROUP BY calibration, run_id, series)`,
+  calibrations: `(SELECT f.*, s.parent, s.origin, s.dir FROM (SELECT calibration, run_id, series, count(*) AS frames, sum(decision = 'kept') AS kept, min(frame) AS first_frame,
+    max(frame) AS last_frame, min(received) AS first_received, max(received) AS last_received FROM frames WHERE calibration IS NOT NULL GROUP BY calibration, run_id, series) f
+    LEFT JOIN calibration_sets s ON s.id = f.calibration)`,
 };
 
 export function query(dbPath: string, table: Table, f: QueryFilters): Record<string, unknown>[] {

@@ -100,6 +100,11 @@ export class Recorder {
     this.push({ t: 'epoch', epoch, time: new Date().toISOString(), source, sha256, text, calibration: Object.keys(calibration).length ? JSON.stringify(calibration) : null });
   }
 
+  /** A calibration set frames were (or will be) converted with: the configured one, or a tracking snapshot derived from `parent`. */
+  calibrationSet(id: string, parent: string | null, dir: string, detector: string, origin: 'configured' | 'tracking', details?: Record<string, unknown>): void {
+    this.push({ t: 'calibration_set', id, parent, dir, detector, created: new Date().toISOString(), origin, details: details ? JSON.stringify(details) : null });
+  }
+
   event(level: string, kind: string, message: string, details?: Record<string, unknown>): void {
     this.push({ t: 'event', time: new Date().toISOString(), level, kind, message, details: details ? JSON.stringify(details) : null });
   }

@@ -77,6 +77,16 @@ CREATE TABLE IF NOT EXISTS events (
   details TEXT
 );
 CREATE INDEX IF NOT EXISTS events_by_time ON events (time);
+CREATE TABLE IF NOT EXISTS calibration_sets (
+  id TEXT PRIMARY KEY,
+  parent TEXT,
+  dir TEXT NOT NULL,
+  detector TEXT NOT NULL,
+  created TEXT NOT NULL,
+  run_id INTEGER NOT NULL REFERENCES runs(id),
+  origin TEXT NOT NULL,
+  details TEXT
+);
 CREATE TABLE IF NOT EXISTS watched_files (
   directory TEXT NOT NULL,
   name TEXT NOT NULL,
@@ -117,6 +127,8 @@ export type ProvenanceOp =
   | { t: 'undelivered'; seq: number; run?: number }
   | { t: 'event'; time: string; level: string; kind: string; message: string; details: string | null }
   | { t: 'retention'; days: number }
+  // origin: 'configured' (pipeline.calibration.set) or 'tracking' (a pedestal snapshot derived from parent).
+  | { t: 'calibration_set'; id: string; parent: string | null; dir: string; detector: string; created: string; origin: 'configured' | 'tracking'; details: string | null }
   | { t: 'watched'; directory: string; name: string; size: number; mtime_ms: number; time: string };
 
 /** Schema 1 -> 2: the frames table is rebuilt for the new CHECK and seq column. */

@@ -54,6 +54,7 @@ const recovered = db.transaction(() => {
 
 const stmt = {
   epoch: db.prepare('INSERT OR REPLACE INTO config_epochs (run_id, epoch, time, source, sha256, text, calibration) VALUES (?, ?, ?, ?, ?, ?, ?)'),
+  calibrationSet: db.prepare('INSERT OR IGNORE INTO calibration_sets (id, parent, dir, detector, created, run_id, origin, details) VALUES (?, ?, ?, ?, ?, ?, ?, ?)'),
   received: db.prepare(`INSERT INTO frames (run_id, seq, series, frame, source, received, decision) VALUES (?, ?, ?, ?, ?, ?, 'received')`),
   // The outcome replaces the 'received' row; frames refused at ingest have none and are inserted.
   frame: db.prepare(
@@ -112,6 +113,9 @@ const apply = db.transaction((ops: ProvenanceOp[]) => {
         break;
       case 'undelivered':
         stmt.undelivered.run(op.run ?? runId, op.seq);
+        break;
+      case 'calibration_set':
+        stmt.calibrationSet.run(op.id, op.parent, op.dir, op.detector, op.created, runId, op.origin, op.details);
         break;
       case 'event':
         stmt.event.run(runId, op.time, op.level, op.kind, op.message, op.details);

@@ -15,6 +15,8 @@ import { VetoStage } from './stages/veto';
 
 export class Pipeline {
   readonly epoch: number;
+  /** A tracking snapshot changes the set within an epoch. */
+  readonly calibrationId: string | undefined;
   private readonly stages: Stage[];
   private readonly overrides: { re: RegExp; o: SeriesOverride }[];
 
@@ -24,6 +26,7 @@ export class Pipeline {
     integrators: IntegratorCache = new IntegratorCache(4),
   ) {
     this.epoch = update.epoch;
+    this.calibrationId = update.calibration.set?.id;
     this.overrides = update.series.map((o) => ({ re: globToRegExp(o.match), o }));
     // The veto's count comes from the integration pass, so it needs the integrate stage even when that is not named.
     const integrate = new IntegrateStage(integrators);

@@ -27,7 +27,7 @@ function drainMessages(): void {
     if (msg.kind === 'series') {
       contexts.set(msg.context.key, msg.context);
       while (contexts.size > 8) contexts.delete(contexts.keys().next().value!);
-    } else if (msg.update.epoch !== pipeline.epoch) {
+    } else if (msg.update.epoch !== pipeline.epoch || msg.update.calibration.set?.id !== pipeline.calibrationId) {
       pipeline = new Pipeline(msg.update, contexts, integrators);
     }
   }

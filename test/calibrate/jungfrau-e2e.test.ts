@@ -5,7 +5,7 @@
 // The profile is checked against an independent route: the photon image the
 // words were made from, integrated directly.
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
@@ -105,4 +105,76 @@ t.test('raw JUNGFRAU frames over TCP arrive on MQTT converted, integrated and tr
   t.teardown(() => db.close());
   const named = db.prepare("SELECT count(*) AS n FROM frames WHERE calibration = ? AND decision = 'kept'").get(set.id) as { n: number };
   t.equal(named.n, 7, 'provenance names the set on every frame');
+});
+
+t.test('pedestal tracking: dark frames move the G0 pedestal; a snapshot is a derived set with its parent, used from the next frame', async (t) => {
+  if (!needData(t)) return;
+  const dir = mkdtempSync(path.join(tmpdir(), 'beamedge-jf-track-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const jf = (f: string) => dataFile('jungfrau', f);
+  const imported = spawnSync(
+    process.execPath,
+    [BIN, 'calibrate', 'import', '--pedestal', jf('mod5_pedeG0.bin'), jf('mod5_pedeG1.bin'), jf('mod5_pedeG2.bin'), '--rms', jf('mod5_pedeG0_RMS.bin'), '--gain', jf('mod5_gain_f64.bin'), '--shape', '512x1024', '--energy-kev', String(ENERGY), '--out', path.join(dir, 'base')],
+    { encoding: 'utf8' },
+  );
+  t.equal(imported.status, 0, imported.stderr);
+  const base = loadCalibrationSet(path.join(dir, 'base'), false);
+  writeFileSync(path.join(dir, 'jf.poni'), formatPoni(GEOMETRY));
+  const cfg = path.join(dir, 'c.yaml');
+  writeFileSync(
+    cfg,
+    `instance: jft\nmqtt: { embedded_port: 0 }\ningest: { tcp: { port: 0 } }\nworkers: { threads: 2 }\nrings: { slots: 4, slot_mb: 2 }\n` +
+      `provenance: { path: ${JSON.stringify(path.join(dir, 'p.sqlite'))}, batch_ms: 20 }\n` +
+      `pipeline:\n  geometry: { poni: jf.poni }\n  calibration: { set: base, tracking: true, tracking_window: 128, tracking_k: 1, snapshot_s: 86400 }\n  veto: { enabled: false }\n  integrate: { npt: 100 }\n`,
+  );
+  const d = await Daemon.start({ loaded: loadConfig(cfg), configPath: cfg, watchConfig: false, log: createLogger('error') });
+  t.teardown(() => d.stop('test end'));
+  const s = await FrameSender.connect('127.0.0.1', d.tcpPort!);
+  t.teardown(() => s.close());
+
+  // The detector's dark level drifted up by 2 ADU: dark frames read round(pedestal + 2) in G0.
+  const n = SHAPE[0] * SHAPE[1];
+  const drifted = Float32Array.from(base.arrays.pedestal!, (v, i) => (i < n ? v + 2 : v));
+  const dark = encodeJungfrau(new Float32Array(n), { pedestal: drifted, gain: base.arrays.gain! }, ENERGY);
+  const FRAMES = 40;
+  for (let i = 0; i < FRAMES; i++) await s.send({ series: 'dark', frame: i, encoding: 'raw', dtype: 'uint16', shape: SHAPE, detector: 'jungfrau' }, new Uint8Array(dark.buffer));
+  await until(() => d.stats.totals.processed === FRAMES, `${FRAMES} processed`);
+  const id = d.maybeSnapshot(true);
+  t.ok(id, 'a snapshot was taken');
+  const snapshots = readdirSync(path.join(dir, 'calibrations-jft'));
+  t.equal(snapshots.length, 1, 'one snapshot directory beside the provenance database');
+  const derived = loadCalibrationSet(path.join(dir, 'calibrations-jft', snapshots[0]!), false);
+  t.equal(derived.id, id, 'the derived set on disk has the announced id');
+  t.equal(derived.json.parent, base.id, 'and names its parent');
+  t.same(derived.arrays.gain, base.arrays.gain, 'gains unchanged');
+  // Independent closed form: each of a worker's frames moves its p towards the ADC a by (a - p) / (128 / 2 workers),
+  // so after m_w frames p_w = a + (p0 - a)(1 - 2/128)^m_w; the snapshot is the mean weighted by m_w.
+  const perWorker = derived.json.summary!.frames_per_worker as number[];
+  t.equal(perWorker.reduce((a, b) => a + b, 0), FRAMES, `frames per worker ${perWorker.join(' + ')}`);
+  const decay = perWorker.reduce((sum, m) => sum + (m / FRAMES) * (1 - 2 / 128) ** m, 0);
+  const g0 = derived.arrays.pedestal!;
+  const rms = base.arrays.pedestal_rms!;
+  let worst = 0;
+  let tracked = 0;
+  for (let i = 0; i < n; i++) {
+    const a = dark[i]! & 0x3fff;
+    const p0 = base.arrays.pedestal![i]!;
+    if (!(Math.abs(a - p0) < rms[i]!)) continue;
+    tracked++;
+    worst = Math.max(worst, Math.abs(g0[i]! - (a + (p0 - a) * decay)));
+  }
+  t.ok(tracked > 0.99 * n, `${tracked} pixels tracked`);
+  // float32 updates round at ~1e-4 ADU each (pedestals are ~1e3-1e4 ADU): 1e-2 ADU over tens of frames, against a 2 ADU drift.
+  t.ok(worst < 1e-2, `tracked pedestal follows the closed form over ${FRAMES} frames split between 2 workers (worst ${worst.toExponential(2)} ADU)`);
+  t.same(Array.from(derived.arrays.pedestal!.subarray(n)), Array.from(base.arrays.pedestal!.subarray(n)), 'G1 and G2 pedestals unchanged');
+
+  await s.send({ series: 'after', frame: 0, encoding: 'raw', dtype: 'uint16', shape: SHAPE, detector: 'jungfrau' }, new Uint8Array(dark.buffer));
+  await until(() => d.stats.totals.processed === FRAMES + 1, 'one more processed');
+  await d.sync();
+  const db = new Database(path.join(dir, 'p.sqlite'), { readonly: true });
+  t.teardown(() => db.close());
+  const after = db.prepare("SELECT calibration FROM frames WHERE series = 'after'").get() as { calibration: string };
+  t.equal(after.calibration, id, 'the next frame is converted with the derived set');
+  const sets = db.prepare('SELECT id, parent, origin FROM calibration_sets ORDER BY origin').all();
+  t.same(sets, [{ id: base.id, parent: null, origin: 'configured' }, { id, parent: base.id, origin: 'tracking' }], 'provenance records the set and its snapshot');
 });

@@ -25,11 +25,17 @@ export class CalibrateStage implements Stage {
     const n = f.shape[0] * f.shape[1];
     if (converted.length < n) converted = new Float32Array(n);
     const out = converted.subarray(0, n);
-    const c = this.converter.convert(f.pixels as Uint16Array, out);
+    const tracking = this.cal.tracking;
+    const c = this.converter.convert(
+      f.pixels as Uint16Array,
+      out,
+      tracking ? { track: { pedestal: tracking.buffers[f.header.worker]!, rms: set.arrays.pedestal_rms!.subarray(0, n), k: tracking.k, window: tracking.window } } : {},
+    );
+    if (tracking) Atomics.add(tracking.frames, f.header.worker, 1);
     f.pixels = out;
     f.negativeValid = true;
+    // The set's mask is folded into its factors (NaN pixels), so no map depends on it.
     delete f.maxValid;
-    f.mapKey.push(`set:${set.id}`);
     f.header.calibrationExcluded = { saturated: c.saturated, invalid_gain: c.invalidCode, error_word: c.errorWord, masked: c.masked };
   }
 
