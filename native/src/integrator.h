@@ -109,6 +109,8 @@ class Integrator {
   void flush_packed(Accumulator& acc) const;
   template <typename T, typename Index, bool kDark, bool kDummy, bool kLit>
   void run_direct(Accumulator& acc, const Index* map, const T* data, const FrameInputs& f, size_t first, size_t n) const;
+  template <typename Index, bool kNegValid, bool kLit>
+  void run_float(Accumulator& acc, const Index* map, const float* data, const FrameInputs& f, size_t first, size_t n) const;
   template <typename T, bool kDark, bool kDummy, bool kLit>
   void run_split(Accumulator& acc, const T* data, const FrameInputs& f, size_t first, size_t n) const;
   template <typename T, bool kDark, bool kDummy, bool kLit>

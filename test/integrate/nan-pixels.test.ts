@@ -32,3 +32,27 @@ t.test('NaN pixels give the same profile as the same pixels masked', async (t) =
     t.equal(open.integrate(withNaN).excluded, excludedCount + negatives, `${split}: default rule excludes negatives too`);
   }
 });
+
+// Float frames without a dark or dummy take a vectorised path (four pixels per
+// step, two copies of the sums); a dummy that matches no pixel forces the
+// per-pixel path, which must give the same sums, counts and lit pixels.
+t.test('the float fast path agrees with the per-pixel path', async (t) => {
+  const odd: [number, number] = [63, 81]; // not a multiple of four pixels: the tail too
+  const m = odd[0] * odd[1];
+  const frame = Float32Array.from({ length: m }, (_, i) => (i % 29 === 5 ? NaN : i % 31 === 7 ? 500 : ((i * 7919) % 113) / 37 - 1));
+  const ai = new AzimuthalIntegrator({ geometry, shape: odd, npt: 40, unit: 'q_nm^-1' });
+  const noMatch = { dummy: -1e30, deltaDummy: 0 };
+  for (const negativeValid of [true, false])
+    for (const extra of [{}, { maxValid: 100, litThreshold: 0.5 }]) {
+      const opts = { negativeValid, ...extra };
+      const fast = ai.integrate(frame, opts);
+      const slow = ai.integrate(frame, { ...opts, ...noMatch });
+      const what = JSON.stringify(opts);
+      t.equal(fast.excluded, slow.excluded, `${what}: excluded`);
+      t.equal(fast.lit, slow.lit, `${what}: lit`);
+      const close = (x: Float64Array, y: Float64Array) => x.every((v, i) => Math.abs(v - y[i]!) <= 1e-12 * Math.max(1, Math.abs(y[i]!)));
+      t.ok(close(fast.signal, slow.signal), `${what}: signal`);
+      t.ok(close(fast.variance, slow.variance), `${what}: variance`);
+      t.ok(close(fast.count, slow.count), `${what}: count`);
+    }
+});
