@@ -22,6 +22,12 @@ export function compressedImage(pixels: Uint8Array | Uint16Array | Uint32Array, 
   return new Tag([shape, new Tag(new Tag(['bslz4', pixels.BYTES_PER_ELEMENT, bytes], 56500), TYPED_TAG[dtype])], 40);
 }
 
+/** 40([[rows, cols], <typed tag>(bytes)]): an image sent without compression. */
+export function uncompressedImage(pixels: Uint8Array | Uint16Array | Uint32Array, shape: [number, number]): CborTag {
+  const dtype: StreamDtype = pixels instanceof Uint8Array ? 'uint8' : pixels instanceof Uint16Array ? 'uint16' : 'uint32';
+  return new Tag([shape, new Tag(new Uint8Array(pixels.buffer, pixels.byteOffset, pixels.byteLength), TYPED_TAG[dtype])], 40);
+}
+
 export interface StartFields {
   series_id: number;
   series_unique_id: string;

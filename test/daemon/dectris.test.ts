@@ -12,7 +12,7 @@ import { Daemon } from '../../daemon/daemon';
 import { decodeImage, decodeStream2 } from '../../daemon/decode/stream2';
 import { AzimuthalIntegrator } from '../../daemon/integrate/azimuthal';
 import { endParts, headerParts, imageParts, v1Image } from '../../daemon/sim/stream1-sender';
-import { startMessage } from '../../daemon/sim/stream2-sender';
+import { compressedImage, imageMessage, startMessage, uncompressedImage } from '../../daemon/sim/stream2-sender';
 import { simulateStream2 } from '../../daemon/sim/stream2-simulator';
 import { createLogger } from '../../daemon/system/logger';
 import { dataFile, needData, readData } from '../helpers/data';
@@ -76,6 +76,25 @@ t.test('captured stream v2 images reach MQTT with their ids, profiles and the st
   t.ok(frames(db).every((r) => r.decision === 'kept'));
   await pusher.close(0);
   t.equal(d.stats.totals.errored, 0);
+});
+
+t.test('an image sent uncompressed uses the start geometry like a compressed one, with the same profile', async (t) => {
+  if (!needData(t)) return;
+  const endpoint = `tcp://127.0.0.1:${await freePort()}`;
+  const pusher = await DcuPusher.bind(endpoint);
+  const { db, sub } = await instance(t, 'v2raw', endpoint, '{ veto: { enabled: false } }');
+  const dir = 'r500k_bm_bslz4_16bit';
+  const first = decodeStream2(readData('stream2', dir, readdirSync(dataFile('stream2', dir)).sort()[0]!));
+  const px = decodeImage(first.data!.threshold_1!) as Uint16Array;
+  await new Promise((r) => setTimeout(r, 300)); // let the PULL connect
+  await pusher.send(startMessage({ series_id: 7, series_unique_id: 'raw-1', shape: [514, 1030], dtype: 'uint16', beam_center: [515, 257], pixel_size: 75e-6, distance: 0.1, wavelength_A: 1, number_of_images: 2, channels: ['threshold_1'] }));
+  await pusher.send(imageMessage(7, 'raw-1', 0, { threshold_1: compressedImage(px, [514, 1030]) }));
+  await pusher.send(imageMessage(7, 'raw-1', 1, { threshold_1: uncompressedImage(px, [514, 1030]) }));
+  await sub.waitForCount('reduced', 2);
+  t.same(frames(db).map((r) => [r.frame, r.decision]), [[0, 'kept'], [1, 'kept']], 'both kept without a PONI: the geometry came from the start message');
+  const [a, b] = sub.reduced().sort((x, y) => x.frame - y.frame);
+  t.same(Array.from(b!.intensity!), Array.from(a!.intensity!), 'the uncompressed image integrates exactly like the compressed one');
+  t.equal(b!.excluded, a!.excluded, 'and excludes the same flagged pixels');
 });
 
 t.test('images without a start message: recorded as errors without a PONI, processed with one', async (t) => {
