@@ -62,12 +62,10 @@ function descrOf(data: NpyData): NpyDtype {
   throw new Error('unsupported typed array');
 }
 
-/** Encodes a C-ordered .npy (version 1.0) file. */
-export function encodeNpy(data: NpyData, shape: number[]): Buffer {
-  const n = shape.reduce((a, b) => a * b, 1);
-  if (n !== data.length) throw new Error(`encodeNpy: ${data.length} values do not fill shape (${shape.join(', ')})`);
+/** The header of a C-ordered .npy (version 1.0) file; the data, 64-byte aligned, follows it. */
+export function npyHeader(descr: NpyDtype, shape: number[]): Buffer {
   const dims = shape.length === 1 ? `${shape[0]},` : shape.join(', ');
-  let header = `{'descr': '${descrOf(data)}', 'fortran_order': False, 'shape': (${dims}), }`;
+  let header = `{'descr': '${descr}', 'fortran_order': False, 'shape': (${dims}), }`;
   // numpy pads the header with spaces so the data starts 64-byte aligned.
   header += ' '.repeat(63 - ((10 + header.length) % 64)) + '\n';
   const pre = Buffer.alloc(10);
@@ -75,7 +73,14 @@ export function encodeNpy(data: NpyData, shape: number[]): Buffer {
   pre[6] = 1;
   pre[7] = 0;
   pre.writeUInt16LE(header.length, 8);
-  return Buffer.concat([pre, Buffer.from(header, 'latin1'), Buffer.from(data.buffer, data.byteOffset, data.byteLength)]);
+  return Buffer.concat([pre, Buffer.from(header, 'latin1')]);
+}
+
+/** Encodes a C-ordered .npy (version 1.0) file. */
+export function encodeNpy(data: NpyData, shape: number[]): Buffer {
+  const n = shape.reduce((a, b) => a * b, 1);
+  if (n !== data.length) throw new Error(`encodeNpy: ${data.length} values do not fill shape (${shape.join(', ')})`);
+  return Buffer.concat([npyHeader(descrOf(data), shape), Buffer.from(data.buffer, data.byteOffset, data.byteLength)]);
 }
 
 export function sha256(buf: Uint8Array): string {

@@ -5,6 +5,7 @@ import { formatOptions, Options, parseArgs, UsageError } from './args';
 import type { Command, Io } from './command';
 import { calibrateCommand } from './calibrate-command';
 import { checkConfigCommand } from './check-config-command';
+import { convertCommand } from './convert-command';
 import { decodeCommand } from './decode-command';
 import { demoCommand } from './demo-command';
 import { integrateCommand } from './integrate-command';
@@ -13,7 +14,7 @@ import { replayCommand } from './replay-command';
 import { runCommand } from './run-command';
 import { simulateCommand } from './simulate-command';
 
-const COMMANDS: Command[] = [demoCommand, runCommand, checkConfigCommand, provenanceCommand, replayCommand, simulateCommand, decodeCommand, integrateCommand, calibrateCommand];
+const COMMANDS: Command[] = [demoCommand, runCommand, checkConfigCommand, provenanceCommand, replayCommand, simulateCommand, decodeCommand, integrateCommand, calibrateCommand, convertCommand];
 
 function mainHelp(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length)) + 2;

@@ -12,7 +12,16 @@ export const REGRESSIONS_DIR = path.join(FUZZ_DIR, 'regressions');
 
 /** Targets whose input is [selector][output size, u24 LE] payload. */
 const PREFIXED = new Set(['byte_offset_avx2', 'byte_offset_scalar', 'lz4_block', 'lz4_framed', 'bslz4']);
-export const TARGETS = ['cbf', 'cbf_integrate', ...PREFIXED];
+export const TARGETS = ['cbf', 'cbf_integrate', 'jungfrau', 'pedestal', ...PREFIXED];
+
+/** A property the libFuzzer target checks does not hold through the addon either: never an acceptable outcome. */
+export class FuzzPropertyViolation extends Error {
+  override name = 'FuzzPropertyViolation';
+}
+
+function check(ok: boolean, what: string): void {
+  if (!ok) throw new FuzzPropertyViolation(what);
+}
 
 export function prefixed(selector: number, outSize: number, payload: Uint8Array): Buffer {
   if (!(outSize >= 0 && outSize < 2 ** 24)) throw new RangeError(`output size ${outSize} does not fit 24 bits`);
@@ -78,6 +87,117 @@ function integrateCbf(input: Uint8Array): void {
   new native.Integrator(o).integrateCbf(cbf, f);
 }
 
+/** native/fuzz/jungfrau.cc: the AVX2 (default) and the portable kernel on the same frame, through the addon. */
+function jungfrau(input: Uint8Array): void {
+  const HEADER = 25;
+  const RECORD = 38;
+  if (input.length < HEADER) return;
+  const view = new DataView(input.buffer, input.byteOffset, input.byteLength);
+  const flags = input[0]!;
+  const tame = (flags & 8) !== 0;
+  const n = Math.floor((input.length - HEADER) / RECORD);
+  const tamePedestal = (b: number) => (b >>> 28 === 0xf ? NaN : (b & 0x3fff) + ((b >>> 14) & 0xff) / 256);
+  const tameFactor = (b: number) => (b >>> 28 === 0xf ? NaN : Math.fround(((b % 2001) - 1000) / 1000));
+  const raw = new Uint16Array(n);
+  const pedestal = new Float32Array(3 * n);
+  const factor = new Float32Array(3 * n);
+  const mask = new Uint32Array(n);
+  const tped = new Float32Array(n);
+  const trms = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    const r = HEADER + i * RECORD;
+    let w = view.getUint16(r, true);
+    if (flags & 16 && (w & 0x0f00) !== 0x0f00) w &= 0x3fff;
+    raw[i] = w;
+    for (let g = 0; g < 3; g++) {
+      pedestal[g * n + i] = tame ? tamePedestal(view.getUint32(r + 2 + 4 * g, true)) : view.getFloat32(r + 2 + 4 * g, true);
+      factor[g * n + i] = tame ? tameFactor(view.getUint32(r + 14 + 4 * g, true)) : view.getFloat32(r + 14 + 4 * g, true);
+    }
+    mask[i] = view.getUint32(r + 26, true);
+    tped[i] = tame ? tamePedestal(view.getUint32(r + 30, true)) : view.getFloat32(r + 30, true);
+    trms[i] = tame ? (view.getUint32(r + 34, true) % 200) / 4 : view.getFloat32(r + 34, true);
+  }
+  const exclude = Uint32Array.from([0, 1, 2], (g) => view.getUint32(1 + 4 * g, true));
+  let lit = view.getFloat32(13, true);
+  if (Number.isNaN(lit)) lit = 0;
+  let k = Math.abs(view.getFloat32(17, true));
+  if (!Number.isFinite(k)) k = 1;
+  let window = view.getFloat32(21, true);
+  if (!(window >= 1) || !Number.isFinite(window)) window = 128;
+  const run = (kernel?: 'scalar') => {
+    const out = new Float32Array(n);
+    const track = flags & 4 ? { pedestal: tped.slice(), rms: trms, k, window } : undefined;
+    const counts = native.jungfrauConvert(raw, pedestal, factor, flags & 1 ? mask : null, exclude, out, {
+      ...(flags & 2 ? { litThreshold: lit } : {}),
+      ...(track ? { track } : {}),
+      ...(kernel ? { kernel } : {}),
+    });
+    return { out, counts, tracked: track?.pedestal ?? tped };
+  };
+  const a = run();
+  const b = run('scalar');
+  const sum = (c: typeof a.counts) => c.g0 + c.g1 + c.g2 + c.saturated + c.invalidCode + c.errorWord + c.masked;
+  check(sum(a.counts) === n && sum(b.counts) === n, 'counts do not add up to the pixels');
+  check(JSON.stringify(a.counts) === JSON.stringify(b.counts), 'kernels return different counts');
+  const same = (x: Float32Array, y: Float32Array) => {
+    const xb = new Uint32Array(x.buffer);
+    const yb = new Uint32Array(y.buffer);
+    for (let i = 0; i < x.length; i++) if (!(Number.isNaN(x[i]!) && Number.isNaN(y[i]!)) && xb[i] !== yb[i]) return false;
+    return true;
+  };
+  check(same(a.out, b.out), 'kernels convert to different values or NaN positions');
+  check(same(a.tracked, b.tracked), 'kernels track the G0 pedestal differently');
+  let nan = 0;
+  for (let i = 0; i < n; i++) if (Number.isNaN(b.out[i]!)) nan++;
+  check(nan === n - b.counts.g0 - b.counts.g1 - b.counts.g2, 'NaN pixels are not the excluded ones');
+}
+
+/** native/fuzz/pedestal.cc: the dark-run accumulator against counts and a two-pass rms, through the addon. */
+function pedestal(input: Uint8Array): void {
+  if (input.length < 2) return;
+  const pixels = (input[0]! & 63) + 1;
+  const frames = Math.floor((input.length - 2) / (2 * pixels));
+  const resetAfter = input[1]!;
+  const view = new DataView(input.buffer, input.byteOffset, input.byteLength);
+  const acc = new native.PedestalAccumulator(pixels);
+  let seen: number[][] = Array.from({ length: 3 * pixels }, () => []);
+  let since = 0;
+  const frame = new Uint16Array(pixels);
+  for (let f = 0; f < frames; f++) {
+    for (let i = 0; i < pixels; i++) frame[i] = view.getUint16(2 + 2 * (f * pixels + i), true);
+    acc.add(frame);
+    since++;
+    for (let i = 0; i < pixels; i++) {
+      const w = frame[i]!;
+      const code = w >> 14;
+      if (w === 0xffff || w === 0xc000 || code === 2) continue;
+      seen[(code === 3 ? 2 : code) * pixels + i]!.push(w & 0x3fff);
+    }
+    if (f === resetAfter) {
+      acc.reset();
+      since = 0;
+      seen = Array.from({ length: 3 * pixels }, () => []);
+    }
+  }
+  check(acc.frames() === since, 'frames() is not the frames added since the last reset');
+  const counts = acc.counts();
+  const mean = new Float32Array(3 * pixels);
+  const rms = new Float32Array(3 * pixels);
+  acc.stats(mean, rms);
+  for (let k = 0; k < 3 * pixels; k++) {
+    const s = seen[k]!;
+    check(counts[k] === s.length, 'frames per pixel and gain miscounted');
+    if (s.length === 0) {
+      check(Number.isNaN(mean[k]!) && Number.isNaN(rms[k]!), 'a gain a pixel never was in has a mean or rms');
+      continue;
+    }
+    const m = s.reduce((a, v) => a + v, 0) / s.length;
+    const r = Math.sqrt(s.reduce((a, v) => a + (v - m) * (v - m), 0) / s.length);
+    check(Math.abs(mean[k]! - m) <= 1e-6 * m + 1e-6, 'mean differs from the reference');
+    check(Math.abs(rms[k]! - r) <= 1e-6 * r + 1e-6, 'rms differs from the two-pass reference');
+  }
+}
+
 /**
  * Runs one fuzz input of `target` through the addon: 'result' when it
  * decodes, 'error' with the message when the addon throws an Error. Anything
@@ -91,6 +211,8 @@ export function replay(target: string, input: Uint8Array): { outcome: 'result' |
       return;
     }
     if (target === 'cbf_integrate') return integrateCbf(input);
+    if (target === 'jungfrau') return jungfrau(input);
+    if (target === 'pedestal') return pedestal(input);
     if (!PREFIXED.has(target)) throw new TypeError(`unknown fuzz target '${target}'`);
     const p = splitPrefix(input);
     if (!p) return;
@@ -104,6 +226,7 @@ export function replay(target: string, input: Uint8Array): { outcome: 'result' |
     return { outcome: 'result' };
   } catch (err) {
     if (err instanceof TypeError && /unknown fuzz target/.test(err.message)) throw err;
+    if (err instanceof FuzzPropertyViolation) throw new Error(`${target}: ${err.message}`);
     if (err instanceof Error && err.message.length > 0) return { outcome: 'error', message: err.message };
     throw new Error(`${target}: the addon threw something that is not an Error: ${String(err)}`);
   }
