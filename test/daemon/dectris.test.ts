@@ -82,6 +82,7 @@ t.test('an image sent uncompressed uses the start geometry like a compressed one
   if (!needData(t)) return;
   const endpoint = `tcp://127.0.0.1:${await freePort()}`;
   const pusher = await DcuPusher.bind(endpoint);
+  t.teardown(() => pusher.close(0));
   const { db, sub } = await instance(t, 'v2raw', endpoint, '{ veto: { enabled: false } }');
   const dir = 'r500k_bm_bslz4_16bit';
   const first = decodeStream2(readData('stream2', dir, readdirSync(dataFile('stream2', dir)).sort()[0]!));

@@ -20,9 +20,14 @@ t.test('pipeline.stages selects the stages, in the data path order whatever the 
   const dir = mkdtempSync(path.join(tmpdir(), 'beamedge-stages-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const cbf = readData('cbf', 'in16c_010001.cbf');
-  const [rows, cols] = readCbf(cbf).shape;
-  // A mask file that masks every pixel: with calibrate, nothing is left to integrate.
-  writeFileSync(path.join(dir, 'all.npy'), encodeNpy(new Uint32Array(rows * cols).fill(1), [rows, cols]));
+  const frame = readCbf(cbf);
+  const [rows, cols] = frame.shape;
+  // A mask file that leaves 100 pixels of one row: with calibrate, the veto counts only those.
+  const mask = new Uint32Array(rows * cols).fill(1);
+  const open = Array.from({ length: 100 }, (_, i) => 300 * cols + 100 + i);
+  for (const i of open) mask[i] = 0;
+  const unmaskedValid = open.filter((i) => frame.pixels[i]! >= 0).length;
+  writeFileSync(path.join(dir, 'all.npy'), encodeNpy(mask, [rows, cols]));
   const run = async (stages: string, veto: string) => {
     const loaded = parseConfig(
       `instance: st\nmqtt: { embedded_port: 0 }\ningest: { tcp: { port: 0 } }\nworkers: { threads: 1 }\nrings: { slots: 2, slot_mb: 4 }\n` +
@@ -34,20 +39,22 @@ t.test('pipeline.stages selects the stages, in the data path order whatever the 
     const d = await Daemon.start({ loaded, log: createLogger('error') });
     const sub = await Collector.connect(d.mqttUrl, 'beamedge/st/#', 4);
     const s = await FrameSender.connect('127.0.0.1', d.tcpPort!);
-    await s.send({ series: 's', frame: 0, encoding: 'cbf' }, cbf);
-    await sub.waitForCount('reduced', 1);
-    const m = sub.reduced()[0]!;
-    await s.close();
-    await sub.close();
-    await d.stop('test end');
-    return m;
+    try {
+      await s.send({ series: 's', frame: 0, encoding: 'cbf' }, cbf);
+      await sub.waitForCount('reduced', 1);
+      return sub.reduced()[0]!;
+    } finally {
+      await s.close();
+      await sub.close();
+      await d.stop('test end');
+    }
   };
   const integrateOnly = await run('[integrate]', '{ threshold: 1e9, min_pixels: 1 }');
   t.equal(integrateOnly.reason, 'no veto stage', 'no veto: kept, and the reason says why');
   t.ok(Array.from(integrateOnly.count!).some((c) => c > 0), 'no calibrate: the all-pixels mask file is not applied');
-  const noIntegrate = await run('[veto, calibrate]', '{ threshold: -2, min_pixels: 0, keep_one_in: 0 }');
+  const noIntegrate = await run('[veto, calibrate]', '{ threshold: -0.5, min_pixels: 1, keep_one_in: 0 }');
   t.equal(noIntegrate.decision, 'kept');
-  t.match(noIntegrate.reason, /^lit 0 >= 0$/, 'calibrate ran before the veto (every pixel masked: 0 lit)');
+  t.equal(noIntegrate.reason, `lit ${unmaskedValid} >= 1`, `calibrate ran before the veto: only the ${unmaskedValid} valid pixels the mask leaves are counted`);
   t.equal(noIntegrate.intensity, undefined, 'no integrate stage: no profile published');
 });
 
