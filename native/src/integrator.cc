@@ -283,7 +283,11 @@ void Integrator::flush_packed(Accumulator& acc) const {
 template <typename T, typename Index, bool kDark, bool kDummy, bool kLit>
 void Integrator::run_direct(Accumulator& acc, const Index* map, const T* data, const FrameInputs& f, size_t first,
                             size_t n) const {
-  double* sums = acc.sums.data();
+  // A pixel's copy of the sums follows its index in the frame, not in the
+  // tile: a frame fed in tiles of any length adds in the same order as one
+  // pass, so the sums are bit for bit the same (lanes[j]: pixels of parity j).
+  double* lanes[kSumLanes];
+  for (size_t j = 0; j < kSumLanes; ++j) lanes[j] = acc.sums.data() + 2 * ((first + j) % kSumLanes);
   const Index discard = static_cast<Index>(bins());
   uint64_t lit = 0;
   auto add = [&](size_t k, size_t lane) {
@@ -298,7 +302,7 @@ void Integrator::run_direct(Accumulator& acc, const Index* map, const T* data, c
     }
     const double x = static_cast<double>(raw);
     const double s = kDark ? x - f.dark[i] : x;
-    double* slot = sums + 2 * (kSumLanes * b + lane);
+    double* slot = lanes[lane] + 2 * kSumLanes * b;
 #if defined(__SSE2__)
     _mm_storeu_pd(slot, _mm_add_pd(_mm_loadu_pd(slot), _mm_set_pd(at_least_one(x), s)));
 #else
@@ -332,7 +336,9 @@ float float_at_most(double t) {
 template <typename Index, bool kNegValid, bool kLit>
 void Integrator::run_float(Accumulator& acc, const Index* map, const float* data, const FrameInputs& f, size_t first,
                            size_t n) const {
-  double* sums = acc.sums.data();
+  // Lanes by the pixel's parity in the frame, as in run_direct.
+  double* lanes[kSumLanes];
+  for (size_t j = 0; j < kSumLanes; ++j) lanes[j] = acc.sums.data() + 2 * ((first + j) % kSumLanes);
   const Index discard = static_cast<Index>(bins());
   const __m128 max_valid = _mm_set1_ps(float_at_most(f.max_valid));
   const __m128 lit_above = _mm_set1_ps(kLit ? float_at_most(f.lit_threshold) : 0.0f);
@@ -351,7 +357,7 @@ void Integrator::run_float(Accumulator& acc, const Index* map, const float* data
     const __m128d x01 = _mm_cvtps_pd(x), x23 = _mm_cvtps_pd(_mm_movehl_ps(x, x));
     const __m128d v01 = _mm_max_pd(x01, one), v23 = _mm_max_pd(x23, one);  // Poisson variance, at least one count
     auto add = [&](size_t lane, __m128d pair) {
-      double* slot = sums + 2 * (kSumLanes * b[lane] + lane % kSumLanes);
+      double* slot = lanes[lane % kSumLanes] + 2 * kSumLanes * b[lane];
       _mm_storeu_pd(slot, _mm_add_pd(_mm_loadu_pd(slot), pair));
     };
     add(0, _mm_unpacklo_pd(x01, v01));
