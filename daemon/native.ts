@@ -170,7 +170,7 @@ export interface JungfrauIntegrateOptions extends JungfrauConvertOptions {
   maxValid?: number;
   /** Value of empty bins (default 0). */
   empty?: number;
-  /** Pixels per tile (default 4096); for tests and tuning. */
+  /** Pixels per tile (default 131072, see native/src/jungfrau_integrate.h); for tests and tuning. */
   tilePixels?: number;
 }
 

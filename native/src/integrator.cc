@@ -343,6 +343,8 @@ void Integrator::run_float(Accumulator& acc, const Index* map, const float* data
   const __m128 max_valid = _mm_set1_ps(float_at_most(f.max_valid));
   const __m128 lit_above = _mm_set1_ps(kLit ? float_at_most(f.lit_threshold) : 0.0f);
   const __m128d one = _mm_set1_pd(1.0);
+  const __m128i discard_v = sizeof(Index) == 2 ? _mm_set1_epi16(static_cast<short>(discard)) : _mm_set1_epi32(static_cast<int>(discard));
+  __m128i lit_v = _mm_setzero_si128();
   uint64_t lit = 0;
   size_t k = 0;
   for (; k + 4 <= n; k += 4) {
@@ -365,9 +367,22 @@ void Integrator::run_float(Accumulator& acc, const Index* map, const float* data
     add(2, _mm_unpacklo_pd(x23, v23));
     add(3, _mm_unpackhi_pd(x23, v23));
     if (kLit) {
-      const unsigned above = static_cast<unsigned>(_mm_movemask_ps(_mm_cmpgt_ps(x, lit_above)));
-      for (unsigned j = 0; j < 4; ++j) lit += ((above >> j) & 1u) & static_cast<unsigned>(b[j] != discard);
+      // Lit and mapped, four lanes at once: 32-bit lane counters (at most n / 4 each).
+      __m128i unmapped;
+      if constexpr (sizeof(Index) == 2) {
+        const __m128i idx = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(b));
+        const __m128i eq = _mm_cmpeq_epi16(idx, discard_v);
+        unmapped = _mm_unpacklo_epi16(eq, eq);
+      } else {
+        unmapped = _mm_cmpeq_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b)), discard_v);
+      }
+      lit_v = _mm_sub_epi32(lit_v, _mm_andnot_si128(unmapped, _mm_castps_si128(_mm_cmpgt_ps(x, lit_above))));
     }
+  }
+  if (kLit) {
+    alignas(16) uint32_t lanes4[4];
+    _mm_store_si128(reinterpret_cast<__m128i*>(lanes4), lit_v);
+    for (uint32_t c : lanes4) lit += c;
   }
   acc.lit += lit;
   if (k < n) run_direct<float, Index, false, false, kLit>(acc, map, data + k, f, first + k, n - k);
