@@ -9,6 +9,7 @@
         "native/src/geometry.cc",
         "native/src/integrator.cc",
         "native/src/jungfrau.cc",
+        "native/src/jungfrau_integrate.cc",
         "native/src/sd_notify.cc",
         "native/src/lz4_codecs.cc",
         "native/src/cbf_decode.cc",

@@ -98,6 +98,12 @@ export type PixelFrame = Int32Array | Uint32Array | Uint16Array | Uint8Array | F
 export interface NativeIntegrator {
   integrate(frame: PixelFrame, options?: FrameOptions): NativeIntegration;
   integrateCbf(cbf: Uint8Array, options?: FrameOptions): NativeIntegration;
+  /**
+   * JUNGFRAU raw frame -> conversion -> integration in one pass, a tile at a time
+   * (native/src/jungfrau_integrate.h): same result, counts and tracked pedestal as
+   * jungfrauConvert followed by integrate(out, { negativeValid: true }), bit for bit.
+   */
+  integrateJungfrau(raw: Uint16Array, cal: JungfrauCalibrationArrays, options?: JungfrauIntegrateOptions): JungfrauIntegration;
   axes(): { radial: NativeAxis; azimuthal: NativeAxis; entries: number };
   /** Frees the map now; the integrator cannot be used afterwards. */
   dispose(): void;
@@ -139,6 +145,37 @@ export interface JungfrauConvertOptions {
   track?: JungfrauTrack;
   /** Force the portable kernel (tests compare it with the AVX2 one). */
   kernel?: 'scalar';
+}
+
+/** The calibration arguments of jungfrauConvert, as one object. */
+export interface JungfrauCalibrationArrays {
+  /** [3][n] pedestal per gain stage, ADU. */
+  pedestal: Float32Array;
+  /** [3][n] conversion factors (JungfrauConverter.factorsFromGain). */
+  factor: Float32Array;
+  mask: Uint32Array | null;
+  /** [3] mask bits that exclude a pixel in each gain. */
+  excludeBits: Uint32Array;
+}
+
+export interface JungfrauIntegrateOptions extends JungfrauConvertOptions {
+  /**
+   * Lit-pixel veto: NativeIntegration.lit counts mapped, converted pixels above
+   * it (as integrate() does); jungfrau.lit counts every converted pixel above it.
+   */
+  litThreshold?: number;
+  /** Also write the converted frame here (n floats, excluded pixels NaN). */
+  out?: Float32Array;
+  /** Converted pixels above this are excluded from the integration (default: none). */
+  maxValid?: number;
+  /** Value of empty bins (default 0). */
+  empty?: number;
+  /** Pixels per tile (default 131072, see native/src/jungfrau_integrate.h); for tests and tuning. */
+  tilePixels?: number;
+}
+
+export interface JungfrauIntegration extends NativeIntegration {
+  jungfrau: JungfrauCounts;
 }
 
 /** Dark-run accumulator for JUNGFRAU raw frames (native/src/pedestal.h). */

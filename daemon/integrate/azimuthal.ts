@@ -1,7 +1,7 @@
 // Azimuthal integration set up once per geometry, mask and options; each
 // frame is then one pass of the native pixel-to-bin map.
 import type { Geometry } from '../geometry/geometry';
-import { native, type FrameOptions, type NativeIntegration, type NativeIntegrator, type PixelFrame } from '../native';
+import { native, type FrameOptions, type JungfrauCalibrationArrays, type JungfrauCounts, type JungfrauIntegrateOptions, type NativeIntegration, type NativeIntegrator, type PixelFrame } from '../native';
 import { radialUnit, type RadialUnit } from './units';
 
 export type Splitting = 'no' | 'bbox';
@@ -116,6 +116,17 @@ export class AzimuthalIntegrator {
   /** Decode a byte-offset CBF and integrate it in one pass (no full-frame buffer). */
   integrateCbf(cbf: Uint8Array, options: IntegrateOptions = {}): Integration {
     return this.wrap(this.engine.integrateCbf(cbf, withEmpty(options)));
+  }
+
+  /**
+   * Convert a raw JUNGFRAU frame with `cal` (a JungfrauConverter has exactly these
+   * fields) and integrate it in one pass, tile by tile: the full float frame is
+   * written only when `options.out` is given. Same as converting and then calling
+   * integrate(out, { negativeValid: true, litThreshold }), bit for bit.
+   */
+  integrateJungfrau(raw: Uint16Array, cal: JungfrauCalibrationArrays, options: JungfrauIntegrateOptions = {}): Integration & { jungfrau: JungfrauCounts } {
+    const { jungfrau, ...r } = this.engine.integrateJungfrau(raw, cal, options);
+    return { ...this.wrap(r), jungfrau };
   }
 
   private wrap(r: NativeIntegration): Integration {

@@ -14,6 +14,7 @@
 #include "geometry.h"
 #include "integrator.h"
 #include "jungfrau.h"
+#include "jungfrau_integrate.h"
 #include "lz4_codecs.h"
 #include "pedestal.h"
 #include "sd_notify.h"
@@ -202,6 +203,7 @@ class IntegratorWrap : public Napi::ObjectWrap<IntegratorWrap> {
     return DefineClass(env, "Integrator",
                        {InstanceMethod("integrate", &IntegratorWrap::Integrate),
                         InstanceMethod("integrateCbf", &IntegratorWrap::IntegrateCbf),
+                        InstanceMethod("integrateJungfrau", &IntegratorWrap::IntegrateJungfrau),
                         InstanceMethod("axes", &IntegratorWrap::Axes),
                         InstanceMethod("dispose", &IntegratorWrap::Dispose),
                         InstanceMethod("memoryBytes", &IntegratorWrap::MemoryBytes)});
@@ -344,6 +346,9 @@ class IntegratorWrap : public Napi::ObjectWrap<IntegratorWrap> {
     });
   }
 
+  // integrateJungfrau(raw, cal, options): defined below, after the JUNGFRAU argument helpers.
+  Napi::Value IntegrateJungfrau(const Napi::CallbackInfo& info);
+
   // dispose(): frees the map now rather than whenever the wrapper is collected.
   Napi::Value Dispose(const Napi::CallbackInfo& info) {
     impl_.reset();
@@ -468,74 +473,66 @@ double finite_prop(const Napi::Object& o, const char* key, double fallback) {
   return v.As<Napi::Number>().DoubleValue();
 }
 
-// jungfrauConvert(raw, pedestal, factor, mask | null, excludeBits, out,
-//                 { litThreshold?, track?: { pedestal, rms, k?, window? }, kernel?: 'scalar' }) -> counts
-Napi::Value JungfrauConvert(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (info.Length() < 6)
-    throw Napi::TypeError::New(env, "jungfrauConvert(raw, pedestal, factor, mask, excludeBits, out, options?)");
-  JfInputs in;
-  size_t n = 0;
-  in.raw = typed_exact<const uint16_t>(env, info[0], napi_uint16_array, "Uint16Array", 0, "raw", &n);
-  in.n = n;
+// options.litThreshold of the JUNGFRAU calls: converted pixels above it are counted.
+void lit_option(const Napi::Env& env, const Napi::Object& o, JfInputs& in) {
+  const Napi::Value lt = o.Get("litThreshold");
+  if (lt.IsUndefined()) return;
+  if (!lt.IsNumber() || std::isnan(lt.As<Napi::Number>().DoubleValue()))
+    throw Napi::TypeError::New(env, "litThreshold must be a number");
+  in.lit = true;
+  in.lit_threshold = static_cast<float>(lt.As<Napi::Number>().DoubleValue());
+}
+
+// options.track: { pedestal, rms, k?, window? } over n pixels; false when absent.
+bool track_option(const Napi::Env& env, const Napi::Object& o, size_t n, JfTrack& track) {
+  const Napi::Value tv = o.Get("track");
+  if (tv.IsUndefined() || tv.IsNull()) return false;
+  if (!tv.IsObject()) throw Napi::TypeError::New(env, "track must be an object");
+  const Napi::Object t = tv.As<Napi::Object>();
+  size_t len = 0;
+  track.pedestal = typed_exact<float>(env, t.Get("pedestal"), napi_float32_array, "Float32Array", 0, "track.pedestal", &len);
+  if (len != n)
+    throw Napi::TypeError::New(env, "track.pedestal has " + std::to_string(len) + " elements, expected " + std::to_string(n));
+  track.rms = typed_exact<const float>(env, t.Get("rms"), napi_float32_array, "Float32Array", 0, "track.rms", &len);
+  if (len != n)
+    throw Napi::TypeError::New(env, "track.rms has " + std::to_string(len) + " elements, expected " + std::to_string(n));
+  track.k = static_cast<float>(finite_prop(t, "k", kJfTrackK));
+  track.window = static_cast<float>(finite_prop(t, "window", kJfTrackWindow));
+  if (!(track.k >= 0)) throw Napi::TypeError::New(env, "track.k must not be negative");
+  if (!(track.window >= 1)) throw Napi::TypeError::New(env, "track.window must be at least 1");
+  return true;
+}
+
+bool scalar_option(const Napi::Env& env, const Napi::Object& o) {
+  const Napi::Value kv = o.Get("kernel");
+  if (kv.IsUndefined()) return false;
+  if (!kv.IsString() || kv.As<Napi::String>().Utf8Value() != "scalar")
+    throw Napi::TypeError::New(env, "kernel must be 'scalar' when given");
+  return true;
+}
+
+// pedestal and factor [3][n], mask [n] or null, excludeBits [3]: the JUNGFRAU calibration arguments.
+void calibration_args(const Napi::Env& env, const Napi::Value& ped, const Napi::Value& fac, const Napi::Value& mask,
+                      const Napi::Value& excl, size_t n, JfInputs& in) {
   const size_t n3 = 3 * n;
-  in.pedestal = typed_exact<const float>(env, info[1], napi_float32_array, "Float32Array", 0, "pedestal");
-  in.factor = typed_exact<const float>(env, info[2], napi_float32_array, "Float32Array", 0, "factor");
-  auto check3 = [&](const Napi::Value& v, const char* what) {
+  auto plane3 = [&](const Napi::Value& v, const char* what) {
     size_t len = 0;
-    typed_exact<const float>(env, v, napi_float32_array, "Float32Array", 0, what, &len);
+    const float* p = typed_exact<const float>(env, v, napi_float32_array, "Float32Array", 0, what, &len);
     if (len != n3)
       throw Napi::TypeError::New(env, std::string(what) + " has " + std::to_string(len) + " elements, expected 3 x " +
                                           std::to_string(n) + " (one image per gain)");
+    return p;
   };
-  check3(info[1], "pedestal");
-  check3(info[2], "factor");
-  if (!info[3].IsNull() && !info[3].IsUndefined())
-    in.mask = typed_exact<const uint32_t>(env, info[3], napi_uint32_array, "Uint32Array or null", n ? n : 0, "mask");
-  const uint32_t* ex = typed_exact<const uint32_t>(env, info[4], napi_uint32_array, "Uint32Array", 3, "excludeBits");
+  in.pedestal = plane3(ped, "pedestal");
+  in.factor = plane3(fac, "factor");
+  if (!mask.IsNull() && !mask.IsUndefined())
+    in.mask = typed_exact<const uint32_t>(env, mask, napi_uint32_array, "Uint32Array or null", n ? n : 0, "mask");
+  const uint32_t* ex = typed_exact<const uint32_t>(env, excl, napi_uint32_array, "Uint32Array", 3, "excludeBits");
   for (int g = 0; g < 3; ++g) in.exclude[g] = ex[g];
-  size_t out_len = 0;
-  float* out = typed_exact<float>(env, info[5], napi_float32_array, "Float32Array", 0, "out", &out_len);
-  if (out_len != n)
-    throw Napi::TypeError::New(env, "out has " + std::to_string(out_len) + " elements, expected " + std::to_string(n));
   if (in.mask && n == 0) in.mask = nullptr;
-  JfTrack track;
-  bool scalar = false;
-  if (info.Length() > 6 && !info[6].IsUndefined() && !info[6].IsNull()) {
-    if (!info[6].IsObject()) throw Napi::TypeError::New(env, "options must be an object");
-    const Napi::Object o = info[6].As<Napi::Object>();
-    const Napi::Value lt = o.Get("litThreshold");
-    if (!lt.IsUndefined()) {
-      if (!lt.IsNumber() || std::isnan(lt.As<Napi::Number>().DoubleValue()))
-        throw Napi::TypeError::New(env, "litThreshold must be a number");
-      in.lit = true;
-      in.lit_threshold = static_cast<float>(lt.As<Napi::Number>().DoubleValue());
-    }
-    const Napi::Value tv = o.Get("track");
-    if (!tv.IsUndefined() && !tv.IsNull()) {
-      if (!tv.IsObject()) throw Napi::TypeError::New(env, "track must be an object");
-      const Napi::Object t = tv.As<Napi::Object>();
-      track.pedestal = typed_exact<float>(env, t.Get("pedestal"), napi_float32_array, "Float32Array", 0, "track.pedestal", &out_len);
-      if (out_len != n)
-        throw Napi::TypeError::New(env, "track.pedestal has " + std::to_string(out_len) + " elements, expected " + std::to_string(n));
-      track.rms = typed_exact<const float>(env, t.Get("rms"), napi_float32_array, "Float32Array", 0, "track.rms", &out_len);
-      if (out_len != n)
-        throw Napi::TypeError::New(env, "track.rms has " + std::to_string(out_len) + " elements, expected " + std::to_string(n));
-      track.k = static_cast<float>(finite_prop(t, "k", kJfTrackK));
-      track.window = static_cast<float>(finite_prop(t, "window", kJfTrackWindow));
-      if (!(track.k >= 0)) throw Napi::TypeError::New(env, "track.k must not be negative");
-      if (!(track.window >= 1)) throw Napi::TypeError::New(env, "track.window must be at least 1");
-      in.track = &track;
-    }
-    const Napi::Value kv = o.Get("kernel");
-    if (!kv.IsUndefined()) {
-      if (!kv.IsString() || kv.As<Napi::String>().Utf8Value() != "scalar")
-        throw Napi::TypeError::New(env, "kernel must be 'scalar' when given");
-      scalar = true;
-    }
-  }
-  if (n == 0) in.raw = nullptr;
-  const JfCounts c = n == 0 ? JfCounts{} : scalar ? jungfrau_convert_scalar(in, out) : jungfrau_convert(in, out);
+}
+
+Napi::Object counts_to_js(const Napi::Env& env, const JfCounts& c) {
   Napi::Object r = Napi::Object::New(env);
   r.Set("g0", double(c.gain[0]));
   r.Set("g1", double(c.gain[1]));
@@ -546,6 +543,90 @@ Napi::Value JungfrauConvert(const Napi::CallbackInfo& info) {
   r.Set("masked", double(c.masked));
   r.Set("lit", double(c.lit));
   return r;
+}
+
+// jungfrauConvert(raw, pedestal, factor, mask | null, excludeBits, out,
+//                 { litThreshold?, track?: { pedestal, rms, k?, window? }, kernel?: 'scalar' }) -> counts
+Napi::Value JungfrauConvert(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 6)
+    throw Napi::TypeError::New(env, "jungfrauConvert(raw, pedestal, factor, mask, excludeBits, out, options?)");
+  JfInputs in;
+  size_t n = 0;
+  in.raw = typed_exact<const uint16_t>(env, info[0], napi_uint16_array, "Uint16Array", 0, "raw", &n);
+  in.n = n;
+  calibration_args(env, info[1], info[2], info[3], info[4], n, in);
+  size_t out_len = 0;
+  float* out = typed_exact<float>(env, info[5], napi_float32_array, "Float32Array", 0, "out", &out_len);
+  if (out_len != n)
+    throw Napi::TypeError::New(env, "out has " + std::to_string(out_len) + " elements, expected " + std::to_string(n));
+  JfTrack track;
+  bool scalar = false;
+  if (info.Length() > 6 && !info[6].IsUndefined() && !info[6].IsNull()) {
+    if (!info[6].IsObject()) throw Napi::TypeError::New(env, "options must be an object");
+    const Napi::Object o = info[6].As<Napi::Object>();
+    lit_option(env, o, in);
+    if (track_option(env, o, n, track)) in.track = &track;
+    scalar = scalar_option(env, o);
+  }
+  if (n == 0) in.raw = nullptr;
+  const JfCounts c = n == 0 ? JfCounts{} : scalar ? jungfrau_convert_scalar(in, out) : jungfrau_convert(in, out);
+  return counts_to_js(env, c);
+}
+
+// integrateJungfrau(raw, { pedestal, factor, mask?, excludeBits }, { litThreshold?, track?, out?, empty?,
+//   maxValid?, tilePixels?, kernel? }): JUNGFRAU conversion fused with integration, one tile at a time
+// (jungfrau_integrate.h). litThreshold counts both the mapped lit pixels (result.lit, the veto's
+// count, as integrate() gives it) and every converted lit pixel (result.jungfrau.lit, as jungfrauConvert).
+Napi::Value IntegratorWrap::IntegrateJungfrau(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  live(env);
+  if (info.Length() < 2 || !info[1].IsObject())
+    throw Napi::TypeError::New(env, "integrateJungfrau(raw, { pedestal, factor, mask, excludeBits }, options?)");
+  JfInputs in;
+  size_t n = 0;
+  in.raw = typed_exact<const uint16_t>(env, info[0], napi_uint16_array, "Uint16Array", 0, "raw", &n);
+  if (n != impl_->npix())
+    throw Napi::RangeError::New(env, "frame has " + std::to_string(n) + " pixels, the geometry " +
+                                         std::to_string(impl_->npix()));
+  in.n = n;
+  const Napi::Object cal = info[1].As<Napi::Object>();
+  calibration_args(env, cal.Get("pedestal"), cal.Get("factor"), cal.Get("mask"), cal.Get("excludeBits"), n, in);
+  JfFusedOptions opt;
+  JfTrack track;
+  FrameInputs f;
+  double empty = 0;
+  if (info.Length() > 2 && !info[2].IsUndefined() && !info[2].IsNull()) {
+    if (!info[2].IsObject()) throw Napi::TypeError::New(env, "options must be an object");
+    const Napi::Object o = info[2].As<Napi::Object>();
+    lit_option(env, o, in);
+    if (in.lit) f.lit_threshold = o.Get("litThreshold").As<Napi::Number>().DoubleValue();
+    if (track_option(env, o, n, track)) in.track = &track;
+    opt.scalar = scalar_option(env, o);
+    const Napi::Value ov = o.Get("out");
+    if (!ov.IsUndefined() && !ov.IsNull()) {
+      size_t len = 0;
+      opt.out = typed_exact<float>(env, ov, napi_float32_array, "Float32Array", 0, "out", &len);
+      if (len != n)
+        throw Napi::TypeError::New(env, "out has " + std::to_string(len) + " elements, expected " + std::to_string(n));
+    }
+    const double tile = finite_prop(o, "tilePixels", 0);
+    if (tile != 0 && !(tile >= 1 && tile <= 1e9 && tile == std::floor(tile)))
+      throw Napi::TypeError::New(env, "tilePixels must be a positive integer");
+    opt.tile = static_cast<size_t>(tile);
+    const Napi::Value mv = o.Get("maxValid");
+    if (mv.IsNumber()) f.max_valid = mv.As<Napi::Number>().DoubleValue();
+    const Napi::Value e = o.Get("empty");
+    if (e.IsNumber()) empty = e.As<Napi::Number>().DoubleValue();
+  }
+  if (n == 0) in.raw = nullptr;
+  return guarded(env, [&]() -> Napi::Value {
+    IntegrationResult r;
+    const JfCounts c = integrate_jungfrau(*impl_, in, opt, f, empty, r);
+    Napi::Object o = result_to_js(env, r).As<Napi::Object>();
+    o.Set("jungfrau", counts_to_js(env, c));
+    return o;
+  });
 }
 
 // sdNotify("READY=1\nSTATUS=...") -> false when not run under systemd

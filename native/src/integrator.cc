@@ -283,7 +283,11 @@ void Integrator::flush_packed(Accumulator& acc) const {
 template <typename T, typename Index, bool kDark, bool kDummy, bool kLit>
 void Integrator::run_direct(Accumulator& acc, const Index* map, const T* data, const FrameInputs& f, size_t first,
                             size_t n) const {
-  double* sums = acc.sums.data();
+  // A pixel's copy of the sums follows its index in the frame, not in the
+  // tile: a frame fed in tiles of any length adds in the same order as one
+  // pass, so the sums are bit for bit the same (lanes[j]: pixels of parity j).
+  double* lanes[kSumLanes];
+  for (size_t j = 0; j < kSumLanes; ++j) lanes[j] = acc.sums.data() + 2 * ((first + j) % kSumLanes);
   const Index discard = static_cast<Index>(bins());
   uint64_t lit = 0;
   auto add = [&](size_t k, size_t lane) {
@@ -298,7 +302,7 @@ void Integrator::run_direct(Accumulator& acc, const Index* map, const T* data, c
     }
     const double x = static_cast<double>(raw);
     const double s = kDark ? x - f.dark[i] : x;
-    double* slot = sums + 2 * (kSumLanes * b + lane);
+    double* slot = lanes[lane] + 2 * kSumLanes * b;
 #if defined(__SSE2__)
     _mm_storeu_pd(slot, _mm_add_pd(_mm_loadu_pd(slot), _mm_set_pd(at_least_one(x), s)));
 #else
@@ -332,11 +336,15 @@ float float_at_most(double t) {
 template <typename Index, bool kNegValid, bool kLit>
 void Integrator::run_float(Accumulator& acc, const Index* map, const float* data, const FrameInputs& f, size_t first,
                            size_t n) const {
-  double* sums = acc.sums.data();
+  // Lanes by the pixel's parity in the frame, as in run_direct.
+  double* lanes[kSumLanes];
+  for (size_t j = 0; j < kSumLanes; ++j) lanes[j] = acc.sums.data() + 2 * ((first + j) % kSumLanes);
   const Index discard = static_cast<Index>(bins());
   const __m128 max_valid = _mm_set1_ps(float_at_most(f.max_valid));
   const __m128 lit_above = _mm_set1_ps(kLit ? float_at_most(f.lit_threshold) : 0.0f);
   const __m128d one = _mm_set1_pd(1.0);
+  const __m128i discard_v = sizeof(Index) == 2 ? _mm_set1_epi16(static_cast<short>(discard)) : _mm_set1_epi32(static_cast<int>(discard));
+  __m128i lit_v = _mm_setzero_si128();
   uint64_t lit = 0;
   size_t k = 0;
   for (; k + 4 <= n; k += 4) {
@@ -351,7 +359,7 @@ void Integrator::run_float(Accumulator& acc, const Index* map, const float* data
     const __m128d x01 = _mm_cvtps_pd(x), x23 = _mm_cvtps_pd(_mm_movehl_ps(x, x));
     const __m128d v01 = _mm_max_pd(x01, one), v23 = _mm_max_pd(x23, one);  // Poisson variance, at least one count
     auto add = [&](size_t lane, __m128d pair) {
-      double* slot = sums + 2 * (kSumLanes * b[lane] + lane % kSumLanes);
+      double* slot = lanes[lane % kSumLanes] + 2 * kSumLanes * b[lane];
       _mm_storeu_pd(slot, _mm_add_pd(_mm_loadu_pd(slot), pair));
     };
     add(0, _mm_unpacklo_pd(x01, v01));
@@ -359,9 +367,22 @@ void Integrator::run_float(Accumulator& acc, const Index* map, const float* data
     add(2, _mm_unpacklo_pd(x23, v23));
     add(3, _mm_unpackhi_pd(x23, v23));
     if (kLit) {
-      const unsigned above = static_cast<unsigned>(_mm_movemask_ps(_mm_cmpgt_ps(x, lit_above)));
-      for (unsigned j = 0; j < 4; ++j) lit += ((above >> j) & 1u) & static_cast<unsigned>(b[j] != discard);
+      // Lit and mapped, four lanes at once: 32-bit lane counters (at most n / 4 each).
+      __m128i unmapped;
+      if constexpr (sizeof(Index) == 2) {
+        const __m128i idx = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(b));
+        const __m128i eq = _mm_cmpeq_epi16(idx, discard_v);
+        unmapped = _mm_unpacklo_epi16(eq, eq);
+      } else {
+        unmapped = _mm_cmpeq_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b)), discard_v);
+      }
+      lit_v = _mm_sub_epi32(lit_v, _mm_andnot_si128(unmapped, _mm_castps_si128(_mm_cmpgt_ps(x, lit_above))));
     }
+  }
+  if (kLit) {
+    alignas(16) uint32_t lanes4[4];
+    _mm_store_si128(reinterpret_cast<__m128i*>(lanes4), lit_v);
+    for (uint32_t c : lanes4) lit += c;
   }
   acc.lit += lit;
   if (k < n) run_direct<float, Index, false, false, kLit>(acc, map, data + k, f, first + k, n - k);

@@ -46,7 +46,7 @@ inline void convert_pixel(const JfInputs& in, size_t i, float* out, JfCounts& c)
     return;
   }
   const float adc = static_cast<float>(w & 0x3FFF);
-  const size_t at = g * in.n + i;
+  const size_t at = g * in.plane + i;
   const float v = (adc - in.pedestal[at]) * in.factor[at];
   out[i] = v;
   // A NaN pedestal or factor is a calibration that excludes the pixel in this
@@ -186,13 +186,21 @@ struct PickAvx2 {
 
 }  // namespace
 
-JfCounts jungfrau_convert_scalar(const JfInputs& in, float* out) { return select<PickScalar>(in)(in, out); }
+JfCounts jungfrau_convert_scalar(const JfInputs& given, float* out) {
+  JfInputs in = given;
+  if (!in.plane) in.plane = in.n;
+  return select<PickScalar>(in)(in, out);
+}
 
-JfCounts jungfrau_convert(const JfInputs& in, float* out) {
+JfCounts jungfrau_convert(const JfInputs& given, float* out) {
 #ifdef BEAMEDGE_X86
-  if (cpu_has_avx2()) return select<PickAvx2>(in)(in, out);
+  if (cpu_has_avx2()) {
+    JfInputs in = given;
+    if (!in.plane) in.plane = in.n;
+    return select<PickAvx2>(in)(in, out);
+  }
 #endif
-  return jungfrau_convert_scalar(in, out);
+  return jungfrau_convert_scalar(given, out);
 }
 
 const char* jungfrau_kernel_name() {

@@ -25,8 +25,12 @@ struct JfTrack {
 struct JfInputs {
   const uint16_t* raw = nullptr;
   size_t n = 0;
-  const float* pedestal = nullptr;  // [3][n], applied (not the tracked one)
-  const float* factor = nullptr;    // [3][n]: 1 / (gain * E) for photons, 1 / gain for keV
+  const float* pedestal = nullptr;  // [3][plane], applied (not the tracked one)
+  const float* factor = nullptr;    // [3][plane]: 1 / (gain * E) for photons, 1 / gain for keV
+  // Distance between the gain planes of pedestal and factor; 0: n. A tile of a
+  // frame passes pointers offset by its first pixel (raw, pedestal, factor,
+  // mask, track) with n the tile length and plane the frame's pixel count.
+  size_t plane = 0;
   const uint32_t* mask = nullptr;   // [n] or null
   uint32_t exclude[3] = {0, 0, 0};  // mask bits that exclude a pixel in gain g
   bool lit = false;                 // count converted values > lit_threshold

@@ -1,6 +1,7 @@
 // JUNGFRAU 4M rows for npm run bench: the real module's frames, pedestals and
 // gains tiled into 8 modules (2 x 4, 2048 x 2048, no gaps), converted on one
-// thread; then conversion + lit count + 1D integration of the float output.
+// thread; then conversion + lit count + 1D integration of the float output,
+// as two passes and fused (integrateJungfrau), with and without tracking.
 // Reference: the same conversion in numpy, run here through /usr/bin/python3.
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -82,6 +83,8 @@ export interface JungfrauBench {
   rows: Row[];
   convertMs: number;
   pipelineMs: number;
+  /** The same work fused (integrateJungfrau), median ms. */
+  fusedMs: number;
   numpy?: string;
 }
 
@@ -121,6 +124,21 @@ export function jungfrauRows(reps: number): JungfrauBench {
     ai.integrate(out, { negativeValid: true });
     return c.lit;
   }, reps);
+  // The same work fused: each tile of 128 Ki pixels converted into a buffer in
+  // L2 and integrated from there (Integrator.integrateJungfrau); the veto
+  // counts both lits (mapped pixels for the veto, every pixel for the counts).
+  const fused = measure(() => ai.integrateJungfrau(raw, folded, { litThreshold: 0.5 }).lit, reps);
+  const fusedOut = measure(() => ai.integrateJungfrau(raw, folded, { litThreshold: 0.5, out }).lit, reps);
+  // G0 pedestal tracking in the conversion pass (as the daemon runs it with tracking on).
+  const rms = tile(() => read('mod5_pedeG0_RMS.bin', Float32Array), new Float32Array(NPIX));
+  const track = { pedestal: pedestal.slice(0, NPIX), rms };
+  const trackedSeparate = measure(() => {
+    const c = folded.convert(raw, out, { litThreshold: 0.5, track });
+    ai.integrate(out, { negativeValid: true });
+    return c.lit;
+  }, reps);
+  const trackedFused = measure(() => ai.integrateJungfrau(raw, folded, { litThreshold: 0.5, track }).lit, reps);
+  const trackedFusedOut = measure(() => ai.integrateJungfrau(raw, folded, { litThreshold: 0.5, track, out }).lit, reps);
   const ref = numpyReference(Math.max(10, Math.floor(reps / 5)));
   const fmt = (x: number, d = 2) => x.toFixed(d);
   const refCell = () => (ref ? fmt(mpix(ref.ms), 0) : 'n/a');
@@ -135,7 +153,13 @@ export function jungfrauRows(reps: number): JungfrauBench {
     { metric: `${tag}: conversion + lit count (ms/frame)`, ours: fmt(t.lit.medianMs), reference: '', ratio: '' },
     { metric: `${tag}: 1D integration of the float output, npt 1000 (ms/frame)`, ours: fmt(integrate.medianMs), reference: '', ratio: '' },
     { metric: `${tag}: conversion + lit count + 1D integration (ms/frame)`, ours: fmt(pipeline.medianMs), reference: '', ratio: '' },
-    { metric: `${tag}: cores for 2 kHz (conversion + veto + 1D)`, ours: fmt((2000 * pipeline.medianMs) / 1000, 1), reference: '', ratio: '' },
+    { metric: `${tag}: fused convert+veto+integrate, npt 1000 (ms/frame)`, ours: fmt(fused.medianMs), reference: '', ratio: '' },
+    { metric: `${tag}: fused convert+veto+integrate, npt 1000 (Mpixel/s)`, ours: fmt(mpix(fused.medianMs), 0), reference: '', ratio: '' },
+    { metric: `${tag}: fused convert+veto+integrate, converted frame also written out (ms/frame)`, ours: fmt(fusedOut.medianMs), reference: '', ratio: '' },
+    { metric: `${tag}: conversion + lit count + 1D integration, G0 pedestal tracking (ms/frame)`, ours: fmt(trackedSeparate.medianMs), reference: '', ratio: '' },
+    { metric: `${tag}: fused convert+veto+integrate, G0 pedestal tracking (ms/frame)`, ours: fmt(trackedFused.medianMs), reference: '', ratio: '' },
+    { metric: `${tag}: fused, G0 pedestal tracking, frame written out (ms/frame)`, ours: fmt(trackedFusedOut.medianMs), reference: '', ratio: '' },
+    { metric: `${tag}: cores for 2 kHz (conversion + veto + 1D)`, ours: fmt((2000 * Math.min(pipeline.medianMs, fused.medianMs)) / 1000, 1), reference: '', ratio: '' },
   ];
-  return { rows, convertMs: t.plain.medianMs, pipelineMs: pipeline.medianMs, ...(ref ? { numpy: `numpy ${ref.version}` } : {}) };
+  return { rows, convertMs: t.plain.medianMs, pipelineMs: pipeline.medianMs, fusedMs: fused.medianMs, ...(ref ? { numpy: `numpy ${ref.version}` } : {}) };
 }
