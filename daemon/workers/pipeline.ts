@@ -90,6 +90,8 @@ export class Pipeline {
           break;
         }
       }
+      // A JUNGFRAU frame no stage converted (no veto, no integrate) is converted still: its counts and tracking count.
+      if (f.jungfrau) f.decode();
       if (header.decision === 'kept') arrays = f.arrays;
     } catch (e) {
       const message = (e as Error).message;

@@ -17,26 +17,37 @@ export class CalibrateStage implements Stage {
 
   constructor(private readonly cal: PipelineCalibration) {}
 
-  /** Raw gain-switching words to photons (or keV): the frame goes on as float32, excluded pixels NaN. */
+  /** Raw gain-switching words to photons (or keV): the frame goes on as float32, excluded pixels NaN, converted when first needed. */
   private convertJungfrau(f: WorkFrame, set: LoadedSet): void {
     if (set.detector !== 'jungfrau' || !set.jungfrau) throw new Error(`JUNGFRAU frames need a jungfrau calibration set; ${set.dir} is ${set.detector}`);
     if (f.meta.encoding !== 'raw' || f.meta.dtype !== 'uint16') throw new Error(`calibration set ${set.dir} is for JUNGFRAU raw uint16 frames, but this frame is ${f.meta.encoding}${f.meta.dtype ? ` ${f.meta.dtype}` : ''}`);
     this.converter ??= new JungfrauConverter({ pedestal: set.arrays.pedestal!, factor: set.jungfrau.factor, mask: null });
     const n = f.shape[0] * f.shape[1];
-    if (converted.length < n) converted = new Float32Array(n);
-    const out = converted.subarray(0, n);
     const tracking = this.cal.tracking;
-    const c = this.converter.convert(
-      f.pixels as Uint16Array,
-      out,
-      tracking ? { track: { pedestal: tracking.buffers[f.header.worker]!, rms: set.arrays.pedestal_rms!.subarray(0, n), k: tracking.k, window: tracking.window } } : {},
-    );
-    if (tracking) Atomics.add(tracking.frames, f.header.worker, 1);
-    f.pixels = out;
+    const raw = f.pixels as Uint16Array;
+    f.jungfrau = {
+      raw,
+      converter: this.converter,
+      ...(tracking ? { track: { pedestal: tracking.buffers[f.header.worker]!, rms: set.arrays.pedestal_rms!.subarray(0, n), k: tracking.k, window: tracking.window } } : {}),
+      converted: (c) => {
+        if (tracking) Atomics.add(tracking.frames, f.header.worker, 1);
+        f.header.calibrationExcluded = { saturated: c.saturated, invalid_gain: c.invalidCode, error_word: c.errorWord, masked: c.masked };
+        delete f.jungfrau;
+      },
+    };
+    // Until a stage needs them, the pixels stay raw: the integration converts them tile by tile in its own pass.
+    f.pixels = undefined;
+    f.decode = () => {
+      if (f.pixels) return f.pixels;
+      const pending = f.jungfrau!;
+      if (converted.length < n) converted = new Float32Array(n);
+      const out = converted.subarray(0, n);
+      pending.converted(this.converter!.convert(raw, out, pending.track ? { track: pending.track } : {}));
+      return (f.pixels = out);
+    };
     f.negativeValid = true;
     // The set's mask is folded into its factors (NaN pixels), so no map depends on it.
     delete f.maxValid;
-    f.header.calibrationExcluded = { saturated: c.saturated, invalid_gain: c.invalidCode, error_word: c.errorWord, masked: c.masked };
   }
 
   run(f: WorkFrame): void {

@@ -3,7 +3,8 @@
 import type { IntegrateConfig, VetoConfig } from '../../config/config';
 import type { Geometry } from '../../geometry/geometry';
 import type { Integration } from '../../integrate/azimuthal';
-import type { PixelFrame } from '../../native';
+import type { JungfrauConverter } from '../../calibrate/jungfrau';
+import type { JungfrauCounts, JungfrauTrack, PixelFrame } from '../../native';
 import type { FrameMeta, ResultArrays, ResultHeader, SeriesContext } from '../protocol';
 
 export interface WorkFrame {
@@ -29,6 +30,11 @@ export interface WorkFrame {
   maxValid?: number;
   /** Calibrated float pixels: negative values are signal, only NaN is excluded (otherwise negative pixels are markers). */
   negativeValid?: boolean;
+  /**
+   * A JUNGFRAU frame still in raw gain words: the integration pass converts it
+   * tile by tile, or decode() converts it whole when a stage needs pixels.
+   */
+  jungfrau?: JungfrauPending;
   /** Subtracted in the integration pass (float32 per pixel). */
   dark?: Float32Array;
   flat?: Float32Array;
@@ -40,6 +46,14 @@ export interface WorkFrame {
   integration?: { result: Integration; radial: Float64Array; azimuthal?: Float64Array };
   readonly header: ResultHeader;
   arrays: ResultArrays;
+}
+
+export interface JungfrauPending {
+  raw: Uint16Array;
+  converter: JungfrauConverter;
+  track?: JungfrauTrack;
+  /** Called with the counts once the frame is converted (by whichever pass does it). */
+  converted(counts: JungfrauCounts): void;
 }
 
 export interface Verdict {

@@ -55,8 +55,16 @@ export class IntegrateStage implements Stage {
       ...(f.maxValid !== undefined ? { maxValid: f.maxValid } : {}),
       ...(f.negativeValid ? { negativeValid: true } : {}),
     };
-    // Still-compressed CBF frames are decoded inside the integration pass.
-    const result = f.pixels ? ai.integrate(f.pixels, options) : ai.integrateCbf(f.payload, options);
+    // Frames still compressed (CBF) or raw (JUNGFRAU) are decoded or converted inside the integration pass.
+    let result;
+    if (f.jungfrau && f.dark) f.decode(); // the fused pass does not subtract a dark
+    if (f.pixels) result = ai.integrate(f.pixels, options);
+    else if (f.jungfrau) {
+      const { raw, converter, track, converted } = f.jungfrau;
+      const r = ai.integrateJungfrau(raw, converter, { ...(litThreshold !== undefined ? { litThreshold } : {}), ...(track ? { track } : {}) });
+      converted(r.jungfrau);
+      result = r;
+    } else result = ai.integrateCbf(f.payload, options);
     f.integration = { result, radial: ai.radial, ...(ai.azimuthal ? { azimuthal: ai.azimuthal } : {}) };
     f.header.excluded = result.excluded;
     f.header.unit = ai.unit.name;
