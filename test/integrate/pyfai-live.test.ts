@@ -31,6 +31,10 @@ const PYFAI = String.raw`
 import sys, json, numpy, fabio
 from pyFAI.azimuthalIntegrator import AzimuthalIntegrator
 from pyFAI.detectors import Detector
+from pyFAI.engines import Engine
+from pyFAI.ext.splitBBoxCSR import HistoBBox2d
+from pyFAI.utils import crc32
+from pyFAI import units
 req = json.load(sys.stdin)
 data = fabio.open(req["cbf"]).data
 out = []
@@ -49,8 +53,23 @@ for c in req["cases"]:
     if c.get("flat"): kw["flat"] = numpy.load(req["flat"])
     if c.get("dummy"): kw["dummy"], kw["delta_dummy"] = c["dummy"]
     if c.get("nptAzim"):
+        engine = None
+        if c["split"] == "no":
+            # pyFAI 0.21.3 builds the 2D no-split CSR matrix from uninitialised pixel
+            # half-widths: depending on what was on the stack (it changes with
+            # PYTHONHASHSEED and the environment) the matrix comes out empty and every
+            # bin reads 0. Zero-width boxes through the bbox code give the same matrix.
+            unit = units.to_unit(c["unit"])
+            pos0 = ai.array_from_unit(data.shape, "center", unit, scale=False)
+            pos1 = ai.chiArray(data.shape)
+            rng = tuple(v / unit.scale for v in c["range"]) if c.get("range") else None
+            engine = HistoBBox2d(pos0, numpy.zeros_like(pos0), pos1, numpy.zeros_like(pos1), bins=(c["npt"], c["nptAzim"]), pos0_range=rng, mask=mask, mask_checksum=crc32(numpy.ascontiguousarray(mask)), allow_pos0_neg=False, unit=unit, chiDiscAtPi=ai.chiDiscAtPi, empty=ai._empty)
+            ai.engines[ai._normalize_method(kw["method"], dim=2, default=ai.DEFAULT_METHOD_2D)] = Engine(engine)
         r = ai.integrate2d_ng(data, c["npt"], c["nptAzim"], **kw)
-        out.append(dict(radial=r.radial.tolist(), azimuthal=r.azimuthal.tolist(), I=r.intensity.ravel().tolist(), count=r.count.T.ravel().tolist() if r.count is not None else None))
+        if engine is not None:
+            assert all(e.engine is engine for e in ai.engines.values()), "pyFAI rebuilt the 2D no-split matrix"
+        # intensity and count are both [azimuthal][radial].
+        out.append(dict(radial=r.radial.tolist(), azimuthal=r.azimuthal.tolist(), I=r.intensity.ravel().tolist(), count=r.count.ravel().tolist() if r.count is not None else None))
     else:
         r = ai.integrate1d_ng(data, c["npt"], **kw)
         out.append(dict(radial=r.radial.tolist(), I=r.intensity.tolist(), sigma=r.sigma.tolist(), count=r.count.tolist()))
