@@ -139,7 +139,12 @@ async function scenario(t: Test, broker: { name: string; mqttYaml: (port: number
   t.ok(sub.events().some((e) => e.kind === 'frame_error' && /series scan8 frame 0 .*not a CBF/.test(e.message)), 'error event names the series, frame and problem');
 
   // 6. Stats on MQTT count all of it.
-  await sub.waitFor('stats with 9 frames in', (m) => m.topic.endsWith('/stats') && JSON.parse(m.payload.toString()).totals.frames_in === 9);
+  // frames_in counts a frame on arrival; wait for a stats message that has all 9 outcomes, not only arrivals.
+  const outcomes = (m: { payload: Buffer }) => {
+    const { totals } = JSON.parse(m.payload.toString()) as { totals: Record<string, number> };
+    return totals.kept! + totals.rejected! + totals.errored!;
+  };
+  await sub.waitFor('stats with 9 outcomes', (m) => m.topic.endsWith('/stats') && outcomes(m) === 9);
   const stats = JSON.parse(sub.on('stats').at(-1)!.payload.toString()) as { totals: Record<string, number> };
   t.same([stats.totals.kept, stats.totals.rejected, stats.totals.errored, stats.totals.reloads], [3, 3, 3, 1], 'stats totals');
 
