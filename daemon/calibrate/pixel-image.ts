@@ -2,6 +2,7 @@
 // or numpy .npy files, the formats pyFAI users already have them in.
 import { readFileSync } from 'node:fs';
 import { readCbf } from '../decode/cbf';
+import { parseNpyHeader } from './npy';
 
 export interface PixelImage {
   shape: [number, number];
@@ -27,20 +28,10 @@ export interface NpyArray {
 }
 
 export function parseNpy(buf: Uint8Array, source = 'npy'): NpyArray {
-  const magic = Buffer.from(buf.subarray(0, 6)).toString('latin1');
-  if (magic !== '\x93NUMPY') throw new Error(`${source}: not a .npy file`);
+  const { descr, fortran, shape: dims, start } = parseNpyHeader(buf, source);
   const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-  const major = buf[6]!;
-  const headerLen = major === 1 ? view.getUint16(8, true) : view.getUint32(8, true);
-  const start = (major === 1 ? 10 : 12) + headerLen;
-  const header = Buffer.from(buf.subarray(major === 1 ? 10 : 12, start)).toString('latin1');
-  const descr = /'descr':\s*'([^']+)'/.exec(header)?.[1];
-  const fortran = /'fortran_order':\s*True/.test(header);
-  const shapeText = /'shape':\s*\(([^)]*)\)/.exec(header)?.[1];
-  if (!descr || shapeText === undefined) throw new Error(`${source}: unreadable .npy header`);
-  const read = NPY_TYPES[descr.replace(/^=/, '<')];
+  const read = NPY_TYPES[descr];
   if (!read) throw new Error(`${source}: .npy dtype ${descr} is not supported`);
-  const dims = shapeText.split(',').map((s) => s.trim()).filter(Boolean).map(Number);
   const n = dims.reduce((a, b) => a * b, 1);
   const size = Number(/\d+$/.exec(descr)![0]);
   if (start + n * size > buf.length) throw new Error(`${source}: truncated .npy data`);

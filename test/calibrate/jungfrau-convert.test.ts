@@ -3,36 +3,28 @@
 // bits and G0 pedestal tracking against its closed form.
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { JungfrauConverter } from '../../daemon/calibrate/jungfrau';
 import { DEAD, excludeBitsPerGain, GAIN_UNUSABLE, NO_PEDESTAL, PEDESTAL_RMS, USER_MASKED, WRONG_GAIN } from '../../daemon/calibrate/mask-bits';
 import { native, type JungfrauCounts } from '../../daemon/native';
-import { dataDir, dataFile, readData, repoRoot } from '../helpers/data';
+import { repoRoot } from '../helpers/data';
 import { need } from '../helpers/need';
+import { haveJungfrau, jfArray, MOD5_ENERGY_KEV } from '../helpers/jungfrau';
 
 const N = 512 * 1024;
-const E = 12.398;
+const E = MOD5_ENERGY_KEV;
 // What Jungfraujoch writes for a saturated pixel in these files (see data/README.md).
 const JFJOCH_SATURATED = 32678;
 
-function view<T extends Float32Array | Float64Array | Uint16Array>(buf: Buffer, Ctor: { new (b: ArrayBuffer, o: number, l: number): T; BYTES_PER_ELEMENT: number }): T {
-  // Copy into an aligned buffer: Buffer pool slices may start at odd offsets.
-  const ab = new ArrayBuffer(buf.length);
-  new Uint8Array(ab).set(buf);
-  return new Ctor(ab, 0, buf.length / Ctor.BYTES_PER_ELEMENT);
-}
 
-const jf = (f: string) => readData('jungfrau', f);
-const haveJungfrau = () => !!dataDir && existsSync(dataFile('jungfrau', 'mod5_raw0.bin'));
 
 function loadModule() {
   const pedestal = new Float32Array(3 * N);
-  for (let g = 0; g < 3; g++) pedestal.set(view(jf(`mod5_pedeG${g}.bin`), Float32Array), g * N);
-  const gain = view(jf('mod5_gain_f64.bin'), Float64Array);
-  const rms = view(jf('mod5_pedeG0_RMS.bin'), Float32Array);
-  const raw = [0, 1, 2, 3, 4].map((k) => view(jf(`mod5_raw${k}.bin`), Uint16Array));
-  const conv = [0, 1, 2, 3, 4].map((k) => view(jf(`mod5_conv${k}.bin`), Float32Array));
+  for (let g = 0; g < 3; g++) pedestal.set(jfArray(`mod5_pedeG${g}.bin`, Float32Array), g * N);
+  const gain = jfArray('mod5_gain_f64.bin', Float64Array);
+  const rms = jfArray('mod5_pedeG0_RMS.bin', Float32Array);
+  const raw = [0, 1, 2, 3, 4].map((k) => jfArray(`mod5_raw${k}.bin`, Uint16Array));
+  const conv = [0, 1, 2, 3, 4].map((k) => jfArray(`mod5_conv${k}.bin`, Float32Array));
   return { pedestal, gain, rms, raw, conv };
 }
 

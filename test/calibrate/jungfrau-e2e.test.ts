@@ -4,7 +4,7 @@
 // set's id; provenance names the set; a reload to a missing set is refused.
 // The profile is checked against an independent route: the photon image the
 // words were made from, integrated directly.
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -19,25 +19,21 @@ import { encodeJungfrau } from '../../daemon/sim/jungfrau-encoder';
 import { FrameSender } from '../../daemon/sim/sender';
 import { SyntheticDetector } from '../../daemon/sim/synthetic';
 import { createLogger } from '../../daemon/system/logger';
-import { dataFile, needData } from '../helpers/data';
+import { needData } from '../helpers/data';
+import { importMod5Set, MOD5_ENERGY_KEV } from '../helpers/jungfrau';
 import { BIN } from '../helpers/daemon-process';
 import { Collector } from '../helpers/mqtt-collector';
 import { until } from '../helpers/wait';
 
 const SHAPE: [number, number] = [512, 1024];
-const ENERGY = 12.398;
+const ENERGY = MOD5_ENERGY_KEV;
 const GEOMETRY = { dist: 0.08, poni1: 0.5 * 512 * 75e-6, poni2: 0.45 * 1024 * 75e-6, rot1: 0, rot2: 0, rot3: 0, pixel1: 75e-6, pixel2: 75e-6, wavelength: 1e-10, shape: SHAPE, detector: 'Jungfrau' };
 
 t.test('raw JUNGFRAU frames over TCP arrive on MQTT converted, integrated and traced to their calibration set', async (t) => {
   if (!needData(t)) return;
   const dir = mkdtempSync(path.join(tmpdir(), 'beamedge-jf-e2e-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const jf = (f: string) => dataFile('jungfrau', f);
-  const imported = spawnSync(
-    process.execPath,
-    [BIN, 'calibrate', 'import', '--pedestal', jf('mod5_pedeG0.bin'), jf('mod5_pedeG1.bin'), jf('mod5_pedeG2.bin'), '--rms', jf('mod5_pedeG0_RMS.bin'), '--gain', jf('mod5_gain_f64.bin'), '--shape', '512x1024', '--energy-kev', String(ENERGY), '--out', path.join(dir, 'mod5')],
-    { encoding: 'utf8' },
-  );
+  const imported = importMod5Set(path.join(dir, 'mod5'));
   t.equal(imported.status, 0, imported.stderr);
   const set = loadCalibrationSet(path.join(dir, 'mod5'), false);
   writeFileSync(path.join(dir, 'jf.poni'), formatPoni(GEOMETRY));
@@ -111,12 +107,7 @@ t.test('pedestal tracking: dark frames move the G0 pedestal; a snapshot is a der
   if (!needData(t)) return;
   const dir = mkdtempSync(path.join(tmpdir(), 'beamedge-jf-track-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const jf = (f: string) => dataFile('jungfrau', f);
-  const imported = spawnSync(
-    process.execPath,
-    [BIN, 'calibrate', 'import', '--pedestal', jf('mod5_pedeG0.bin'), jf('mod5_pedeG1.bin'), jf('mod5_pedeG2.bin'), '--rms', jf('mod5_pedeG0_RMS.bin'), '--gain', jf('mod5_gain_f64.bin'), '--shape', '512x1024', '--energy-kev', String(ENERGY), '--out', path.join(dir, 'base')],
-    { encoding: 'utf8' },
-  );
+  const imported = importMod5Set(path.join(dir, 'base'));
   t.equal(imported.status, 0, imported.stderr);
   const base = loadCalibrationSet(path.join(dir, 'base'), false);
   writeFileSync(path.join(dir, 'jf.poni'), formatPoni(GEOMETRY));

@@ -12,27 +12,19 @@
 // the sums that its index in the frame selects, in pixel order, so the floating-
 // point additions happen in the same order whatever the tiling.
 import t, { type Test } from 'tap';
-import { existsSync } from 'node:fs';
 import { JungfrauConverter } from '../../daemon/calibrate/jungfrau';
 import { DEAD, excludeBitsPerGain, NO_PEDESTAL, PEDESTAL_RMS, USER_MASKED } from '../../daemon/calibrate/mask-bits';
 import { AzimuthalIntegrator, type IntegrationSetup } from '../../daemon/integrate/azimuthal';
 import { native, type JungfrauCalibrationArrays, type NativeIntegration } from '../../daemon/native';
-import { dataDir, dataFile, readData } from '../helpers/data';
 import { need } from '../helpers/need';
+import { haveJungfrau, jfArray, MOD5_ENERGY_KEV } from '../helpers/jungfrau';
 
 const ROWS = 512;
 const COLS = 1024;
 const N = ROWS * COLS;
-const E = 12.398;
+const E = MOD5_ENERGY_KEV;
 
-function view<T extends Float32Array | Float64Array | Uint16Array>(buf: Buffer, Ctor: { new (b: ArrayBuffer, o: number, l: number): T; BYTES_PER_ELEMENT: number }): T {
-  const ab = new ArrayBuffer(buf.length);
-  new Uint8Array(ab).set(buf);
-  return new Ctor(ab, 0, buf.length / Ctor.BYTES_PER_ELEMENT);
-}
 
-const jf = (f: string) => readData('jungfrau', f);
-const haveJungfrau = () => !!dataDir && existsSync(dataFile('jungfrau', 'mod5_raw0.bin'));
 
 const bytes = (a: ArrayBufferView) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
 const same = (a: ArrayBufferView, b: ArrayBufferView) => Buffer.compare(bytes(a), bytes(b)) === 0;
@@ -56,13 +48,13 @@ function loadModule(rows: number, cols: number): Module {
   };
   const pedestal = new Float32Array(3 * n);
   const gain = new Float64Array(3 * n);
-  const gainAll = view(jf('mod5_gain_f64.bin'), Float64Array);
+  const gainAll = jfArray('mod5_gain_f64.bin', Float64Array);
   for (let g = 0; g < 3; g++) {
-    crop(view(jf(`mod5_pedeG${g}.bin`), Float32Array), pedestal.subarray(g * n, (g + 1) * n));
+    crop(jfArray(`mod5_pedeG${g}.bin`, Float32Array), pedestal.subarray(g * n, (g + 1) * n));
     crop(gainAll.subarray(g * N, (g + 1) * N), gain.subarray(g * n, (g + 1) * n));
   }
-  const rms = crop(view(jf('mod5_pedeG0_RMS.bin'), Float32Array), new Float32Array(n));
-  const raw = [0, 1, 2, 3, 4].map((k) => crop(view(jf(`mod5_raw${k}.bin`), Uint16Array), new Uint16Array(n)));
+  const rms = crop(jfArray('mod5_pedeG0_RMS.bin', Float32Array), new Float32Array(n));
+  const raw = [0, 1, 2, 3, 4].map((k) => crop(jfArray(`mod5_raw${k}.bin`, Uint16Array), new Uint16Array(n)));
   // Every kind of mask bit on scattered pixels, read per frame (not folded).
   const mask = new Uint32Array(n);
   for (let i = 0; i < n; i += 89) mask[i] = [DEAD, NO_PEDESTAL[0], NO_PEDESTAL[1], PEDESTAL_RMS[2], USER_MASKED][i % 5]!;

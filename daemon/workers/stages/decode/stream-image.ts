@@ -9,7 +9,7 @@ import type { Decoded } from './decoder';
 let scratch = new Uint8Array(0);
 
 /** The value EIGER gives flagged pixels: all ones in the pixel's bits. */
-export function flagValue(dtype: Dtype): number {
+function flagValue(dtype: Dtype): number {
   return 2 ** (8 * elemSize(dtype)) - 1;
 }
 
