@@ -5,12 +5,11 @@
 import { readFileSync } from 'node:fs';
 import { parseNpyHeader, readNpy, sha256, type NpyDtype } from './npy';
 import type { Shape } from './raw-frames';
-import { MASK_BITS } from './mask-bits';
+import { usableGain } from './jungfrau';
+import { GAIN_UNUSABLE, MASK_BITS, USER_MASKED } from './mask-bits';
 
 /** JUNGFRAU nominal gains, ADU/keV (G1 and G2 negative): used when no gain file is given. */
 export const DEFAULT_GAIN: [number, number, number] = [41, -1.439, -0.1145];
-const BAD_GAIN_BIT = 16;
-const USER_BIT = 8;
 
 export interface Loaded<T> {
   data: T;
@@ -83,7 +82,7 @@ export function readMaskFile(path: string, shape: Shape): Loaded<Uint32Array> {
 
 function userBits(a: Loaded<ArrayLike<number>>): Loaded<Uint32Array> {
   const m = new Uint32Array(a.data.length);
-  for (let i = 0; i < m.length; i++) if (a.data[i] !== 0) m[i] = 1 << USER_BIT;
+  for (let i = 0; i < m.length; i++) if (a.data[i] !== 0) m[i] = USER_MASKED;
   return { data: m, sha256: a.sha256 };
 }
 
@@ -93,9 +92,8 @@ export function flagBadGains(gain: Float64Array, mask: Uint32Array): [number, nu
   const bad: [number, number, number] = [0, 0, 0];
   for (let g = 0; g < 3; g++)
     for (let i = 0; i < n; i++) {
-      const v = gain[g * n + i]!;
-      if (!Number.isFinite(v) || (g === 0 ? !(v > 0) : !(v < 0))) {
-        mask[i] = (mask[i]! | (1 << (BAD_GAIN_BIT + g))) >>> 0;
+      if (!usableGain(gain[g * n + i]!, g)) {
+        mask[i] = (mask[i]! | GAIN_UNUSABLE[g]!) >>> 0;
         bad[g]++;
       }
     }

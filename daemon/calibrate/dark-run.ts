@@ -11,13 +11,13 @@
 // that has fewer than 128 frames (common/PedestalCalc.cpp); its broker takes
 // 2000 G0 frames, then 300 in forced G1 and 300 in forced G2.
 import { native, type NativePedestalAccumulator } from '../native';
+import { NO_PEDESTAL, PEDESTAL_RMS, WRONG_GAIN } from './mask-bits';
 
 export const DEFAULT_MAX_RMS: [number, number, number] = [100, 100, 100];
 export const DEFAULT_MAX_WRONG_GAIN = 0.02;
 /** Jungfraujoch's window; a shorter run needs half its frames in the gain. */
 export const DEFAULT_MIN_FRAMES = 128;
 
-export const BIT = { noPedestal: 9, highRms: 12, wrongGain: 15 } as const;
 
 export interface DarkLimits {
   /** Frames a pixel needs in an exercised gain; default min(128, half the run's frames). */
@@ -95,8 +95,8 @@ export class DarkRun {
     const flagged = { no_pedestal: 0, high_rms: 0, wrong_gain: 0 };
     const { pedestal, mask } = into;
     for (const g of exercisedGains) {
-      const noPed = 1 << (BIT.noPedestal + g);
-      const highRms = 1 << (BIT.highRms + g);
+      const noPed = NO_PEDESTAL[g]!;
+      const highRms = PEDESTAL_RMS[g]!;
       for (let i = 0, k = g * n; i < n; i++, k++) {
         const c = counts[k]!;
         pedestal[k] = c > 0 ? mean[k]! : 0;
@@ -116,7 +116,7 @@ export class DarkRun {
     const limit = limits.maxWrongGain * frames;
     for (let i = 0, k = dominantGain * n; i < n; i++, k++)
       if (frames - counts[k]! > limit) {
-        mask[i] = (mask[i]! | (1 << BIT.wrongGain)) >>> 0;
+        mask[i] = (mask[i]! | WRONG_GAIN) >>> 0;
         flagged.wrong_gain++;
       }
     const errorPixelFrames = frames * n - pixelFrames[0] - pixelFrames[1] - pixelFrames[2];

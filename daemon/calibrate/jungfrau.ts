@@ -2,12 +2,9 @@
 // main thread, into SharedArrayBuffers if it is to be shared), and each worker
 // wraps the same arrays in a JungfrauConverter: views, never copies.
 import { native, type JungfrauCounts, type JungfrauTrack } from '../native';
-import { excludeBitsPerGain, GAIN_UNUSABLE } from './mask-bits';
+import { excludeBitsPerGain } from './mask-bits';
 
 export type JungfrauUnit = 'photons' | 'keV';
-
-/** One module: 512 x 1024 pixels. */
-export const JUNGFRAU_MODULE_SHAPE: readonly [number, number] = [512, 1024];
 
 export interface JungfrauCalibration {
   /** [3][n] pedestal per gain stage, ADU. */
@@ -31,7 +28,7 @@ export interface ConvertOptions {
 // PSI's gain files; a gain of the other sign is a broken calibration.
 const GAIN_SIGN = [1, -1, -1] as const;
 
-function usableGain(g: number, stage: number): boolean {
+export function usableGain(g: number, stage: number): boolean {
   return Number.isFinite(g) && g !== 0 && Math.sign(g) === GAIN_SIGN[stage];
 }
 
@@ -81,14 +78,6 @@ export class JungfrauConverter {
     return f;
   }
 
-  /** Sets the gain-unusable bits (16-18) of `mask` in place, so the mask says why. */
-  static markUnusableGains(gain: Float64Array, mask: Uint32Array): Uint32Array {
-    const n = mask.length;
-    if (gain.length !== 3 * n) throw new RangeError(`gain has ${gain.length} values, expected 3 x ${n}`);
-    for (let s = 0; s < 3; s++)
-      for (let i = 0; i < n; i++) if (!usableGain(gain[s * n + i]!, s)) mask[i] = (mask[i]! | GAIN_UNUSABLE[s]) >>> 0;
-    return mask;
-  }
 
   /**
    * Writes NaN into the factor of every (pixel, gain) the mask excludes, in place.

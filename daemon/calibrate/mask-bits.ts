@@ -32,11 +32,7 @@ export const MASK_BITS: readonly MaskBit[] = [
   { bit: 18, name: 'bad_gain_g2', scope: 2, description: 'G2 gain zero, not finite or of the wrong sign' },
 ];
 
-export const GAP = 1 << 0;
 export const DEAD = 1 << 1;
-export const UNDER_RESPONDING = 1 << 2;
-export const OVER_RESPONDING = 1 << 3;
-export const NOISY = 1 << 4;
 export const USER_MASKED = 1 << 8;
 export const WRONG_GAIN = 1 << 15;
 /** Indexed by gain stage 0..2. */
@@ -62,12 +58,3 @@ export function excludeBitsPerGain(): Uint32Array {
   return Uint32Array.from([0, 1, 2] as const, (g) => GENERAL_BITS | bitsOfScope(g));
 }
 
-/** Names of the bits set in a mask value (unknown bits as 'bit N'), for logs and diagnostics. */
-export function describeMask(value: number): string[] {
-  const out: string[] = [];
-  for (let bit = 0; bit < 32; bit++) {
-    if (!((value >>> bit) & 1)) continue;
-    out.push(MASK_BITS.find((b) => b.bit === bit)?.name ?? `bit ${bit}`);
-  }
-  return out;
-}

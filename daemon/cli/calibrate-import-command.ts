@@ -3,7 +3,7 @@
 // on the constants it came with before its first dark run here.
 import { writeCalibrationSet } from '../calibrate/calibration-set';
 import { flagBadGains, maskCounts, readFloatMap, readGainFile, readMaskFile } from '../calibrate/constants-files';
-import { BIT } from '../calibrate/dark-run';
+import { NO_PEDESTAL } from '../calibrate/mask-bits';
 import { UsageError } from './args';
 import { checkOut, formatMask, formatMeans, meansPerGain, parseShape, tool } from './calibrate-common';
 import type { Command } from './command';
@@ -59,7 +59,7 @@ export const calibrateImportCommand: Command = {
     }
     // A pedestal that is not a number is no pedestal.
     for (let g = 0; g < 3; g++)
-      for (let i = 0; i < n; i++) if (!Number.isFinite(pedestal[g * n + i]!)) mask[i] = (mask[i]! | (1 << (BIT.noPedestal + g))) >>> 0;
+      for (let i = 0; i < n; i++) if (!Number.isFinite(pedestal[g * n + i]!)) mask[i] = (mask[i]! | NO_PEDESTAL[g]!) >>> 0;
     flagBadGains(gain.data, mask);
 
     const rmsKnown = [0, 1, 2].map((g) => g < rmsFiles.length);

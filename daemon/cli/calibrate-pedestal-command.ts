@@ -5,7 +5,8 @@
 // set (--pedestal-from).
 import { loadCalibrationSet, writeCalibrationSet, type CalibrationSet } from '../calibrate/calibration-set';
 import { defaultGain, flagBadGains, maskCounts, readGainFile } from '../calibrate/constants-files';
-import { BIT, DarkResult, DarkRun, DEFAULT_MAX_RMS, DEFAULT_MAX_WRONG_GAIN, DEFAULT_MIN_FRAMES, type DarkLimits } from '../calibrate/dark-run';
+import { NO_PEDESTAL, PEDESTAL_RMS } from '../calibrate/mask-bits';
+import { DarkResult, DarkRun, DEFAULT_MAX_RMS, DEFAULT_MAX_WRONG_GAIN, DEFAULT_MIN_FRAMES, type DarkLimits } from '../calibrate/dark-run';
 import { receiveFrames } from '../calibrate/listen-frames';
 import { inspectFrameFile, readFrames, type FrameFile, type Shape } from '../calibrate/raw-frames';
 import { UsageError, type Options } from './args';
@@ -15,7 +16,7 @@ import { Progress } from './progress';
 
 const TOOL = 'beamedge calibrate pedestal';
 /** Bits a dark run decides; --pedestal-from carries the others over (user mask, gains the runs lack). */
-const PER_GAIN_BITS = (g: number) => (1 << (BIT.noPedestal + g)) | (1 << (BIT.highRms + g));
+const PER_GAIN_BITS = (g: number) => NO_PEDESTAL[g]! | PEDESTAL_RMS[g]!;
 
 interface Run {
   label: string;
@@ -141,7 +142,7 @@ export const calibratePedestalCommand: Command = {
 
     if (base) fromEarlierSet(base, result, io);
     const missing = [0, 1, 2].filter((g) => result.source[g] === null);
-    for (const g of missing) for (let i = 0; i < pixels; i++) result.mask[i] = (result.mask[i]! | (1 << (BIT.noPedestal + g))) >>> 0;
+    for (const g of missing) for (let i = 0; i < pixels; i++) result.mask[i] = (result.mask[i]! | NO_PEDESTAL[g]!) >>> 0;
     const gain = gainRead?.data ?? (base ? new Float64Array(base.arrays.gain!) : defaultGain(pixels));
     const gainSource = gainFile ? `gain file ${gainFile}` : base ? `set ${base.id.slice(0, 12)}` : 'defaults 41, -1.439, -0.1145 ADU/keV (no --gain-file)';
     flagBadGains(gain, result.mask);

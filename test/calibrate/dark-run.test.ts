@@ -2,7 +2,8 @@
 // JUNGFRAU module: the computed pedestals against the truth, and the
 // wrong-gain flag on exactly the pixels that were made to switch.
 import t from 'tap';
-import { DarkResult, DarkRun, DEFAULT_MAX_RMS, BIT } from '../../daemon/calibrate/dark-run';
+import { DarkResult, DarkRun, DEFAULT_MAX_RMS } from '../../daemon/calibrate/dark-run';
+import { WRONG_GAIN } from '../../daemon/calibrate/mask-bits';
 import { needData, readData } from '../helpers/data';
 import { mulberry32, NormalTable } from './synth';
 
@@ -61,7 +62,7 @@ t.test('synthesised G0 dark run of one module', async (t) => {
   t.ok(within3 / n >= 0.996, `within 3 standard errors on ${within3} of ${n} pixels`);
   t.ok(within4 / n >= 0.999, `within 4 standard errors on ${within4} of ${n} pixels`);
 
-  const wrongBit = 1 << BIT.wrongGain;
+  const wrongBit = WRONG_GAIN;
   let flaggedWrong = 0;
   let flaggedOthers = 0;
   for (let i = 0; i < n; i++)
