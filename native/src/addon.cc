@@ -18,6 +18,7 @@
 #include "lz4_codecs.h"
 #include "pedestal.h"
 #include "sd_notify.h"
+#include "dispersion.h"
 
 using namespace beamedge;
 
@@ -697,6 +698,141 @@ class PedestalWrap : public Napi::ObjectWrap<PedestalWrap> {
 };
 // --- end dark-run accumulation ---
 
+// --- dispersion spot finder (DIALS 3.12, native/src/dispersion.h) ---
+// new DispersionSpotFinder(width, height, { kernelX, kernelY, sigmaBackground, sigmaStrong,
+//   globalThreshold, minLocal, gain (number | null), extended });
+// threshold(image: Int32Array | Float32Array, mask: Uint8Array | null, out: Uint8Array) -> strong count
+// thresholdReference(...) the same through DIALS's summed-area-table order; path() -> 'integer' | 'reference'
+// spots(image, strong: Uint8Array, { minSpotSize, maxSpotSize, maxSeparation (< 0: off) })
+//   -> [{ fs, ss, intensity, pixels, peakFs, peakSs }]
+class DispersionWrap : public Napi::ObjectWrap<DispersionWrap> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "DispersionSpotFinder",
+                       {InstanceMethod("threshold", &DispersionWrap::Threshold),
+                        InstanceMethod("thresholdReference", &DispersionWrap::ThresholdReference),
+                        InstanceMethod("spots", &DispersionWrap::Spots), InstanceMethod("path", &DispersionWrap::Path)});
+  }
+
+  explicit DispersionWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<DispersionWrap>(info) {
+    const Napi::Env env = info.Env();
+    if (info.Length() < 3 || !info[0].IsNumber() || !info[1].IsNumber() || !info[2].IsObject())
+      throw Napi::TypeError::New(env, "DispersionSpotFinder(width, height, params)");
+    const size_t w = dim(env, info[0], "width"), h = dim(env, info[1], "height");
+    const Napi::Object o = info[2].As<Napi::Object>();
+    DispersionParams p;
+    p.kernel_x = int_prop(o, "kernelX", 3);
+    p.kernel_y = int_prop(o, "kernelY", 3);
+    p.sigma_background = finite_prop(o, "sigmaBackground", 6);
+    p.sigma_strong = finite_prop(o, "sigmaStrong", 3);
+    p.global_threshold = finite_prop(o, "globalThreshold", 0);
+    p.min_local = int_prop(o, "minLocal", 2);
+    const Napi::Value g = o.Get("gain");
+    if (!g.IsUndefined() && !g.IsNull()) {
+      p.use_gain = true;
+      p.gain = finite_prop(o, "gain", 1);
+    }
+    const Napi::Value e = o.Get("extended");
+    if (!e.IsUndefined() && !e.IsBoolean()) throw Napi::TypeError::New(env, "extended must be a boolean");
+    p.extended = e.IsBoolean() && e.As<Napi::Boolean>().Value();
+    try {
+      finder_ = std::make_unique<DispersionFinder>(w, h, p);
+    } catch (const std::invalid_argument& err) {
+      throw Napi::RangeError::New(env, err.what());
+    }
+    zeros_.assign(w * h, 0);
+  }
+
+ private:
+  static size_t dim(const Napi::Env& env, const Napi::Value& v, const char* what) {
+    const double d = v.As<Napi::Number>().DoubleValue();
+    if (!(d >= 1 && d <= (1 << 20) && d == std::floor(d)))
+      throw Napi::RangeError::New(env, std::string(what) + " must be an integer in 1..2^20");
+    return static_cast<size_t>(d);
+  }
+  static int int_prop(const Napi::Object& o, const char* key, int fallback) {
+    const double d = finite_prop(o, key, fallback);
+    if (d != std::floor(d) || d < -1e6 || d > 1e6)
+      throw Napi::TypeError::New(o.Env(), std::string(key) + " must be an integer");
+    return static_cast<int>(d);
+  }
+  // image: Int32Array or Float32Array of width * height; returns true for int32.
+  bool image(const Napi::CallbackInfo& info, size_t i, const void** data) {
+    const Napi::Env env = info.Env();
+    const size_t n = finder_->width() * finder_->height();
+    if (info.Length() > i && info[i].IsTypedArray() &&
+        info[i].As<Napi::TypedArray>().TypedArrayType() == napi_float32_array) {
+      *data = typed_exact<float>(env, info[i], napi_float32_array, "Float32Array", n, "image");
+      return false;
+    }
+    if (info.Length() <= i) throw Napi::TypeError::New(env, "image must be an Int32Array or Float32Array");
+    *data = typed_exact<int32_t>(env, info[i], napi_int32_array, "Int32Array or Float32Array", n, "image");
+    return true;
+  }
+  const uint8_t* mask(const Napi::CallbackInfo& info, size_t i) {
+    if (info.Length() <= i || info[i].IsNull() || info[i].IsUndefined()) return zeros_.data();
+    return typed_exact<uint8_t>(info.Env(), info[i], napi_uint8_array, "Uint8Array", zeros_.size(), "mask");
+  }
+  Napi::Value Run(const Napi::CallbackInfo& info, bool reference) {
+    const void* img = nullptr;
+    const bool is_int = image(info, 0, &img);
+    const uint8_t* mk = mask(info, 1);
+    if (info.Length() < 3) throw Napi::TypeError::New(info.Env(), "out must be a Uint8Array");
+    uint8_t* out = typed_exact<uint8_t>(info.Env(), info[2], napi_uint8_array, "Uint8Array", zeros_.size(), "out");
+    if (out == mk || out == img) throw Napi::TypeError::New(info.Env(), "out must not share storage with image or mask");
+    const size_t n = guarded(info.Env(), [&] {
+      if (is_int) {
+        const int32_t* p = static_cast<const int32_t*>(img);
+        return reference ? finder_->threshold_reference(p, mk, out) : finder_->threshold(p, mk, out);
+      }
+      const float* p = static_cast<const float*>(img);
+      return reference ? finder_->threshold_reference(p, mk, out) : finder_->threshold(p, mk, out);
+    });
+    return Napi::Number::New(info.Env(), static_cast<double>(n));
+  }
+  Napi::Value Threshold(const Napi::CallbackInfo& info) { return Run(info, false); }
+  Napi::Value ThresholdReference(const Napi::CallbackInfo& info) { return Run(info, true); }
+  Napi::Value Path(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), finder_->last_path()); }
+  Napi::Value Spots(const Napi::CallbackInfo& info) {
+    const Napi::Env env = info.Env();
+    const void* img = nullptr;
+    const bool is_int = image(info, 0, &img);
+    if (info.Length() < 2) throw Napi::TypeError::New(env, "strong must be a Uint8Array");
+    const uint8_t* strong = typed_exact<uint8_t>(env, info[1], napi_uint8_array, "Uint8Array", zeros_.size(), "strong");
+    SpotFilter f;
+    if (info.Length() > 2 && !info[2].IsUndefined()) {
+      if (!info[2].IsObject()) throw Napi::TypeError::New(env, "filter must be an object");
+      const Napi::Object o = info[2].As<Napi::Object>();
+      const int mn = int_prop(o, "minSpotSize", 1), mx = int_prop(o, "maxSpotSize", 1000);
+      if (mn < 1 || mx < 1) throw Napi::RangeError::New(env, "minSpotSize and maxSpotSize must be >= 1");
+      f.min_spot_size = uint32_t(mn);
+      f.max_spot_size = uint32_t(mx);
+      f.max_separation = finite_prop(o, "maxSeparation", -1);
+    }
+    std::vector<DispersionSpot> s;
+    guarded(env, [&] {
+      if (is_int) finder_->spots(static_cast<const int32_t*>(img), strong, f, s);
+      else finder_->spots(static_cast<const float*>(img), strong, f, s);
+    });
+    Napi::Array arr = Napi::Array::New(env, s.size());
+    for (size_t i = 0; i < s.size(); ++i) {
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("fs", s[i].fs);
+      o.Set("ss", s[i].ss);
+      o.Set("intensity", s[i].intensity);
+      o.Set("pixels", double(s[i].pixels));
+      o.Set("peakFs", double(s[i].peak_fs));
+      o.Set("peakSs", double(s[i].peak_ss));
+      arr.Set(uint32_t(i), o);
+    }
+    return arr;
+  }
+
+  std::unique_ptr<DispersionFinder> finder_;
+  std::vector<uint8_t> zeros_;
+};
+// --- end dispersion spot finder ---
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
 #if defined(__GLIBC__)
   // glibc raises its mmap threshold each time a large block is freed, after
@@ -721,6 +857,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("Integrator", IntegratorWrap::Define(env));
   exports.Set("jungfrauConvert", Napi::Function::New(env, JungfrauConvert));
   exports.Set("PedestalAccumulator", PedestalWrap::Define(env));  // calibrate pedestal
+  exports.Set("DispersionSpotFinder", DispersionWrap::Define(env));  // spots/dispersion
   Napi::Object kernels = Napi::Object::New(env);
   kernels.Set("byteOffset", byte_offset_kernel_name());
   kernels.Set("jungfrau", jungfrau_kernel_name());
