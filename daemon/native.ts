@@ -190,6 +190,43 @@ export interface NativePedestalAccumulator {
   reset(): void;
 }
 
+/** Parameters of native DispersionSpotFinder (DIALS 3.12 names in daemon/spots/dispersion.ts). */
+export interface NativeDispersionParams {
+  kernelX?: number;
+  kernelY?: number;
+  sigmaBackground?: number;
+  sigmaStrong?: number;
+  globalThreshold?: number;
+  minLocal?: number;
+  /** null/absent: DIALS's gain = None formulas. */
+  gain?: number | null;
+  extended?: boolean;
+}
+
+export interface NativeDispersionSpot {
+  /** Intensity-weighted centroid, pixel-index coordinates (column, row of the pixel centre). */
+  fs: number;
+  ss: number;
+  intensity: number;
+  pixels: number;
+  peakFs: number;
+  peakSs: number;
+}
+
+export interface NativeDispersionSpotFinder {
+  /** Strong-pixel mask into out (1 = strong); mask non-zero = invalid; returns the strong count. */
+  threshold(image: Int32Array | Float32Array, mask: Uint8Array | null, out: Uint8Array): number;
+  /** The same through DIALS's summed-area-table order (slow; tests). */
+  thresholdReference(image: Int32Array | Float32Array, mask: Uint8Array | null, out: Uint8Array): number;
+  /** 'integer' or 'reference': the path the last threshold call took. */
+  path(): string;
+  spots(
+    image: Int32Array | Float32Array,
+    strong: Uint8Array,
+    filter?: { minSpotSize?: number; maxSpotSize?: number; maxSeparation?: number },
+  ): NativeDispersionSpot[];
+}
+
 interface Addon {
   cbfLocate(buf: Uint8Array): CbfBinaryInfo;
   cbfDecode(buf: Uint8Array, out?: Int32Array): { binary: CbfBinaryInfo; pixels: Int32Array };
@@ -214,6 +251,7 @@ interface Addon {
   bslz4Encode(src: ArrayBufferView, elemSize: number): Buffer;
   lz4BlockEncode(src: ArrayBufferView): Buffer;
   PedestalAccumulator: new (pixels: number) => NativePedestalAccumulator;
+  DispersionSpotFinder: new (width: number, height: number, params: NativeDispersionParams) => NativeDispersionSpotFinder;
 }
 
 // dist/daemon/native.js -> <root>/build/Release/beamedge.node
