@@ -12,7 +12,7 @@ export const REGRESSIONS_DIR = path.join(FUZZ_DIR, 'regressions');
 
 /** Targets whose input is [selector][output size, u24 LE] payload. */
 const PREFIXED = new Set(['byte_offset_avx2', 'byte_offset_scalar', 'lz4_block', 'lz4_framed', 'bslz4']);
-export const TARGETS = ['cbf', 'cbf_integrate', 'jungfrau', 'pedestal', ...PREFIXED];
+export const TARGETS = ['cbf', 'cbf_integrate', 'jungfrau', 'pedestal', 'dispersion', ...PREFIXED];
 
 /** A property the libFuzzer target checks does not hold through the addon either: never an acceptable outcome. */
 export class FuzzPropertyViolation extends Error {
@@ -198,6 +198,47 @@ function pedestal(input: Uint8Array): void {
   }
 }
 
+/** native/fuzz/dispersion.cc: integer path = reference path, no masked pixel marked, spots cover the strong pixels. */
+function dispersion(input: Uint8Array): void {
+  if (input.length < 8) return;
+  const w = (input[0]! & 31) + 1;
+  const h = (input[1]! & 31) + 1;
+  const n = w * h;
+  const flags = input[5]!;
+  const params = {
+    kernelX: (input[2]! % 4) + 1,
+    kernelY: (input[3]! % 4) + 1,
+    minLocal: (input[4]! << 24) >> 24,
+    extended: (flags & 1) !== 0,
+    gain: flags & 2 ? 2.5 : null,
+    sigmaBackground: input[6]! / 4,
+    sigmaStrong: input[7]! / 4,
+  };
+  const img = new Int32Array(n);
+  const mask = new Uint8Array(n);
+  let q = 8;
+  for (let k = 0; k < n && input.length - q >= 2; k++, q += 2) img[k] = ((input[q]! | (input[q + 1]! << 8)) << 16) >> 16;
+  for (let k = 0; k < n && input.length - q >= 1; k++, q++) mask[k] = input[q]! & 1;
+  let f;
+  try {
+    f = new native.DispersionSpotFinder(w, h, params);
+  } catch (e) {
+    if (e instanceof RangeError) return;
+    throw e;
+  }
+  const a = new Uint8Array(n);
+  const b = new Uint8Array(n);
+  const ca = f.threshold(img, mask, a);
+  const cb = f.thresholdReference(img, mask, b);
+  check(ca === cb, 'integer and reference paths count differently');
+  for (let k = 0; k < n; k++) {
+    check(a[k] === b[k], 'integer and reference paths differ');
+    check(!(a[k] && mask[k]), 'a masked pixel is marked strong');
+  }
+  const spots = f.spots(img, a, { minSpotSize: 1, maxSpotSize: 1e6 });
+  check(spots.reduce((s, x) => s + x.pixels, 0) === ca, 'spot pixels do not add up to the strong pixels');
+}
+
 /**
  * Runs one fuzz input of `target` through the addon: 'result' when it
  * decodes, 'error' with the message when the addon throws an Error. Anything
@@ -213,6 +254,7 @@ export function replay(target: string, input: Uint8Array): { outcome: 'result' |
     if (target === 'cbf_integrate') return integrateCbf(input);
     if (target === 'jungfrau') return jungfrau(input);
     if (target === 'pedestal') return pedestal(input);
+    if (target === 'dispersion') return dispersion(input);
     if (!PREFIXED.has(target)) throw new TypeError(`unknown fuzz target '${target}'`);
     const p = splitPrefix(input);
     if (!p) return;
