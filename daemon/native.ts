@@ -190,6 +190,41 @@ export interface NativePedestalAccumulator {
   reset(): void;
 }
 
+// --- spots: peakfinder8 ---
+/** Parameters of the native peakfinder8 (OM's names in camelCase; radii in pixels). */
+export interface NativePeakfinder8Params {
+  adcThresh: number;
+  minSnr: number;
+  minPixCount: number;
+  maxPixCount: number;
+  localBgRadius: number;
+  minRes: number;
+  maxRes: number;
+  maxNumPeaks: number;
+  /** ASIC size along fs / ss (0 or absent: the whole frame is one ASIC). */
+  asicNx?: number;
+  asicNy?: number;
+}
+
+/** Output columns, each at least maxNumPeaks long; find() fills the first min(found, maxNumPeaks). */
+export interface NativePeakfinder8Out {
+  fs: Float32Array;
+  ss: Float32Array;
+  intensity: Float32Array;
+  maxIntensity: Float32Array;
+  sigma: Float32Array;
+  snr: Float32Array;
+  pixels: Int32Array;
+}
+
+export interface NativePeakfinder8 {
+  /** Returns the number of peaks found (OM's count, which may exceed maxNumPeaks). */
+  find(frame: Float32Array | Int32Array, out: NativePeakfinder8Out): number;
+  bins(): number;
+  memoryBytes(): number;
+}
+// --- end spots: peakfinder8 ---
+
 interface Addon {
   cbfLocate(buf: Uint8Array): CbfBinaryInfo;
   cbfDecode(buf: Uint8Array, out?: Int32Array): { binary: CbfBinaryInfo; pixels: Int32Array };
@@ -214,6 +249,13 @@ interface Addon {
   bslz4Encode(src: ArrayBufferView, elemSize: number): Buffer;
   lz4BlockEncode(src: ArrayBufferView): Buffer;
   PedestalAccumulator: new (pixels: number) => NativePedestalAccumulator;
+  Peakfinder8: new (
+    width: number,
+    height: number,
+    radius: Float32Array,
+    mask: Uint8Array | null,
+    params: NativePeakfinder8Params,
+  ) => NativePeakfinder8;
 }
 
 // dist/daemon/native.js -> <root>/build/Release/beamedge.node
