@@ -35,8 +35,8 @@ Peakfinder8::Peakfinder8(int width, int height, const float* radius, const uint8
     good_[i] = ok;
     sbin_[i] = ok ? bin_[i] : nbins_;
   }
-  for (auto* v : {&rthreshold_, &lthreshold_, &roffset_, &rsigma_, &sum_, &sq_}) v->assign(nbins_ + 1, 0.f);
-  cnt_.assign(nbins_ + 1, 0);
+  for (auto* v : {&rthreshold_, &lthreshold_, &roffset_, &rsigma_}) v->assign(nbins_ + 1, 0.f);
+  acc_.assign(nbins_ + 1, Acc{});
   in_peak_.assign(n_, 0);
   touched_.resize(n_);
   infs_.assign(n_ + 1, 0);
@@ -54,7 +54,7 @@ Peakfinder8::Peakfinder8(int width, int height, const float* radius, const uint8
 
 size_t Peakfinder8::memory_bytes() const {
   return bin_.size() * 8 + good_.size() + in_peak_.size() + touched_.size() * 4 + infs_.size() * 8 +
-         conv_.capacity() * 4 + (nbins_ + 1) * 28 + peak_pixels_.size() * 4;
+         conv_.capacity() * 4 + (nbins_ + 1) * 48 + peak_pixels_.size() * 4;
 }
 
 // OM: compute_radial_bins / fill_radial_bins / compute_radial_stats.
@@ -66,34 +66,41 @@ void Peakfinder8::radial_stats(const float* data) {
   }
   // the dummy bin for masked pixels never accepts a value
   rthreshold_[nb] = lthreshold_[nb] = NAN;
+  // one 32-byte record per bin in the hot loop: bounds and sums share a cache line
+  std::vector<Acc>& acc = acc_;
   float* hi = rthreshold_.data();
   float* lo = lthreshold_.data();
-  float* sum = sum_.data();
-  float* sq = sq_.data();
-  int32_t* cnt = cnt_.data();
+  for (int i = 0; i <= nb; ++i) {
+    acc[i].lo = lo[i];
+    acc[i].hi = hi[i];
+  }
   const int32_t* sb = sbin_.data();
+  Acc* a = acc.data();
   for (int it = 0; it < kIterations; ++it) {
-    std::fill(sum_.begin(), sum_.end(), 0.f);
-    std::fill(sq_.begin(), sq_.end(), 0.f);
-    std::fill(cnt_.begin(), cnt_.end(), 0);
+    for (int i = 0; i <= nb; ++i) {
+      a[i].sum = 0;
+      a[i].sq = 0;
+      a[i].cnt = 0;
+    }
     for (int i = 0; i < n_; ++i) {
-      const int b = sb[i];
+      Acc& b = a[sb[i]];
       const float v = data[i];
-      if (v < hi[b] && v > lo[b]) {
-        sum[b] += v;
-        sq[b] += v * v;
-        cnt[b] += 1;
+      if (v < b.hi && v > b.lo) {
+        b.sum += v;
+        b.sq += v * v;
+        b.cnt += 1;
       }
     }
     for (int ri = 0; ri < nb; ++ri) {
-      if (cnt[ri] == 0) {
+      const int32_t cnt = a[ri].cnt;
+      if (cnt == 0) {
         roffset_[ri] = 0;
         rsigma_[ri] = 0;
         hi[ri] = FLT_MAX;
         lo[ri] = FLT_MIN;  // sic: the smallest positive float
       } else {
-        const float off = sum[ri] / cnt[ri];
-        float sig = sq[ri] / cnt[ri] - (off * off);
+        const float off = a[ri].sum / cnt;
+        float sig = a[ri].sq / cnt - (off * off);
         if (sig >= 0) sig = std::sqrt(sig);
         roffset_[ri] = off;
         rsigma_[ri] = sig;
@@ -101,6 +108,8 @@ void Peakfinder8::radial_stats(const float* data) {
         lo[ri] = off - p_.min_snr * sig;
         if (hi[ri] < p_.adc_thresh) hi[ri] = p_.adc_thresh;
       }
+      a[ri].lo = lo[ri];
+      a[ri].hi = hi[ri];
     }
   }
   float g = FLT_MAX;

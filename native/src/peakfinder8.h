@@ -72,8 +72,11 @@ class Peakfinder8 {
   std::vector<int32_t> sbin_;     // bin_, or nbins_ (a dummy bin) where masked
   std::vector<uint8_t> good_;     // 1 = usable (OM's mask != 0)
   std::vector<float> rthreshold_, lthreshold_, roffset_, rsigma_;
-  std::vector<float> sum_, sq_;
-  std::vector<int32_t> cnt_;
+  struct alignas(32) Acc {  // one bin of the clipping loop: bounds and sums in one cache line
+    float lo, hi, sum, sq;
+    int32_t cnt;
+  };
+  std::vector<Acc> acc_;
   std::vector<uint8_t> in_peak_;  // OM's pix_in_peak_map
   std::vector<int32_t> touched_;  // pixels set in in_peak_ this frame
   size_t ntouched_ = 0;
