@@ -226,6 +226,40 @@ export interface NativeDispersionSpotFinder {
     filter?: { minSpotSize?: number; maxSpotSize?: number; maxSeparation?: number },
   ): NativeDispersionSpot[];
 }
+// --- spots: peakfinder8 ---
+/** Parameters of the native peakfinder8 (OM's names in camelCase; radii in pixels). */
+export interface NativePeakfinder8Params {
+  adcThresh: number;
+  minSnr: number;
+  minPixCount: number;
+  maxPixCount: number;
+  localBgRadius: number;
+  minRes: number;
+  maxRes: number;
+  maxNumPeaks: number;
+  /** ASIC size along fs / ss (0 or absent: the whole frame is one ASIC). */
+  asicNx?: number;
+  asicNy?: number;
+}
+
+/** Output columns, each at least maxNumPeaks long; find() fills the first min(found, maxNumPeaks). */
+export interface NativePeakfinder8Out {
+  fs: Float32Array;
+  ss: Float32Array;
+  intensity: Float32Array;
+  maxIntensity: Float32Array;
+  sigma: Float32Array;
+  snr: Float32Array;
+  pixels: Int32Array;
+}
+
+export interface NativePeakfinder8 {
+  /** Returns the number of peaks found (OM's count, which may exceed maxNumPeaks). */
+  find(frame: Float32Array | Int32Array, out: NativePeakfinder8Out): number;
+  bins(): number;
+  memoryBytes(): number;
+}
+// --- end spots: peakfinder8 ---
 
 interface Addon {
   cbfLocate(buf: Uint8Array): CbfBinaryInfo;
@@ -252,6 +286,13 @@ interface Addon {
   lz4BlockEncode(src: ArrayBufferView): Buffer;
   PedestalAccumulator: new (pixels: number) => NativePedestalAccumulator;
   DispersionSpotFinder: new (width: number, height: number, params: NativeDispersionParams) => NativeDispersionSpotFinder;
+  Peakfinder8: new (
+    width: number,
+    height: number,
+    radius: Float32Array,
+    mask: Uint8Array | null,
+    params: NativePeakfinder8Params,
+  ) => NativePeakfinder8;
 }
 
 // dist/daemon/native.js -> <root>/build/Release/beamedge.node

@@ -13,9 +13,32 @@ export type Unit = 'q_nm^-1' | 'q_A^-1' | '2th_deg' | '2th_rad' | 'r_mm' | 'r_m'
 
 export interface VetoConfig {
   enabled: boolean;
+  method: 'lit_pixels' | 'spots';
+  min_spots: number;
+  max_spots: number | null;
   threshold: number;
   min_pixels: number;
   keep_one_in: number;
+}
+
+export interface SpotsConfig {
+  algorithm: 'none' | 'dispersion' | 'dispersion_extended' | 'peakfinder8';
+  kernel_size: number;
+  sigma_background: number;
+  sigma_strong: number;
+  global_threshold: number;
+  min_local: number;
+  gain: number;
+  min_spot_size: number;
+  max_spot_size: number;
+  adc_threshold: number;
+  min_snr: number;
+  min_pix: number;
+  max_pix: number;
+  local_bg_radius: number;
+  min_res: number;
+  max_res: number;
+  max_published: number;
 }
 
 export interface IntegrateConfig {
@@ -45,12 +68,14 @@ export interface PipelineConfig {
   mask: string | null;
   dark: string | null;
   flat: string | null;
+  spots: SpotsConfig;
   veto: VetoConfig;
   integrate: IntegrateConfig;
 }
 
 export interface SeriesOverride {
   match: string;
+  spots?: Partial<SpotsConfig>;
   veto?: Partial<VetoConfig>;
   integrate?: Partial<IntegrateConfig>;
 }

@@ -18,9 +18,12 @@ const UNITS = ['q_nm^-1', 'q_A^-1', '2th_deg', '2th_rad', 'r_mm', 'r_m'] as cons
 
 const veto: Node = {
   kind: 'object',
-  doc: 'lit-pixel veto: keep a frame when at least min_pixels pixels exceed threshold',
+  doc: 'hit-finding veto: keep a frame when enough pixels are lit (lit_pixels) or enough spots were found (spots)',
   fields: {
     enabled: { kind: 'boolean', default: true, doc: 'apply the veto (false keeps every frame)' },
+    method: { kind: 'enum', values: ['lit_pixels', 'spots'], default: 'lit_pixels', doc: 'lit_pixels: count pixels above threshold; spots: count the spots pipeline.spots finds' },
+    min_spots: { kind: 'integer', default: 10, min: 0, doc: 'method spots: keep a frame with at least this many spots' },
+    max_spots: { kind: 'integer', nullable: true, default: null, min: 0, doc: 'method spots: and at most this many (null: no limit; ice rings and powder give thousands)' },
     threshold: { kind: 'number', default: 20, doc: 'ADU a pixel must exceed (after dark subtraction) to be lit' },
     min_pixels: { kind: 'integer', default: 30, min: 0, doc: 'lit pixels needed to keep a frame' },
     keep_one_in: { kind: 'integer', default: 0, min: 0, doc: 'also keep 1 in K rejected frames for auditing (0: none)' },
@@ -38,6 +41,30 @@ const integrate: Node = {
     polarization: { kind: 'number', nullable: true, default: null, min: -1, max: 1, doc: 'polarization factor (null: no correction)' },
     solid_angle: { kind: 'boolean', default: true, doc: 'solid-angle correction' },
     range: { kind: 'range', default: null, doc: '[lo, hi] radial range in the unit (null: all pixels)' },
+  },
+};
+
+const spots: Node = {
+  kind: 'object',
+  doc: 'spot finding on the calibrated frame (the veto can count the spots)',
+  fields: {
+    algorithm: { kind: 'enum', values: ['none', 'dispersion', 'dispersion_extended', 'peakfinder8'], default: 'none', doc: "none, DIALS's dispersion or dispersion_extended, or OM/CrystFEL's peakfinder8" },
+    kernel_size: { kind: 'integer', default: 3, min: 1, max: 50, doc: 'dispersion: half-size of the local window in pixels (DIALS kernel_size)' },
+    sigma_background: { kind: 'number', default: 6, min: 0, doc: 'dispersion: index-of-dispersion threshold (DIALS sigma_background)' },
+    sigma_strong: { kind: 'number', default: 3, min: 0, doc: 'dispersion: strong-pixel threshold in sigmas (DIALS sigma_strong)' },
+    global_threshold: { kind: 'number', default: 0, doc: 'dispersion: pixels at or below this are never strong (DIALS global_threshold)' },
+    min_local: { kind: 'integer', default: 2, min: 0, doc: 'dispersion: valid pixels the local window needs (DIALS min_local)' },
+    gain: { kind: 'number', default: 1, min: 0.000001, doc: 'dispersion: detector gain (DIALS gain)' },
+    min_spot_size: { kind: 'integer', default: 2, min: 1, doc: 'dispersion: smallest spot, pixels (4-connected)' },
+    max_spot_size: { kind: 'integer', default: 1000, min: 1, doc: 'dispersion: largest spot, pixels' },
+    adc_threshold: { kind: 'number', default: 800, doc: "peakfinder8: minimum pixel value (CrystFEL's --threshold)" },
+    min_snr: { kind: 'number', default: 5, min: 0, doc: 'peakfinder8: minimum signal-to-noise ratio of a peak' },
+    min_pix: { kind: 'integer', default: 2, min: 1, doc: 'peakfinder8: smallest peak, pixels (8-connected)' },
+    max_pix: { kind: 'integer', default: 200, min: 1, doc: 'peakfinder8: largest peak, pixels' },
+    local_bg_radius: { kind: 'integer', default: 3, min: 1, max: 50, doc: 'peakfinder8: radius of the local background ring, pixels' },
+    min_res: { kind: 'number', default: 0, min: 0, doc: 'peakfinder8: smallest radius from the beam centre, pixels' },
+    max_res: { kind: 'number', default: 1200, min: 0, doc: 'peakfinder8: largest radius from the beam centre, pixels' },
+    max_published: { kind: 'integer', default: 1000, min: 0, doc: 'spots sent in each reduced message (the true count is sent too)' },
   },
 };
 
@@ -139,17 +166,19 @@ export const SCHEMA: Node = {
         mask: { kind: 'string', nullable: true, default: null, doc: 'mask image (CBF or .npy, non-zero = masked)' },
         dark: { kind: 'string', nullable: true, default: null, doc: 'dark image subtracted before veto and integration' },
         flat: { kind: 'string', nullable: true, default: null, doc: 'flat-field image the normalisation is multiplied by (CBF or .npy)' },
+        spots,
         veto,
         integrate,
       },
     },
     series: {
       kind: 'list',
-      doc: 'per-series overrides of pipeline.veto and pipeline.integrate, first match wins',
+      doc: 'per-series overrides of pipeline.spots, pipeline.veto and pipeline.integrate, first match wins',
       item: {
         kind: 'object',
         fields: {
           match: { kind: 'string', doc: 'series id glob (* and ?)' },
+          spots: withoutDefaults(spots),
           veto: withoutDefaults(veto),
           integrate: withoutDefaults(integrate),
         },

@@ -17,6 +17,7 @@
 #include "jungfrau_integrate.h"
 #include "lz4_codecs.h"
 #include "pedestal.h"
+#include "peakfinder8.h"  // spots: peakfinder8
 #include "sd_notify.h"
 #include "dispersion.h"
 
@@ -832,6 +833,108 @@ class DispersionWrap : public Napi::ObjectWrap<DispersionWrap> {
   std::vector<uint8_t> zeros_;
 };
 // --- end dispersion spot finder ---
+// --- spots: peakfinder8 ---
+// new Peakfinder8(width, height, radius: Float32Array, mask: Uint8Array | null, params)
+// find(frame: Float32Array | Int32Array, out: {fs, ss, intensity, maxIntensity, sigma, snr: Float32Array,
+//      pixels: Int32Array}, each >= maxNumPeaks long) -> peaks found (stored: min(found, maxNumPeaks))
+class Peakfinder8Wrap : public Napi::ObjectWrap<Peakfinder8Wrap> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "Peakfinder8",
+                       {InstanceMethod("find", &Peakfinder8Wrap::Find),
+                        InstanceMethod("bins", &Peakfinder8Wrap::Bins),
+                        InstanceMethod("memoryBytes", &Peakfinder8Wrap::MemoryBytes)});
+  }
+
+  explicit Peakfinder8Wrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Peakfinder8Wrap>(info) {
+    const Napi::Env env = info.Env();
+    if (info.Length() < 5 || !info[0].IsNumber() || !info[1].IsNumber() || !info[4].IsObject())
+      throw Napi::TypeError::New(env, "Peakfinder8(width, height, radius, mask, params)");
+    const double w = info[0].As<Napi::Number>().DoubleValue(), h = info[1].As<Napi::Number>().DoubleValue();
+    if (!(w >= 3 && h >= 3 && w <= 65536 && h <= 65536 && w == std::floor(w) && h == std::floor(h) && w * h <= 1e8))
+      throw Napi::TypeError::New(env, "width and height must be integers from 3 to 65536 (at most 1e8 pixels)");
+    const size_t n = static_cast<size_t>(w) * static_cast<size_t>(h);
+    const float* radius = typed_exact<float>(env, info[2], napi_float32_array, "Float32Array", n, "radius");
+    for (size_t i = 0; i < n; ++i)
+      if (!(radius[i] >= 0 && radius[i] <= 1e6f))
+        throw Napi::TypeError::New(env, "radius must be finite, >= 0 and <= 1e6 (pixel " + std::to_string(i) + ")");
+    const uint8_t* mask = nullptr;
+    if (!info[3].IsNull() && !info[3].IsUndefined())
+      mask = typed_exact<uint8_t>(env, info[3], napi_uint8_array, "Uint8Array", n, "mask");
+    const Napi::Object o = info[4].As<Napi::Object>();
+    Pf8Params p;
+    auto integer = [&](const char* key, double lo, double hi, double fallback) {
+      const double v = finite_prop(o, key, fallback);
+      if (!(v >= lo && v <= hi && v == std::floor(v)))
+        throw Napi::TypeError::New(env, std::string(key) + " must be an integer from " + std::to_string(long(lo)) +
+                                            " to " + std::to_string(long(hi)));
+      return static_cast<int>(v);
+    };
+    p.adc_thresh = static_cast<float>(finite_prop(o, "adcThresh", 0));
+    p.min_snr = static_cast<float>(finite_prop(o, "minSnr", 0));
+    p.min_pix = integer("minPixCount", 0, 1e8, 1);
+    p.max_pix = integer("maxPixCount", 1, static_cast<double>(n), std::min<double>(n, 1e4));
+    p.local_bg_radius = integer("localBgRadius", 0, 1000, 3);
+    p.min_res = static_cast<float>(finite_prop(o, "minRes", 0));
+    p.max_res = static_cast<float>(finite_prop(o, "maxRes", 1e30));
+    p.max_num_peaks = integer("maxNumPeaks", 0, 1e7, 2048);
+    p.asic_nx = integer("asicNx", 0, w, 0);
+    p.asic_ny = integer("asicNy", 0, h, 0);
+    if ((p.asic_nx && static_cast<int>(w) % p.asic_nx) || (p.asic_ny && static_cast<int>(h) % p.asic_ny))
+      throw Napi::TypeError::New(env, "asicNx and asicNy must divide width and height");
+    pf_ = guarded(env, [&] {
+      return std::make_unique<Peakfinder8>(static_cast<int>(w), static_cast<int>(h), radius, mask, p);
+    });
+  }
+
+ private:
+  Napi::Value Find(const Napi::CallbackInfo& info) {
+    const Napi::Env env = info.Env();
+    const size_t n = static_cast<size_t>(pf_->width()) * pf_->height();
+    if (info.Length() < 2 || !info[0].IsTypedArray() || !info[1].IsObject())
+      throw Napi::TypeError::New(env, "find(frame: Float32Array | Int32Array, out)");
+    const Napi::Object o = info[1].As<Napi::Object>();
+    const size_t need = static_cast<size_t>(pf_->params().max_num_peaks);
+    auto column = [&](const char* key) {
+      size_t len = 0;
+      float* d = typed_exact<float>(env, o.Get(key), napi_float32_array, "Float32Array", 0,
+                                    (std::string("out.") + key).c_str(), &len);
+      if (len < need)
+        throw Napi::TypeError::New(env, std::string("out.") + key + " has " + std::to_string(len) +
+                                            " elements, expected at least " + std::to_string(need));
+      return d;
+    };
+    Pf8Out out;
+    out.fs = column("fs");
+    out.ss = column("ss");
+    out.intensity = column("intensity");
+    out.max_intensity = column("maxIntensity");
+    out.sigma = column("sigma");
+    out.snr = column("snr");
+    size_t len = 0;
+    out.pixels = typed_exact<int32_t>(env, o.Get("pixels"), napi_int32_array, "Int32Array", 0, "out.pixels", &len);
+    if (len < need) throw Napi::TypeError::New(env, "out.pixels is shorter than maxNumPeaks");
+    const napi_typedarray_type type = info[0].As<Napi::TypedArray>().TypedArrayType();
+    int found = 0;
+    if (type == napi_float32_array) {
+      const float* d = typed_exact<float>(env, info[0], napi_float32_array, "Float32Array", n, "frame");
+      found = guarded(env, [&] { return pf_->find(d, out); });
+    } else if (type == napi_int32_array) {
+      const int32_t* d = typed_exact<int32_t>(env, info[0], napi_int32_array, "Int32Array", n, "frame");
+      found = guarded(env, [&] { return pf_->find(d, out); });
+    } else {
+      throw Napi::TypeError::New(env, "frame must be a Float32Array or Int32Array");
+    }
+    return Napi::Number::New(env, found);
+  }
+  Napi::Value Bins(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), pf_->bins()); }
+  Napi::Value MemoryBytes(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), static_cast<double>(pf_->memory_bytes()));
+  }
+
+  std::unique_ptr<Peakfinder8> pf_;
+};
+// --- end spots: peakfinder8 ---
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
 #if defined(__GLIBC__)
@@ -858,6 +961,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("jungfrauConvert", Napi::Function::New(env, JungfrauConvert));
   exports.Set("PedestalAccumulator", PedestalWrap::Define(env));  // calibrate pedestal
   exports.Set("DispersionSpotFinder", DispersionWrap::Define(env));  // spots/dispersion
+  exports.Set("Peakfinder8", Peakfinder8Wrap::Define(env));  // spots: peakfinder8
   Napi::Object kernels = Napi::Object::New(env);
   kernels.Set("byteOffset", byte_offset_kernel_name());
   kernels.Set("jungfrau", jungfrau_kernel_name());

@@ -12,7 +12,7 @@ export const REGRESSIONS_DIR = path.join(FUZZ_DIR, 'regressions');
 
 /** Targets whose input is [selector][output size, u24 LE] payload. */
 const PREFIXED = new Set(['byte_offset_avx2', 'byte_offset_scalar', 'lz4_block', 'lz4_framed', 'bslz4']);
-export const TARGETS = ['cbf', 'cbf_integrate', 'jungfrau', 'pedestal', 'dispersion', ...PREFIXED];
+export const TARGETS = ['cbf', 'cbf_integrate', 'jungfrau', 'pedestal', 'dispersion', 'peakfinder8', ...PREFIXED];
 
 /** A property the libFuzzer target checks does not hold through the addon either: never an acceptable outcome. */
 export class FuzzPropertyViolation extends Error {
@@ -239,6 +239,61 @@ function dispersion(input: Uint8Array): void {
   check(spots.reduce((s, x) => s + x.pixels, 0) === ca, 'spot pixels do not add up to the strong pixels');
 }
 
+/** native/fuzz/peakfinder8.cc: peakfinder8 on a small hostile frame, through the addon; same layout and properties. */
+function peakfinder8(input: Uint8Array): void {
+  if (input.length < 8) return;
+  const w = (input[0]! & 31) + 3;
+  const h = (input[1]! & 31) + 3;
+  const n = w * h;
+  const b2 = input[2]!;
+  const params = {
+    minPixCount: b2 & 3,
+    localBgRadius: (b2 >> 2) & 3,
+    maxNumPeaks: b2 >> 4,
+    adcThresh: input[3]!,
+    minSnr: Math.fround(input[4]! / 8),
+    maxPixCount: input[5]! || 1,
+    minRes: 0,
+    maxRes: 1e4,
+  };
+  const cfs = Math.fround(input[6]! / 4);
+  const css = Math.fround(input[7]! / 4);
+  const view = new DataView(input.buffer, input.byteOffset, input.byteLength);
+  const frame = new Float32Array(n);
+  const radius = new Float32Array(n);
+  const mask = new Uint8Array(n);
+  for (let i = 0; i < n; i++) {
+    const at = 8 + 2 * i;
+    if (at + 1 < input.length) {
+      frame[i] = view.getInt16(at, true);
+      mask[i] = frame[i] === -32768 ? 1 : 0;
+    }
+    const dx = Math.fround((i % w) - cfs);
+    const dy = Math.fround(Math.floor(i / w) - css);
+    radius[i] = Math.sqrt(Math.fround(Math.fround(dx * dx) + Math.fround(dy * dy)));
+  }
+  const pf = new native.Peakfinder8(w, h, radius, mask, params);
+  const m = params.maxNumPeaks;
+  const outs = [0, 1].map(() => ({
+    fs: new Float32Array(m),
+    ss: new Float32Array(m),
+    intensity: new Float32Array(m),
+    maxIntensity: new Float32Array(m),
+    sigma: new Float32Array(m),
+    snr: new Float32Array(m),
+    pixels: new Int32Array(m),
+  }));
+  const found = outs.map((o) => pf.find(frame, o));
+  check(found[0] === found[1], 'a second find() counts differently');
+  const [a, b] = outs as [(typeof outs)[0], (typeof outs)[0]];
+  for (let k = 0; k < Math.min(found[0]!, m); k++) {
+    check(a.fs[k] === b.fs[k] && a.ss[k] === b.ss[k] && a.intensity[k] === b.intensity[k] && a.pixels[k] === b.pixels[k], 'a second find() differs');
+    check(a.pixels[k]! >= params.minPixCount && a.pixels[k]! <= params.maxPixCount, 'peak size outside min..max');
+    check(a.snr[k]! >= params.minSnr, 'peak below min_snr');
+    check(a.fs[k]! >= 0 && a.fs[k]! <= w - 1 && a.ss[k]! >= 0 && a.ss[k]! <= h - 1, 'centroid outside the frame');
+  }
+}
+
 /**
  * Runs one fuzz input of `target` through the addon: 'result' when it
  * decodes, 'error' with the message when the addon throws an Error. Anything
@@ -255,6 +310,7 @@ export function replay(target: string, input: Uint8Array): { outcome: 'result' |
     if (target === 'jungfrau') return jungfrau(input);
     if (target === 'pedestal') return pedestal(input);
     if (target === 'dispersion') return dispersion(input);
+    if (target === 'peakfinder8') return peakfinder8(input);
     if (!PREFIXED.has(target)) throw new TypeError(`unknown fuzz target '${target}'`);
     const p = splitPrefix(input);
     if (!p) return;

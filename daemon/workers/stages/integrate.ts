@@ -6,18 +6,7 @@ import type { IntegrateConfig } from '../../config/config';
 import { AzimuthalIntegrator, type IntegrateOptions } from '../../integrate/azimuthal';
 import type { IntegratorCache } from '../integrator-cache';
 import type { Stage, WorkFrame } from './frame';
-
-function staticMask(f: WorkFrame): Uint8Array {
-  const n = f.shape[0] * f.shape[1];
-  const mask = new Uint8Array(n);
-  for (const m of f.masks) for (let i = 0; i < n; i++) if (m[i]) mask[i] = 1;
-  // Markers of the first frame of a map (negative pixels: PILATUS gaps and dead pixels).
-  if (!f.negativeValid) {
-    const px = f.pixels ?? f.decode();
-    for (let i = 0; i < n; i++) if (px[i]! < 0) mask[i] = 1;
-  }
-  return mask;
-}
+import { staticMask } from './static-mask';
 
 export class IntegrateStage implements Stage {
   readonly name = 'integrate';
