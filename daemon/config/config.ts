@@ -31,6 +31,7 @@ export interface SpotsConfig {
   gain: number;
   min_spot_size: number;
   max_spot_size: number;
+  max_separation: number | null;
   adc_threshold: number;
   min_snr: number;
   min_pix: number;

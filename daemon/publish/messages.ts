@@ -31,6 +31,8 @@ export interface ReducedMessage {
   calibration: string | null;
   /** Pixels the calibration excluded, by reason. */
   calibration_excluded?: Record<string, number>;
+  /** Spots found (count: all of them; the arrays: at most pipeline.spots.max_published), pixel-index coordinates. */
+  spots?: { count: number; fs: Float32Array; ss: Float32Array; intensity: Float32Array; pixels: Float32Array; snr?: Float32Array };
   meta?: Record<string, unknown>;
   radial?: Float64Array;
   azimuthal?: Float64Array;
@@ -39,7 +41,8 @@ export interface ReducedMessage {
   count?: Float32Array;
 }
 
-export function reducedMessage(instance: string, h: ResultHeader, a: ResultArrays, latencyMs: number): ReducedMessage {
+export function reducedMessage(instance: string, h: ResultHeader, arrays: ResultArrays, latencyMs: number): ReducedMessage {
+  const { spot_fs, spot_ss, spot_intensity, spot_pixels, spot_snr, ...a } = arrays;
   return {
     instance,
     series: h.series,
@@ -58,6 +61,9 @@ export function reducedMessage(instance: string, h: ResultHeader, a: ResultArray
     calibration: h.calibration ?? null,
     ...(h.calibrationExcluded ? { calibration_excluded: h.calibrationExcluded } : {}),
     ...(h.extra ? { meta: h.extra } : {}),
+    ...(h.spots !== undefined && spot_fs && spot_ss && spot_intensity && spot_pixels
+      ? { spots: { count: h.spots, fs: spot_fs, ss: spot_ss, intensity: spot_intensity, pixels: spot_pixels, ...(spot_snr ? { snr: spot_snr } : {}) } }
+      : {}),
     ...a,
   };
 }

@@ -2,16 +2,30 @@
 // stages in the data path's order (calibrate -> veto -> integrate). Each stage
 // is a module behind the Stage interface (stages/frame.ts); this file only
 // builds them and runs a frame through them.
-import type { IntegrateConfig, SeriesOverride, VetoConfig } from '../config/config';
+import type { IntegrateConfig, SeriesOverride, SpotsConfig, VetoConfig } from '../config/config';
 import { globToRegExp } from '../config/glob';
 import { IntegratorCache } from './integrator-cache';
 import type { FrameMeta, PipelineUpdate, ResultArrays, ResultHeader, SeriesContext } from './protocol';
 import { CalibrateStage } from './stages/calibrate';
 import { decodeFrame } from './stages/decode';
 import type { Stage, WorkFrame } from './stages/frame';
+import type { SpotList } from '../spots/spot-list';
 import { IntegrateStage } from './stages/integrate';
 import type { StageName } from './stages/names';
+import { SpotsStage } from './stages/spots';
 import { VetoStage } from './stages/veto';
+
+/** The spot list as result arrays, capped (the true count travels in the header). */
+function spotArrays(s: SpotList, cap: number): ResultArrays {
+  const n = Math.min(cap, s.fs.length);
+  return {
+    spot_fs: s.fs.slice(0, n),
+    spot_ss: s.ss.slice(0, n),
+    spot_intensity: s.intensity.slice(0, n),
+    spot_pixels: s.pixels.slice(0, n),
+    ...(s.snr ? { spot_snr: s.snr.slice(0, n) } : {}),
+  };
+}
 
 export class Pipeline {
   readonly epoch: number;
@@ -30,14 +44,14 @@ export class Pipeline {
     this.overrides = update.series.map((o) => ({ re: globToRegExp(o.match), o }));
     // The veto's count comes from the integration pass, so it needs the integrate stage even when that is not named.
     const integrate = new IntegrateStage(integrators);
-    const all: Record<StageName, Stage> = { calibrate: new CalibrateStage(update.calibration), veto: new VetoStage(integrate), integrate };
+    const all: Record<StageName, Stage> = { calibrate: new CalibrateStage(update.calibration), spots: new SpotsStage(), veto: new VetoStage(integrate), integrate };
     this.stages = update.pipeline.stages.map((name) => all[name]);
   }
 
-  private settingsFor(series: string): { veto: VetoConfig; integrate: IntegrateConfig } {
+  private settingsFor(series: string): { spots: SpotsConfig; veto: VetoConfig; integrate: IntegrateConfig } {
     const base = this.update.pipeline;
     const hit = this.overrides.find(({ re }) => re.test(series))?.o;
-    return { veto: { ...base.veto, ...hit?.veto }, integrate: { ...base.integrate, ...hit?.integrate } };
+    return { spots: { ...base.spots, ...hit?.spots }, veto: { ...base.veto, ...hit?.veto }, integrate: { ...base.integrate, ...hit?.integrate } };
   }
 
   process(meta: FrameMeta, payload: Uint8Array, slot: number, worker: number): { header: ResultHeader; arrays: ResultArrays } {
@@ -92,7 +106,7 @@ export class Pipeline {
       }
       // A JUNGFRAU frame no stage converted (no veto, no integrate) is converted still: its counts and tracking count.
       if (f.jungfrau) f.decode();
-      if (header.decision === 'kept') arrays = f.arrays;
+      if (header.decision === 'kept') arrays = { ...f.arrays, ...(f.spots ? spotArrays(f.spots, f.settings.spots.max_published) : {}) };
     } catch (e) {
       const message = (e as Error).message;
       Object.assign(header, { decision: 'error', reason: message, error: message });

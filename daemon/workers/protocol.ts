@@ -95,11 +95,19 @@ export interface ResultHeader {
   excluded?: number;
   /** Id of the calibration set the frame was converted with (null: none). */
   calibration?: string | null;
+  /** Spots found (when the spots stage ran), however many are published. */
+  spots?: number;
   /** Pixels the calibration stage excluded, by reason (JUNGFRAU: saturated, invalid gain, error word, masked). */
   calibrationExcluded?: Record<string, number>;
 }
 
 export interface ResultArrays {
+  /** Spots (pixel-index coordinates), capped at pipeline.spots.max_published. */
+  spot_fs?: Float32Array;
+  spot_ss?: Float32Array;
+  spot_intensity?: Float32Array;
+  spot_pixels?: Float32Array;
+  spot_snr?: Float32Array;
   radial?: Float64Array;
   azimuthal?: Float64Array;
   intensity?: Float32Array;

@@ -1,6 +1,7 @@
 // The one interface between worker stages: a frame goes in, and a stage either
 // lets it go on (returns nothing) or ends it with a decision.
-import type { IntegrateConfig, VetoConfig } from '../../config/config';
+import type { IntegrateConfig, SpotsConfig, VetoConfig } from '../../config/config';
+import type { SpotList } from '../../spots/spot-list';
 import type { Geometry } from '../../geometry/geometry';
 import type { Integration } from '../../integrate/azimuthal';
 import type { JungfrauConverter } from '../../calibrate/jungfrau';
@@ -15,7 +16,7 @@ export interface WorkFrame {
   /** The DECTRIS start message's context, when the frame belongs to such a series. */
   readonly context: SeriesContext | undefined;
   /** Veto and integration settings after the series' overrides. */
-  readonly settings: { veto: VetoConfig; integrate: IntegrateConfig };
+  readonly settings: { spots: SpotsConfig; veto: VetoConfig; integrate: IntegrateConfig };
   shape: [number, number];
   geometry: Geometry;
   /**
@@ -44,6 +45,8 @@ export interface WorkFrame {
   mapKey: string[];
   /** Set by the first stage that runs the integration pass (the veto's count comes from it). */
   integration?: { result: Integration; radial: Float64Array; azimuthal?: Float64Array };
+  /** Set by the spots stage. */
+  spots?: SpotList;
   readonly header: ResultHeader;
   arrays: ResultArrays;
 }

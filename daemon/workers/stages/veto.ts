@@ -1,6 +1,7 @@
-// The lit-pixel veto: keep a frame when enough mapped, unmasked pixels exceed
-// the threshold; keep 1 in K of the rest for auditing. The count comes from
-// the integration pass (the same read of the frame, see integrate.ts).
+// The hit-finding veto: keep a frame when enough mapped, unmasked pixels
+// exceed the threshold (lit_pixels), or when the spots stage found between
+// min_spots and max_spots spots (spots); keep 1 in K of the rest for auditing.
+// The lit count comes from the integration pass (the same read of the frame).
 import type { Stage, Verdict, WorkFrame } from './frame';
 import type { IntegrateStage } from './integrate';
 
@@ -19,20 +20,34 @@ export class VetoStage implements Stage {
       f.header.reason = 'veto disabled';
       return;
     }
-    const lit = this.integration.pass(f, veto.threshold).result.lit;
-    f.header.score = lit;
-    if (lit >= veto.min_pixels) {
-      f.header.reason = `lit ${lit} >= ${veto.min_pixels}`;
-      return;
+    let counted: string;
+    if (veto.method === 'spots') {
+      const n = f.spots?.count;
+      if (n === undefined) throw new Error('veto.method spots needs the spots stage and pipeline.spots.algorithm');
+      f.header.score = n;
+      if (veto.max_spots !== null && n > veto.max_spots) counted = `spots ${n} > ${veto.max_spots}`;
+      else if (n < veto.min_spots) counted = `spots ${n} < ${veto.min_spots}`;
+      else {
+        f.header.reason = `spots ${n} >= ${veto.min_spots}`;
+        return;
+      }
+    } else {
+      const lit = this.integration.pass(f, veto.threshold).result.lit;
+      f.header.score = lit;
+      if (lit >= veto.min_pixels) {
+        f.header.reason = `lit ${lit} >= ${veto.min_pixels}`;
+        return;
+      }
+      counted = `lit ${lit} < ${veto.min_pixels}`;
     }
     const n = (this.rejectedSince.get(f.meta.series) ?? 0) + 1;
     this.rejectedSince.delete(f.meta.series);
     this.rejectedSince.set(f.meta.series, n);
     if (this.rejectedSince.size > MAX_SERIES_COUNTERS) this.rejectedSince.delete(this.rejectedSince.keys().next().value!);
     if (veto.keep_one_in > 0 && n % veto.keep_one_in === 0) {
-      f.header.reason = `prescaled keep (1 in ${veto.keep_one_in}), lit ${lit} < ${veto.min_pixels}`;
+      f.header.reason = `prescaled keep (1 in ${veto.keep_one_in}), ${counted}`;
       return;
     }
-    return { decision: 'rejected', reason: `lit ${lit} < ${veto.min_pixels}` };
+    return { decision: 'rejected', reason: counted };
   }
 }
