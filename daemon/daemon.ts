@@ -295,6 +295,8 @@ export class Daemon {
     this.log[level](message, { kind, ...details });
     this.recorder.event(level, kind, message, details);
     this.publisher.event({ time: new Date().toISOString(), level, kind, message, ...(details ? { details } : {}) });
+    // A DECTRIS end message closes its series' hit-rate count.
+    if (kind === 'series_end' && details?.series_id !== undefined) this.funnel.seriesEnded(String(details.series_id), 'end of series');
   }
 
   private onLost(lost: number[], reason: string): void {
@@ -306,7 +308,7 @@ export class Daemon {
   private tick(): void {
     const queues = { free_slots: this.free.length, in_flight: this.pool.inFlight, mqtt_queue: this.publisher.queued, mqtt_spooled: this.publisher.spooled, ...this.pool.queueDepths() };
     const snap = this.stats.snapshot(this.epoch, queues);
-    this.publisher.stats({ instance: this.config.instance, ...snap });
+    this.publisher.stats({ instance: this.config.instance, ...snap, hit_rates: this.funnel.hits.snapshot() });
     this.funnel.tick((performance.now() - this.lastTick) / 1000);
     this.lastTick = performance.now();
   }

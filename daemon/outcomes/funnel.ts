@@ -15,6 +15,7 @@ import { encodeReduced, reducedMessage } from '../publish/messages';
 import type { FrameRef as DeliveryRef, MqttPublisher } from '../publish/mqtt-publisher';
 import type { FrameRow } from '../provenance/schema';
 import type { Recorder } from '../provenance/recorder';
+import { HitRates } from '../stats/hit-rates';
 import type { Stats } from '../stats/stats';
 import type { Logger } from '../system/logger';
 import type { FrameMeta, ResultArrays, ResultHeader } from '../workers/protocol';
@@ -39,6 +40,7 @@ export class OutcomeFunnel {
   private readonly onRecorded = new Map<number, () => void>();
   private readonly undeliverableSinceTick = new Map<string, number>();
   private undeliverableReason = '';
+  readonly hits = new HitRates();
 
   constructor(private readonly d: FunnelDeps) {}
 
@@ -61,6 +63,7 @@ export class OutcomeFunnel {
     stats.count('processed');
     stats.latency(latency);
     if (h.calibrationExcluded) stats.excludedPixels(h.calibrationExcluded);
+    if (h.hit !== undefined) this.hits.judged(h.series, h.hit, h.spots);
     stats.count(h.decision === 'kept' ? 'kept' : h.decision === 'rejected' ? 'rejected' : 'errored');
     recorder.frame({
       seq: h.seq,
@@ -77,6 +80,7 @@ export class OutcomeFunnel {
       latency_ms: Math.round(latency * 1000) / 1000,
       error: h.error ?? null,
       calibration: h.calibration ?? null,
+      spots: h.spots ?? null,
     });
     this.settled(h.seq);
     if (h.decision === 'error') {
@@ -136,7 +140,16 @@ export class OutcomeFunnel {
   }
 
   /** Once per stats interval: one event for the drops and one for the undeliverable messages since the last, not one per frame (a full spool can drop hundreds a second). */
+  /** A series ended (its end message, or idle): one summary event with its hit rate. */
+  seriesEnded(series: string, why: string): void {
+    const s = this.hits.end(series);
+    if (!s) return;
+    const median = s.median_spots_per_hit === null ? '' : `, median ${s.median_spots_per_hit} spots per hit`;
+    this.d.event('info', 'series_summary', `series ${series} (${why}): ${s.frames} frames, ${s.hits} hits, hit rate ${(100 * s.hit_rate).toFixed(1)}%${median}`, { ...s, why });
+  }
+
   tick(intervalS: number): void {
+    for (const series of this.hits.idle()) this.seriesEnded(series, 'no frame for 60 s');
     if (this.dropsSinceTick) {
       this.d.event('warn', 'drop', `${this.dropsSinceTick} frame(s) dropped in the last ${intervalS.toFixed(1)} s: workers behind (policy drop)`, { dropped: this.dropsSinceTick, total: this.d.stats.totals.dropped });
       this.dropsSinceTick = 0;
@@ -172,6 +185,7 @@ export class OutcomeFunnel {
       latency_ms: null,
       error: decision === 'error' ? reason : null,
       calibration: null,
+      spots: null,
     });
   }
 }

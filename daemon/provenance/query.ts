@@ -18,7 +18,7 @@ export interface QueryFilters {
 const COLUMNS: Record<Table, string> = {
   runs: 'id, instance, version, host, pid, started, stopped, stop_reason',
   series: 'run_id, series, first_seen, last_seen, frames, kept, rejected, errors, dropped, lost',
-  frames: 'id, run_id, seq, series, frame, source, received, processed, decision, reason, score, epoch, worker, latency_ms, published, error, calibration',
+  frames: 'id, run_id, seq, series, frame, source, received, processed, decision, reason, score, epoch, worker, latency_ms, published, error, calibration, spots',
   events: 'id, run_id, time, level, kind, message, details',
   epochs: 'run_id, epoch, time, source, sha256, calibration',
   calibrations: 'calibration, parent, origin, dir, run_id, series, frames, kept, first_frame, last_frame, first_received, last_received',

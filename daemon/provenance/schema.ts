@@ -4,7 +4,8 @@
 // decisions (a frame is recorded when it arrives, not only when it is done).
 // 3: frames name the calibration set they were converted with, and each
 // configuration epoch records the hashes of every calibration file it loaded.
-export const SCHEMA_VERSION = 3;
+// 4: frames record how many spots the spots stage found.
+export const SCHEMA_VERSION = 4;
 
 export const DECISIONS = ['received', 'kept', 'rejected', 'error', 'dropped', 'lost'] as const;
 export type FrameDecision = (typeof DECISIONS)[number];
@@ -60,7 +61,8 @@ CREATE TABLE IF NOT EXISTS frames (
   latency_ms REAL,
   published INTEGER NOT NULL DEFAULT 0,
   error TEXT,
-  calibration TEXT
+  calibration TEXT,
+  spots INTEGER
 );
 CREATE INDEX IF NOT EXISTS frames_by_series ON frames (run_id, series, frame);
 CREATE UNIQUE INDEX IF NOT EXISTS frames_by_seq ON frames (run_id, seq);
@@ -115,6 +117,8 @@ export interface FrameRow {
   error: string | null;
   /** Id of the calibration set the frame was converted with. */
   calibration: string | null;
+  /** Spots found, when the spots stage ran. */
+  spots: number | null;
 }
 
 export type ProvenanceOp =
@@ -147,4 +151,9 @@ ALTER TABLE series ADD COLUMN lost INTEGER NOT NULL DEFAULT 0;
 export const MIGRATE_2_TO_3 = `
 ALTER TABLE frames ADD COLUMN calibration TEXT;
 ALTER TABLE config_epochs ADD COLUMN calibration TEXT;
+`;
+
+/** Schema 3 -> 4: the spot count (after MIGRATE_1_TO_2, whose rebuilt frames table already has it). */
+export const MIGRATE_3_TO_4 = `
+ALTER TABLE frames ADD COLUMN spots INTEGER;
 `;

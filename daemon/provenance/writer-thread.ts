@@ -4,7 +4,7 @@ import os from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import { ensurePrivateFile } from '../system/private-file';
-import { DDL, MIGRATE_1_TO_2, MIGRATE_2_TO_3, SCHEMA_VERSION, type ProvenanceOp } from './schema';
+import { DDL, MIGRATE_1_TO_2, MIGRATE_2_TO_3, MIGRATE_3_TO_4, SCHEMA_VERSION, type ProvenanceOp } from './schema';
 
 interface Init {
   path: string;
@@ -23,6 +23,7 @@ if (existing > SCHEMA_VERSION) throw new Error(`${init.path} has provenance sche
 db.transaction(() => {
   if (existing === 1) db.exec(MIGRATE_1_TO_2);
   if (existing === 2) db.exec(MIGRATE_2_TO_3);
+  if (existing === 2 || existing === 3) db.exec(MIGRATE_3_TO_4);
   // A v1 frames table is rebuilt from the current DDL (with the v3 columns); only config_epochs lacks one.
   if (existing === 1) db.exec('ALTER TABLE config_epochs ADD COLUMN calibration TEXT');
   db.exec(DDL);
@@ -58,11 +59,11 @@ const stmt = {
   received: db.prepare(`INSERT INTO frames (run_id, seq, series, frame, source, received, decision) VALUES (?, ?, ?, ?, ?, ?, 'received')`),
   // The outcome replaces the 'received' row; frames refused at ingest have none and are inserted.
   frame: db.prepare(
-    `INSERT INTO frames (run_id, seq, series, frame, source, received, processed, decision, reason, score, epoch, worker, latency_ms, error, calibration)
-     VALUES (@run, @seq, @series, @frame, @source, @received, @processed, @decision, @reason, @score, @epoch, @worker, @latency_ms, @error, @calibration)
+    `INSERT INTO frames (run_id, seq, series, frame, source, received, processed, decision, reason, score, epoch, worker, latency_ms, error, calibration, spots)
+     VALUES (@run, @seq, @series, @frame, @source, @received, @processed, @decision, @reason, @score, @epoch, @worker, @latency_ms, @error, @calibration, @spots)
      ON CONFLICT (run_id, seq) DO UPDATE SET processed = excluded.processed, decision = excluded.decision, reason = excluded.reason,
        score = excluded.score, epoch = excluded.epoch, worker = excluded.worker, latency_ms = excluded.latency_ms, error = excluded.error,
-       calibration = excluded.calibration`,
+       calibration = excluded.calibration, spots = excluded.spots`,
   ),
   series: db.prepare(
     `INSERT INTO series (run_id, series, first_seen, last_seen, frames, kept, rejected, errors, dropped, lost)

@@ -97,6 +97,8 @@ export interface ResultHeader {
   calibration?: string | null;
   /** Spots found (when the spots stage ran), however many are published. */
   spots?: number;
+  /** The veto's count passed (a hit); false for rejects and prescaled keeps; absent without a veto. */
+  hit?: boolean;
   /** Pixels the calibration stage excluded, by reason (JUNGFRAU: saturated, invalid gain, error word, masked). */
   calibrationExcluded?: Record<string, number>;
 }

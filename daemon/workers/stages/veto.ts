@@ -29,6 +29,7 @@ export class VetoStage implements Stage {
       else if (n < veto.min_spots) counted = `spots ${n} < ${veto.min_spots}`;
       else {
         f.header.reason = `spots ${n} >= ${veto.min_spots}`;
+        f.header.hit = true;
         return;
       }
     } else {
@@ -36,10 +37,12 @@ export class VetoStage implements Stage {
       f.header.score = lit;
       if (lit >= veto.min_pixels) {
         f.header.reason = `lit ${lit} >= ${veto.min_pixels}`;
+        f.header.hit = true;
         return;
       }
       counted = `lit ${lit} < ${veto.min_pixels}`;
     }
+    f.header.hit = false;
     const n = (this.rejectedSince.get(f.meta.series) ?? 0) + 1;
     this.rejectedSince.delete(f.meta.series);
     this.rejectedSince.set(f.meta.series, n);
