@@ -13,8 +13,9 @@ import { provenanceCommand } from './provenance-command';
 import { replayCommand } from './replay-command';
 import { runCommand } from './run-command';
 import { simulateCommand } from './simulate-command';
+import { spotsCommand } from './spots-command';
 
-const COMMANDS: Command[] = [demoCommand, runCommand, checkConfigCommand, provenanceCommand, replayCommand, simulateCommand, decodeCommand, integrateCommand, calibrateCommand, convertCommand];
+const COMMANDS: Command[] = [demoCommand, runCommand, checkConfigCommand, provenanceCommand, replayCommand, simulateCommand, decodeCommand, integrateCommand, calibrateCommand, convertCommand, spotsCommand];
 
 function mainHelp(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length)) + 2;

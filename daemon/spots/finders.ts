@@ -5,7 +5,7 @@ import type { SpotsConfig } from '../config/config';
 import type { Geometry } from '../geometry/geometry';
 import type { PixelFrame } from '../native';
 import { DispersionSpotFinder } from './dispersion';
-import { Peakfinder8, radiusMapFromPoni } from './peakfinder8';
+import { Peakfinder8, radiusMap, radiusMapFromPoni, type BeamCentre } from './peakfinder8';
 import type { SpotFinder, SpotList } from './spot-list';
 
 // uint8 / uint16 / uint32 frames are widened into this (reused) buffer: the kernels take int32 or float32.
@@ -21,6 +21,10 @@ function frameOf(image: PixelFrame): Int32Array | Float32Array {
 
 class Dispersion implements SpotFinder {
   private readonly finder: DispersionSpotFinder;
+
+  get strong(): Uint8Array {
+    return this.finder.strong;
+  }
 
   constructor(cfg: SpotsConfig, shape: [number, number]) {
     this.finder = new DispersionSpotFinder(shape[1], shape[0], {
@@ -52,9 +56,10 @@ class Dispersion implements SpotFinder {
 class Pf8 implements SpotFinder {
   private readonly finder: Peakfinder8;
 
-  constructor(cfg: SpotsConfig, shape: [number, number], geometry: Geometry, mask: Uint8Array) {
+  constructor(cfg: SpotsConfig, shape: [number, number], beam: Geometry | BeamCentre, mask: Uint8Array) {
     const [rows, cols] = shape;
-    this.finder = new Peakfinder8(cols, rows, radiusMapFromPoni(cols, rows, geometry), mask, {
+    const radius = 'fs' in beam ? radiusMap(cols, rows, beam) : radiusMapFromPoni(cols, rows, beam);
+    this.finder = new Peakfinder8(cols, rows, radius, mask, {
       adcThresh: cfg.adc_threshold,
       minSnr: cfg.min_snr,
       minPixCount: cfg.min_pix,
@@ -72,7 +77,8 @@ class Pf8 implements SpotFinder {
   }
 }
 
-export function createSpotFinder(cfg: SpotsConfig, shape: [number, number], geometry: Geometry, mask: Uint8Array): SpotFinder {
-  if (cfg.algorithm === 'peakfinder8') return new Pf8(cfg, shape, geometry, mask);
+/** `beam`: the geometry (peakfinder8's radii from its beam centre), or the beam centre itself in pixel-index coordinates. */
+export function createSpotFinder(cfg: SpotsConfig, shape: [number, number], beam: Geometry | BeamCentre, mask: Uint8Array): SpotFinder {
+  if (cfg.algorithm === 'peakfinder8') return new Pf8(cfg, shape, beam, mask);
   return new Dispersion(cfg, shape);
 }

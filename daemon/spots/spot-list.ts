@@ -17,4 +17,6 @@ export interface SpotList {
 export interface SpotFinder {
   /** `mask`: non-zero pixels are never part of a spot nor of any local statistics. */
   find(image: PixelFrame, mask: Uint8Array): SpotList;
+  /** The strong-pixel mask of the last find (dispersion algorithms). */
+  readonly strong?: Uint8Array;
 }
