@@ -70,7 +70,7 @@ function recorded(db: string): number {
   }
 }
 
-export async function replayBenchmark(file: string, opts: { seconds: number; poni?: string; label: string; rateHz?: number }): Promise<E2eResult> {
+export async function replayBenchmark(file: string, opts: { seconds: number; poni?: string; label: string; rateHz?: number; stages?: string }): Promise<E2eResult> {
   const dir = mkdtempSync(path.join(tmpdir(), 'beamedge-bench-'));
   try {
     const db = path.join(dir, 'p.sqlite');
@@ -88,7 +88,7 @@ ingest: { tcp: { host: 127.0.0.1, port: 0, policy: backpressure } }
 rings: { slots: 16, slot_mb: 8 }
 pipeline:
   ${poniLine}
-  veto: { enabled: true, threshold: 20, min_pixels: 30 }
+  ${opts.stages ?? 'veto: { enabled: true, threshold: 20, min_pixels: 30 }'}
   integrate: { npt: 1000, unit: q_nm^-1, split: "no" }
 mqtt: { embedded_port: 0 }
 provenance: { path: ${JSON.stringify(db)}, batch_ms: 500 }
