@@ -16,6 +16,7 @@
 #include <cstring>
 #include <memory>
 #include <new>
+#include <stdexcept>
 #if defined(__linux__)
 #include <sys/mman.h>
 #endif
@@ -52,7 +53,8 @@ template struct HugePageAlloc<float>;
 namespace {
 inline int rint_int(float v) { return static_cast<int>(std::rint(v)); }
 constexpr int kIterations = 5;  // OM: peakfinder8(), iterations = 5
-constexpr int kWriteAhead = 32;  // scatter: prefetch each bin's stream this far ahead
+constexpr int kWriteAhead = 64;  // scatter: prefetch this far ahead in each group's region
+constexpr int kRowBlock = 16;    // rows per block of the bin-major layout
 }  // namespace
 
 Peakfinder8::Peakfinder8(int width, int height, const float* radius, const uint8_t* mask, const Pf8Params& p)
@@ -69,28 +71,46 @@ Peakfinder8::Peakfinder8(int width, int height, const float* radius, const uint8
     bin_[i] = rint_int(r);
     good_[i] = !(mask && mask[i]) && !(r < p.min_res) && !(r > p.max_res);
   }
+  // Layout of gbuf_: per group of kLanes bins, [element][lane]; within a
+  // group, blocks of kRowBlock rows follow each other, each block as long as
+  // its bin with the most usable pixels in those rows (the other lanes padded
+  // with NaN). Each bin's values keep row order; the scatter's writes for a
+  // block of rows land close together.
   const int ngroups = (nbins_ + kLanes - 1) / kLanes;
-  group_cnt_.assign(static_cast<size_t>(ngroups) * kLanes, 0);
-  slot_.resize(n_);
+  const int nblk = (h_ + kRowBlock - 1) / kRowBlock;
+  std::vector<int32_t> cnt(static_cast<size_t>(nblk) * ngroups * kLanes, 0);  // [block][bin]
   for (int i = 0; i < n_; ++i)
-    if (good_[i]) {
-      const int b = bin_[i];
-      slot_[i] = static_cast<uint32_t>(group_cnt_[b]++) * kLanes + b % kLanes;
-    }
+    if (good_[i]) ++cnt[static_cast<size_t>(i / w_ / kRowBlock) * ngroups * kLanes + bin_[i]];
+  std::vector<int64_t> base(static_cast<size_t>(nblk) * ngroups);  // [block][group]
+  group_off_.assign(ngroups + 1, 0);
   group_len_.assign(ngroups, 0);
-  int maxlen = 0;
-  for (int b = 0; b < nbins_; ++b) {
-    int& l = group_len_[b / kLanes];
-    l = std::max(l, group_cnt_[b]);
-    maxlen = std::max(maxlen, l);
+  int64_t at = 0;
+  for (int g = 0; g < ngroups; ++g) {
+    group_off_[g] = at;
+    for (int k = 0; k < nblk; ++k) {
+      const int32_t* c = cnt.data() + (static_cast<size_t>(k) * ngroups + g) * kLanes;
+      const int len = *std::max_element(c, c + kLanes);
+      base[static_cast<size_t>(k) * ngroups + g] = at;
+      at += static_cast<int64_t>(len) * kLanes;
+      group_len_[g] += len;
+    }
   }
-  bin_start_.assign(nbins_ + 1, 0);
-  for (int b = 0; b < nbins_; ++b) bin_start_[b + 1] = bin_start_[b] + group_cnt_[b];
-  const uint32_t trash = static_cast<uint32_t>(bin_start_[nbins_]);
-  for (int i = 0; i < n_; ++i)
-    slot_[i] = good_[i] ? static_cast<uint32_t>(bin_start_[bin_[i]]) + slot_[i] / kLanes : trash;
-  bbuf_.assign(trash + 1, 0.f);
-  gbuf_.assign(static_cast<size_t>(maxlen) * kLanes, NAN);
+  group_off_[ngroups] = at;
+  if (at >= INT32_MAX) throw std::length_error("peakfinder8: frame too large");
+  const uint32_t trash = static_cast<uint32_t>(at);
+  slot_.resize(n_);
+  for (int k = 0; k < nblk; ++k) {
+    int32_t* rank = cnt.data() + static_cast<size_t>(k) * ngroups * kLanes;
+    std::fill(rank, rank + ngroups * kLanes, 0);
+    const int64_t* bb = base.data() + static_cast<size_t>(k) * ngroups;
+    for (int i = k * kRowBlock * w_; i < std::min(n_, (k + 1) * kRowBlock * w_); ++i) {
+      const int b = bin_[i];
+      slot_[i] = good_[i] ? static_cast<uint32_t>(bb[b / kLanes] + static_cast<int64_t>(rank[b]++) * kLanes + b % kLanes)
+                          : trash;
+    }
+  }
+  // padding holds NaN from here on: only usable pixels' slots and the trash slot are written
+  gbuf_.assign(static_cast<size_t>(trash) + 1, NAN);
   for (auto* v : {&rthreshold_, &lthreshold_, &roffset_, &rsigma_}) v->assign(nbins_ + 1, 0.f);
   in_peak_.assign(n_, 0);
   touched_.resize(n_);
@@ -108,7 +128,7 @@ Peakfinder8::Peakfinder8(int width, int height, const float* radius, const uint8
 }
 
 size_t Peakfinder8::memory_bytes() const {
-  return bin_.size() * 4 + slot_.size() * 4 + bbuf_.size() * 4 + gbuf_.size() * 4 + good_.size() + in_peak_.size() + touched_.size() * 4 + infs_.size() * 8 +
+  return bin_.size() * 4 + slot_.size() * 4 + gbuf_.size() * 4 + good_.size() + in_peak_.size() + touched_.size() * 4 + infs_.size() * 8 +
          (nbins_ + 1) * 48 + peak_pixels_.size() * 4;
 }
 
@@ -195,6 +215,14 @@ __attribute__((target("avx2"))) void pass_avx2(const float* buf, int len, const 
 }
 #endif
 
+bool use_avx2() {
+#if defined(__x86_64__) && defined(__GNUC__)
+  return cpu_has_avx2();
+#else
+  return false;
+#endif
+}
+
 PassFn pick_pass() {
 #if defined(__x86_64__) && defined(__GNUC__)
   if (cpu_has_avx2()) return pass_avx2;
@@ -204,39 +232,19 @@ PassFn pick_pass() {
 
 }  // namespace
 
-// The frame into bbuf_, bin after bin: one stream over the frame in row
-// order to precomputed slots, so each bin's values are written in sequence
-// and keep OM's order; unusable pixels land in the trash slot.
+const char* peakfinder8_kernel_name() { return use_avx2() ? "avx2" : "scalar"; }
+
+// The frame into gbuf_: one stream over the frame in row order to
+// precomputed slots, so each bin's values keep OM's order; unusable pixels
+// land in the trash slot.
 template <typename T>
 void Peakfinder8::scatter(const T* data) {
-  float* buf = bbuf_.data();
+  float* buf = gbuf_.data();
   const uint32_t* slot = slot_.data();
   for (int i = 0; i < n_; ++i) {
     __builtin_prefetch(buf + slot[i] + kWriteAhead, 1);
     buf[slot[i]] = static_cast<float>(data[i]);
   }
-}
-
-// Group g's bins side by side into gbuf_ ([element][lane]); lanes past a
-// bin's end get NaN.
-void Peakfinder8::interleave(int g) {
-  const int b0 = g * kLanes;
-  const int len = group_len_[g];
-  const float* src[kLanes];
-  int cnt[kLanes];
-  int full = len;
-  for (int j = 0; j < kLanes; ++j) {
-    const int b = std::min(b0 + j, nbins_ - 1);
-    src[j] = bbuf_.data() + bin_start_[b];
-    cnt[j] = b0 + j < nbins_ ? group_cnt_[b] : 0;
-    full = std::min(full, cnt[j]);
-  }
-  float* buf = gbuf_.data();
-  int k = 0;
-  for (; k < full; ++k)
-    for (int j = 0; j < kLanes; ++j) buf[static_cast<size_t>(k) * kLanes + j] = src[j][k];
-  for (; k < len; ++k)
-    for (int j = 0; j < kLanes; ++j) buf[static_cast<size_t>(k) * kLanes + j] = k < cnt[j] ? src[j][k] : NAN;
 }
 
 // OM: compute_radial_bins / fill_radial_bins / compute_radial_stats, one
@@ -252,7 +260,6 @@ void Peakfinder8::radial_stats(const T* data) {
   alignas(32) int32_t cnt[kLanes];
   scatter(data);
   for (int g = 0; g < ngroups; ++g) {
-    interleave(g);
     const int b0 = g * kLanes;
     const int nl = std::min(kLanes, nb - b0);
     for (int j = 0; j < kLanes; ++j) {
@@ -260,7 +267,7 @@ void Peakfinder8::radial_stats(const T* data) {
       glo[j] = -1e9f;
     }
     for (int it = 0; it < kIterations; ++it) {
-      pass(gbuf_.data(), group_len_[g], glo, ghi, sum, sq, cnt);
+      pass(gbuf_.data() + group_off_[g], group_len_[g], glo, ghi, sum, sq, cnt);
       for (int j = 0; j < nl; ++j) {
         const int ri = b0 + j;
         if (cnt[j] == 0) {

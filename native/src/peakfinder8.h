@@ -55,6 +55,10 @@ struct Pf8Out {
   int32_t* pixels;
 };
 
+// Kernel of the clipping passes picked at run time: "avx2", or "scalar" (the
+// portable SSE2 path; BEAMEDGE_KERNELS=scalar forces it). Both give the same bits.
+const char* peakfinder8_kernel_name();
+
 class Peakfinder8 {
  public:
   // radius: per-pixel distance from the beam centre in pixels, finite, >= 0
@@ -79,7 +83,6 @@ class Peakfinder8 {
   void radial_stats(const T* data);
   template <typename T>
   void scatter(const T* data);
-  void interleave(int g);
   void reset();
   template <typename T>
   int find_peaks(const T* data, const Pf8Out& out);
@@ -103,12 +106,10 @@ class Peakfinder8 {
   // window). All five clipping passes of a group run on its values while
   // they sit in cache.
   static constexpr int kLanes = 16;
-  std::vector<int32_t> group_len_;  // longest bin of each group of kLanes bins
-  std::vector<int32_t> group_cnt_;  // usable pixels per bin (nbins_, then padding to whole groups)
-  std::vector<int32_t> bin_start_;  // nbins_ + 1 offsets into bbuf_
-  std::vector<uint32_t> slot_;      // per pixel: its place in bbuf_, or the trash slot
-  std::vector<float, HugePageAlloc<float>> bbuf_;         // the usable pixels' values bin after bin, row order; then the trash slot
-  std::vector<float> gbuf_;         // one group's values, [element][lane]
+  std::vector<int32_t> group_len_;  // elements per lane of each group of kLanes bins
+  std::vector<int64_t> group_off_;  // ngroups + 1 offsets into gbuf_
+  std::vector<uint32_t> slot_;      // per pixel: its place in gbuf_, or the trash slot
+  std::vector<float, HugePageAlloc<float>> gbuf_;  // the frame bin-major (see the constructor), then the trash slot
   std::vector<uint8_t> in_peak_;  // OM's pix_in_peak_map
   std::vector<int32_t> touched_;  // pixels set in in_peak_ this frame
   size_t ntouched_ = 0;
