@@ -268,6 +268,7 @@ void Peakfinder8::radial_stats(const T* data) {
     }
     for (int it = 0; it < kIterations; ++it) {
       pass(gbuf_.data() + group_off_[g], group_len_[g], glo, ghi, sum, sq, cnt);
+      bool same = true;  // every lane's window came out as it went in (bit for bit)
       for (int j = 0; j < nl; ++j) {
         const int ri = b0 + j;
         if (cnt[j] == 0) {
@@ -285,9 +286,14 @@ void Peakfinder8::radial_stats(const T* data) {
           lo[ri] = off - p_.min_snr * sig;
           if (hi[ri] < p_.adc_thresh) hi[ri] = p_.adc_thresh;
         }
+        same = same && std::memcmp(&glo[j], &lo[ri], sizeof(float)) == 0 &&
+               std::memcmp(&ghi[j], &hi[ri], sizeof(float)) == 0;
         glo[j] = lo[ri];
         ghi[j] = hi[ri];
       }
+      // Converged: the next pass would take the same pixels, so the same
+      // sums and the same windows; OM's remaining passes change nothing.
+      if (same) break;
     }
   }
   float g = FLT_MAX;
