@@ -2,6 +2,16 @@
 // below is the one OM performs, in OM's order (the build has
 // -ffp-contract=off), so thresholds, centroids and intensities come out the
 // same bit for bit on the same input.
+//
+// Radial statistics: OM sums each radius bin's pixels in row order, pass after
+// pass over the whole frame; the per-bin float chains made that loop latency
+// bound. Bins are independent, so here the frame is scattered once per frame
+// into a bin-major copy (each bin's values still in row order, 16 bins side
+// by side in SIMD lanes, padded with NaN, which no window takes), and a group
+// of 16 bins runs its clipping passes on that copy: each lane performs exactly
+// OM's additions for its bin, in OM's order. A group stops early when a pass
+// returns every window unchanged bit for bit (the later passes would repeat
+// it). Checked bit for bit against OM's code on the test references.
 #include "peakfinder8.h"
 
 #include "cpu.h"
