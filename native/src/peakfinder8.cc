@@ -121,6 +121,7 @@ Peakfinder8::Peakfinder8(int width, int height, const float* radius, const uint8
   }
   // padding holds NaN from here on: only usable pixels' slots and the trash slot are written
   gbuf_.assign(static_cast<size_t>(trash) + 1, NAN);
+  chunk_max_.assign((n_ + kChunk - 1) / kChunk, 0.f);
   for (auto* v : {&rthreshold_, &lthreshold_, &roffset_, &rsigma_}) v->assign(nbins_ + 1, 0.f);
   in_peak_.assign(n_, 0);
   touched_.resize(n_);
@@ -138,7 +139,7 @@ Peakfinder8::Peakfinder8(int width, int height, const float* radius, const uint8
 }
 
 size_t Peakfinder8::memory_bytes() const {
-  return bin_.size() * 4 + slot_.size() * 4 + gbuf_.size() * 4 + good_.size() + in_peak_.size() + touched_.size() * 4 + infs_.size() * 8 +
+  return bin_.size() * 4 + slot_.size() * 4 + gbuf_.size() * 4 + chunk_max_.size() * 4 + good_.size() + in_peak_.size() + touched_.size() * 4 + infs_.size() * 8 +
          (nbins_ + 1) * 48 + peak_pixels_.size() * 4;
 }
 
@@ -251,9 +252,17 @@ template <typename T>
 void Peakfinder8::scatter(const T* data) {
   float* buf = gbuf_.data();
   const uint32_t* slot = slot_.data();
-  for (int i = 0; i < n_; ++i) {
-    __builtin_prefetch(buf + slot[i] + kWriteAhead, 1);
-    buf[slot[i]] = static_cast<float>(data[i]);
+  float* cmax = chunk_max_.data();
+  for (int i0 = 0; i0 < n_; i0 += kChunk) {
+    const int i1 = std::min(n_, i0 + kChunk);
+    float m = -INFINITY;  // the chunk's largest value (NaN never counts)
+    for (int i = i0; i < i1; ++i) {
+      __builtin_prefetch(buf + slot[i] + kWriteAhead, 1);
+      const float v = static_cast<float>(data[i]);
+      buf[slot[i]] = v;
+      m = m < v ? v : m;
+    }
+    cmax[i0 / kChunk] = m;
   }
 }
 
@@ -360,10 +369,16 @@ void Peakfinder8::process_panel(const T* data, int aifs, int aiss, const Pf8Out&
   const float* thr = rthreshold_.data();
   const float* off = roffset_.data();
   const __m128 gmin = _mm_set1_ps(gmin_thr_);
+  const float* cmax = chunk_max_.data();
   for (int pxss = 1; pxss < any_ - 1; ++pxss) {
     const int row = (pxss + aiss * any_) * w_ + aifs * anx_;
     int pxfs = 1;
     for (; pxfs < anx_ - 1; ++pxfs) {
+      // skip whole chunks (maxima from the scatter) with nothing above the
+      // lowest threshold: no pixel there can pass v > thr[bin]
+      while (pxfs < anx_ - 1 && !(cmax[(row + pxfs) / kChunk] > gmin_thr_))
+        pxfs = ((row + pxfs) / kChunk + 1) * kChunk - row;
+      if (pxfs >= anx_ - 1) break;
       // skip four at a time while nothing is above the lowest threshold
       while (pxfs + 4 <= anx_ - 1 && _mm_movemask_ps(_mm_cmpgt_ps(load4(data + row + pxfs), gmin)) == 0)
         pxfs += 4;

@@ -109,6 +109,8 @@ class Peakfinder8 {
   std::vector<int32_t> group_len_;  // elements per lane of each group of kLanes bins
   std::vector<int64_t> group_off_;  // ngroups + 1 offsets into gbuf_
   std::vector<uint32_t> slot_;      // per pixel: its place in gbuf_, or the trash slot
+  static constexpr int kChunk = 64;  // pixels per chunk_max_ entry
+  std::vector<float> chunk_max_;      // largest value of each run of kChunk pixels (row-major), from the scatter
   std::vector<float, HugePageAlloc<float>> gbuf_;  // the frame bin-major (see the constructor), then the trash slot
   std::vector<uint8_t> in_peak_;  // OM's pix_in_peak_map
   std::vector<int32_t> touched_;  // pixels set in in_peak_ this frame
