@@ -268,7 +268,7 @@ interface Addon {
   byteOffsetEncode(values: Int32Array): Buffer;
   pixelArrays(g: NativeGeometry, rows: number, cols: number, req: PixelArrayRequest): PixelArrays;
   Integrator: new (options: IntegratorOptions) => NativeIntegrator;
-  kernels: { byteOffset: string; jungfrau: string };
+  kernels: { byteOffset: string; jungfrau: string; peakfinder8: string };
   /** pedestal and factor are [3][n] (one image per gain); excluded pixels are written as NaN. */
   jungfrauConvert(
     raw: Uint16Array,

@@ -965,6 +965,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   Napi::Object kernels = Napi::Object::New(env);
   kernels.Set("byteOffset", byte_offset_kernel_name());
   kernels.Set("jungfrau", jungfrau_kernel_name());
+  kernels.Set("peakfinder8", peakfinder8_kernel_name());
   exports.Set("kernels", kernels);
   return exports;
 }

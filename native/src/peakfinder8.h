@@ -14,6 +14,23 @@
 
 namespace beamedge {
 
+// Allocator for the large per-frame scatter target: 2 MiB aligned and
+// marked for transparent huge pages (Linux), so writes to many streams at
+// once do not miss the TLB; plain allocation elsewhere.
+template <typename T>
+struct HugePageAlloc {
+  using value_type = T;
+  HugePageAlloc() = default;
+  template <typename U>
+  HugePageAlloc(const HugePageAlloc<U>&) {}
+  T* allocate(size_t n);
+  void deallocate(T* p, size_t n);
+  template <typename U>
+  bool operator==(const HugePageAlloc<U>&) const { return true; }
+  template <typename U>
+  bool operator!=(const HugePageAlloc<U>&) const { return false; }
+};
+
 struct Pf8Params {
   float adc_thresh = 0;
   float min_snr = 0;
@@ -38,6 +55,10 @@ struct Pf8Out {
   int32_t* pixels;
 };
 
+// Kernel of the clipping passes picked at run time: "avx2", or "scalar" (the
+// portable SSE2 path; BEAMEDGE_KERNELS=scalar forces it). Both give the same bits.
+const char* peakfinder8_kernel_name();
+
 class Peakfinder8 {
  public:
   // radius: per-pixel distance from the beam centre in pixels, finite, >= 0
@@ -58,9 +79,17 @@ class Peakfinder8 {
   size_t memory_bytes() const;
 
  private:
-  void radial_stats(const float* data);
-  void process_panel(const float* data, int aifs, int aiss, const Pf8Out& out, int& count);
-  void search_peak(const float* data, int p, int aifs, int aiss, int& num, float& sum_fs, float& sum_ss,
+  template <typename T>
+  void radial_stats(const T* data);
+  template <typename T>
+  void scatter(const T* data);
+  void reset();
+  template <typename T>
+  int find_peaks(const T* data, const Pf8Out& out);
+  template <typename T>
+  void process_panel(const T* data, int aifs, int aiss, const Pf8Out& out, int& count);
+  template <typename T>
+  void search_peak(const T* data, int p, int aifs, int aiss, int& num, float& sum_fs, float& sum_ss,
                    float& sum_i);
   void mark(int pi, uint8_t v);
 
@@ -69,14 +98,20 @@ class Peakfinder8 {
   int nbins_ = 0;
   float gmin_thr_ = 0;
   std::vector<int32_t> bin_;      // rint(radius) per pixel
-  std::vector<int32_t> sbin_;     // bin_, or nbins_ (a dummy bin) where masked
   std::vector<uint8_t> good_;     // 1 = usable (OM's mask != 0)
   std::vector<float> rthreshold_, lthreshold_, roffset_, rsigma_;
-  struct alignas(32) Acc {  // one bin of the clipping loop: bounds and sums in one cache line
-    float lo, hi, sum, sq;
-    int32_t cnt;
-  };
-  std::vector<Acc> acc_;
+  // Radial statistics run bin-major: the usable pixels of each bin in row
+  // order (OM's summation order within a bin; bins are independent), kLanes
+  // bins side by side, one bin per SIMD lane, padded with NaN (never inside a
+  // window). All five clipping passes of a group run on its values while
+  // they sit in cache.
+  static constexpr int kLanes = 16;
+  std::vector<int32_t> group_len_;  // elements per lane of each group of kLanes bins
+  std::vector<int64_t> group_off_;  // ngroups + 1 offsets into gbuf_
+  std::vector<uint32_t> slot_;      // per pixel: its place in gbuf_, or the trash slot
+  static constexpr int kChunk = 64;  // pixels per chunk_max_ entry
+  std::vector<float> chunk_max_;      // largest value of each run of kChunk pixels (row-major), from the scatter
+  std::vector<float, HugePageAlloc<float>> gbuf_;  // the frame bin-major (see the constructor), then the trash slot
   std::vector<uint8_t> in_peak_;  // OM's pix_in_peak_map
   std::vector<int32_t> touched_;  // pixels set in in_peak_ this frame
   size_t ntouched_ = 0;
@@ -84,7 +119,6 @@ class Peakfinder8 {
   int infs_high_ = 0;
   std::vector<int32_t> peak_pixels_;
   std::vector<int16_t> ring_dfs_, ring_dss_;  // local background disc offsets, OM's order
-  std::vector<float> conv_;                   // int32 frames converted to float
 };
 
 }  // namespace beamedge

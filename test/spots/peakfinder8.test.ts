@@ -1,6 +1,7 @@
 // peakfinder8 against OM's own output (shared/data/spots, README "spots/"):
 // the same peaks, centroids within 0.01 px, total intensity within 1e-3
 // relative; and recall / precision against the simulated truth.
+import { spawnSync } from 'node:child_process';
 import t, { type Test } from 'tap';
 import { beamCentreFromPoni, Peakfinder8, radiusMap, type Peakfinder8Peaks } from '../../daemon/spots/peakfinder8';
 import { needData, readData } from '../helpers/data';
@@ -79,6 +80,51 @@ t.test('lyso_noise: OM peak list, and recall / precision against the truth', (t)
 t.test('thau_3_2_0001 (PILATUS3 6M): OM peak list', (t) => {
   if (!needData(t)) return t.end();
   check(t, thauCase());
+  t.end();
+});
+
+// The clipping passes have an AVX2 and a portable kernel; both must give the
+// same bits. A child process per kernel (the choice is made once per process)
+// hashes every output column on both references and on a float frame with
+// fractional values, NaN and infinities.
+t.test('the AVX2 and portable kernels give the same peak lists, bit for bit', (t) => {
+  if (!needData(t)) return t.end();
+  const script = `
+    const crypto = require('node:crypto');
+    const { native } = require(${JSON.stringify(require.resolve('../../daemon/native'))});
+    const { Peakfinder8, radiusMap } = require(${JSON.stringify(require.resolve('../../daemon/spots/peakfinder8'))});
+    const { lysoCase, thauCase } = require(${JSON.stringify(require.resolve('./pf8-cases'))});
+    const w = 300, h = 200, f = new Float32Array(w * h);
+    let s = 7;
+    for (let i = 0; i < f.length; i++) {
+      s = (s * 1103515245 + 12345) >>> 0;
+      f[i] = 10 + (s % 1000) / 97 + (s % 199 === 0 ? 400 : 0);
+      if (s % 997 === 0) f[i] = NaN;
+      if (s % 1999 === 0) f[i] = -Infinity;
+    }
+    const synth = { name: 'synthetic float', width: w, height: h, frame: f, mask: null, radius: radiusMap(w, h, { fs: 140.3, ss: 90.7 }),
+      params: { adcThresh: 20, minSnr: 4, minPixCount: 1, maxPixCount: 50, localBgRadius: 2, minRes: 3, maxRes: 150, maxNumPeaks: 500 } };
+    const out = {};
+    for (const c of [lysoCase(), thauCase(), synth]) {
+      const p = new Peakfinder8(c.width, c.height, c.radius, c.mask, c.params).find(c.frame);
+      const hash = crypto.createHash('sha256');
+      for (const k of ['fs', 'ss', 'intensity', 'maxIntensity', 'sigma', 'snr', 'pixels']) hash.update(new Uint8Array(p[k].buffer, p[k].byteOffset, p[k].byteLength));
+      out[c.name] = p.found + ' ' + hash.digest('hex');
+    }
+    console.log(JSON.stringify({ kernel: native.kernels.peakfinder8, out }));`;
+  const run = (kernels?: string) => {
+    const env = { ...process.env };
+    if (kernels) env.BEAMEDGE_KERNELS = kernels;
+    else delete env.BEAMEDGE_KERNELS;
+    const r = spawnSync(process.execPath, ['-e', script], { env, encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(r.stderr);
+    return JSON.parse(r.stdout) as { kernel: string; out: Record<string, string> };
+  };
+  const scalar = run('scalar');
+  const fast = run();
+  t.equal(scalar.kernel, 'scalar');
+  t.comment(`run-time kernel on this CPU: ${fast.kernel}; ${JSON.stringify(fast.out)}`);
+  t.same(fast.out, scalar.out);
   t.end();
 });
 
