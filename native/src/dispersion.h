@@ -95,6 +95,11 @@ class DispersionFinder {
   std::vector<int32_t> col_m_;
   std::vector<int64_t> col_x_, col_y_, pm_, px_, py_;
   std::vector<uint8_t> cand_;
+  // small-kernel path (see dispersion.cc)
+  bool small_ = false;
+  std::vector<int32_t> scm_, scx_;
+  std::vector<double> scy_, sq_;
+  std::vector<uint8_t> srow_;
   // reference path summed-area table (allocated on first use)
   struct Sat { int m; double x; double y; };
   std::vector<Sat> sat_;
