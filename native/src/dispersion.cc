@@ -663,10 +663,11 @@ BE_AI void erode_small(const SmallArgs& A, const uint8_t* mark, uint8_t* core, s
       for (size_t i = 0; i < w; ++i) row[i] &= q[i];
     }
     uint8_t* o = core + j * w;
-    for (size_t i = 0; i < w; ++i) {
-      uint8_t s = 1;
-      for (size_t t = 0; t <= 2 * r; ++t) s &= row[i + t - r];
-      o[i] = s;
+    const uint8_t* q = row - r;
+    for (size_t i = 0; i < w; ++i) o[i] = q[i];
+    for (size_t t = 1; t <= 2 * r; ++t) {
+      q = row - r + t;
+      for (size_t i = 0; i < w; ++i) o[i] &= q[i];
     }
   }
 }
