@@ -210,7 +210,10 @@ struct SmallArgs {
   int32_t* cm;  // padded by pad entries on both sides
   int32_t* cx;
   double* cy;
+  float* cyf;  // extended pass 1, AVX2: cy rounded to float, same padding
+  const float* sqf;  // float(sq[m])
   uint8_t* cand;
+  uint32_t* rowcnt;  // per row: pass-1 marks, then core pixels
   const double* sq;  // sq[m] = sqrt(2 (m - 1))
   Formula f;
   bool ext;         // extended pass 1: a > c only
@@ -463,15 +466,27 @@ BE_AVX2_FN size_t row_strong_avx2(const SmallArgs& A, const int32_t* src, const 
   return count;
 }
 
-// Extended pass 1, one row: DIALS's a > c with the same double operations, 4 lanes.
+// Extended pass 1, one row. DIALS's a > c decided in float (8 lanes) where the float
+// difference a - c is clear of its rounding bound; the rest (rare) in double with
+// DIALS's operations. Bound: y summed from 2 k + 1 floats (<= (2 k + 1) u relative),
+// then a few products and differences; err = 64 u (m y + x^2 + x m + c) covers it
+// with a margin of 2 or more for 2 k + 1 <= 31 (u = 2^-24; the double rounding of
+// DIALS's own a and c is 2^-29 times smaller).
 template <int KXT>
 BE_AVX2_FN size_t row_dispersed_avx2(const SmallArgs& A, const uint8_t* mk, uint8_t* o, int32_t kfull) {
   const size_t w = A.w;
   const int kx = A.kx;
+  {
+    const ptrdiff_t pad = kx + 2, end = ptrdiff_t(w) + pad;
+    ptrdiff_t i = -pad;
+    for (; i + 4 <= end; i += 4) _mm_storeu_ps(A.cyf + i, _mm256_cvtpd_ps(_mm256_loadu_pd(A.cy + i)));
+    for (; i < end; ++i) A.cyf[i] = float(A.cy[i]);
+  }
   const __m256i minc1 = _mm256_set1_epi32(A.f.min_count - 1), m1 = _mm256_set1_epi32(-1),
                 full = _mm256_set1_epi32(kfull);
-  const __m256d nsig_b = _mm256_set1_pd(A.f.nsig_b), gain = _mm256_set1_pd(A.f.gain), one = _mm256_set1_pd(1.0),
-                sfull = _mm256_set1_pd(A.sq[kfull]);
+  const __m256 nsig_b = _mm256_set1_ps(float(A.f.nsig_b)), gain = _mm256_set1_ps(float(A.f.gain)),
+               one = _mm256_set1_ps(1.0f), sfull = _mm256_set1_ps(A.sqf[kfull]),
+               eps = _mm256_set1_ps(64.0f / 16777216.0f), sign = _mm256_set1_ps(-0.0f);
   const bool use_gain = A.f.use_gain;
   size_t count = 0, i = 0;
   for (; i + 8 <= w; i += 8) {
@@ -481,25 +496,33 @@ BE_AVX2_FN size_t row_dispersed_avx2(const SmallArgs& A, const uint8_t* mk, uint
     unsigned bits = unsigned(_mm256_movemask_ps(_mm256_castsi256_ps(pre)));
     if (bits) {
       const bool allfull = _mm256_movemask_epi8(_mm256_cmpeq_epi32(m, full)) == -1;
-      unsigned res = 0;
-      for (int h = 0; h < 2; ++h) {
-        const __m128i mh = h ? _mm256_extracti128_si256(m, 1) : _mm256_castsi256_si128(m);
-        const __m128i xh = h ? _mm256_extracti128_si256(x, 1) : _mm256_castsi256_si128(x);
-        const __m256d md = _mm256_cvtepi32_pd(mh), xd = _mm256_cvtepi32_pd(xh);
-        const __m256d y = hsum4d<KXT>(A.cy, i + 4 * h, kx);
-        const __m256d s = allfull ? sfull : _mm256_mask_i32gather_pd(sfull, A.sq, mh, _mm256_castsi256_pd(_mm256_set1_epi64x(-1)), 8);
-        __m256d a, c;
-        if (!use_gain) {
-          a = _mm256_sub_pd(_mm256_sub_pd(_mm256_mul_pd(md, y), _mm256_mul_pd(xd, xd)),
-                            _mm256_mul_pd(xd, _mm256_sub_pd(md, one)));
-          c = _mm256_mul_pd(_mm256_mul_pd(xd, nsig_b), s);
-        } else {
-          a = _mm256_sub_pd(_mm256_mul_pd(md, y), _mm256_mul_pd(xd, xd));
-          c = _mm256_mul_pd(_mm256_mul_pd(gain, xd), _mm256_add_pd(_mm256_sub_pd(md, one), _mm256_mul_pd(nsig_b, s)));
-        }
-        res |= unsigned(_mm256_movemask_pd(_mm256_cmp_pd(a, c, _CMP_GT_OQ))) << (4 * h);
+      const __m256 mf = _mm256_cvtepi32_ps(m), xf = _mm256_cvtepi32_ps(x);
+      __m256 y = _mm256_loadu_ps(A.cyf + ptrdiff_t(i) - (KXT > 0 ? KXT : kx));
+      for (int t = -(KXT > 0 ? KXT : kx) + 1; t <= (KXT > 0 ? KXT : kx); ++t)
+        y = _mm256_add_ps(y, _mm256_loadu_ps(A.cyf + ptrdiff_t(i) + t));
+      const __m256 s = allfull ? sfull : _mm256_mask_i32gather_ps(sfull, A.sqf, m, _mm256_castsi256_ps(m1), 4);
+      const __m256 my = _mm256_mul_ps(mf, y), xx = _mm256_mul_ps(xf, xf), xm = _mm256_mul_ps(xf, mf);
+      __m256 a, c;
+      if (!use_gain) {
+        a = _mm256_sub_ps(_mm256_sub_ps(my, xx), _mm256_mul_ps(xf, _mm256_sub_ps(mf, one)));
+        c = _mm256_mul_ps(_mm256_mul_ps(xf, nsig_b), s);
+      } else {
+        a = _mm256_sub_ps(my, xx);
+        c = _mm256_mul_ps(_mm256_mul_ps(gain, xf), _mm256_add_ps(_mm256_sub_ps(mf, one), _mm256_mul_ps(nsig_b, s)));
       }
-      bits &= res;
+      const __m256 err = _mm256_mul_ps(eps, _mm256_add_ps(_mm256_add_ps(my, xx), _mm256_add_ps(xm, _mm256_andnot_ps(sign, c))));
+      const __m256 d = _mm256_sub_ps(a, c);
+      const unsigned yes = unsigned(_mm256_movemask_ps(_mm256_cmp_ps(d, err, _CMP_GT_OQ)));
+      const unsigned no = unsigned(_mm256_movemask_ps(_mm256_cmp_ps(d, _mm256_sub_ps(_mm256_setzero_ps(), err), _CMP_LT_OQ)));
+      unsigned open = bits & ~(yes | no), res = bits & yes;
+      while (open) {
+        const int l = __builtin_ctz(open);
+        open &= open - 1;
+        const size_t q = i + size_t(l);
+        if (A.f.dispersed(double(hsum<KXT>(A.cm, q, kx)), double(hsum<KXT>(A.cx, q, kx)), hsumd<KXT>(A.cy, q, kx)))
+          res |= 1u << l;
+      }
+      bits = res;
     }
     std::memcpy(o + i, &kSpread.t[bits], 8);
     count += unsigned(__builtin_popcount(bits));
@@ -612,12 +635,16 @@ BE_AI size_t pass1_small(SmallArgs& A) {
     uint8_t* o = A.out + j * w;
 #if defined(__x86_64__) && defined(__GNUC__)
     if constexpr (Isa == 1) {
-      count += ext ? row_dispersed_avx2<KXT>(A, mk, o, kfull) : row_strong_avx2<KXT>(A, src, mk, o);
+      const size_t c = ext ? row_dispersed_avx2<KXT>(A, mk, o, kfull) : row_strong_avx2<KXT>(A, src, mk, o);
+      A.rowcnt[j] = uint32_t(c);
+      count += c;
       continue;
     }
 #endif
     if (ext) {
-      count += row_dispersed<KXT>(A, mk, o);
+      const size_t c = row_dispersed<KXT>(A, mk, o);
+      A.rowcnt[j] = uint32_t(c);
+      count += c;
       continue;
     }
     row_candidates<KXT>(A, src, mk);
@@ -650,26 +677,70 @@ BE_AI size_t pass1_small(SmallArgs& A) {
 }
 
 // Chebyshev erosion by r: core = mark and all marks within distance r (clipped at the edge).
-BE_AI void erode_small(const SmallArgs& A, const uint8_t* mark, uint8_t* core, size_t r) {
+BE_AI size_t erode_small(const SmallArgs& A, const uint8_t* mark, uint8_t* core, size_t r) {
   const size_t w = A.w, h = A.h;
   uint8_t* row = A.row + r;  // padded by r on both sides with 1
   std::memset(A.row, 1, r);
   std::memset(row + w, 1, r);
+  size_t total = 0;
   for (size_t j = 0; j < h; ++j) {
     const size_t j0 = j >= r ? j - r : 0, j1 = std::min(j + r, h - 1);
+    uint8_t* o = core + j * w;
+    uint32_t least = A.rowcnt[j0];
+    for (size_t jj = j0 + 1; jj <= j1; ++jj) least = std::min(least, A.rowcnt[jj]);
+    if (least == 0) {  // a row without marks: nothing in this row survives
+      std::memset(o, 0, w);
+      A.rowcnt[h + j] = 0;
+      continue;
+    }
     std::memcpy(row, mark + j0 * w, w);
     for (size_t jj = j0 + 1; jj <= j1; ++jj) {
       const uint8_t* q = mark + jj * w;
       for (size_t i = 0; i < w; ++i) row[i] &= q[i];
     }
-    uint8_t* o = core + j * w;
     const uint8_t* q = row - r;
     for (size_t i = 0; i < w; ++i) o[i] = q[i];
     for (size_t t = 1; t <= 2 * r; ++t) {
       q = row - r + t;
       for (size_t i = 0; i < w; ++i) o[i] &= q[i];
     }
+    uint32_t c = 0;
+    for (size_t i = 0; i < w; ++i) c += o[i];
+    A.rowcnt[h + j] = c;
+    total += c;
   }
+  return total;
+}
+
+// Extended pass 2 where core pixels are few: each core pixel's window summed directly.
+BE_AI size_t pass2_direct(SmallArgs& A, const uint8_t* core) {
+  const size_t w = A.w, h = A.h, kx2 = size_t(A.kx) + 2, ky2 = size_t(A.ky) + 2;
+  std::memset(A.out, 0, w * h);
+  size_t count = 0;
+  for (size_t j = 0; j < h; ++j) {
+    if (A.rowcnt[h + j] == 0) continue;
+    const uint8_t* c = core + j * w;
+    const size_t j0 = j >= ky2 ? j - ky2 : 0, j1 = std::min(j + ky2, h - 1);
+    for (size_t i = 0; i < w; ++i) {
+      if (!c[i] || A.mask[j * w + i]) continue;
+      const size_t i0 = i >= kx2 ? i - kx2 : 0, i1 = std::min(i + kx2, w - 1);
+      int64_t m = 0, x = 0;
+      for (size_t jj = j0; jj <= j1; ++jj) {
+        const int32_t* s = A.img + jj * w;
+        const uint8_t* mk = A.mask + jj * w;
+        const uint8_t* cc = core + jj * w;
+        for (size_t ii = i0; ii <= i1; ++ii) {
+          const bool on = (mk[ii] == 0) & (s[ii] < (1 << 24)) & (cc[ii] == 0);
+          m += on;
+          x += on ? s[ii] : 0;
+        }
+      }
+      const bool st = A.f.final_local(double(m), double(x), double(A.img[j * w + i]));
+      A.out[j * w + i] = st;
+      count += st;
+    }
+  }
+  return count;
 }
 
 // Extended pass 2: for core pixels, the background mean over the (kx + 2, ky + 2)
@@ -729,7 +800,9 @@ BE_AI size_t small2_t(SmallArgs& A, size_t marked) {
   } else if (erosion <= 1) {
     std::memcpy(A.tmp, A.out, n);
   } else {
-    erode_small(A, A.out, A.tmp, erosion - 1);
+    const size_t cores = erode_small(A, A.out, A.tmp, erosion - 1);
+    const size_t win = (2 * size_t(A.kx) + 5) * (2 * size_t(A.ky) + 5);
+    if (cores * win <= n) return pass2_direct(A, A.tmp);
   }
   const size_t pad = size_t(A.kx) + 2;
   std::fill(A.cm - pad, A.cm + A.w + pad, 0);
@@ -799,8 +872,14 @@ DispersionFinder::DispersionFinder(size_t width, size_t height, const Dispersion
     scx_.assign(w_ + 2 * pad, 0);
     scy_.assign(w_ + 2 * pad, 0.0);
     srow_.assign(w_ + 2 * size_t(p.kernel_x) + 2 * size_t(p.kernel_y) + 2, 1);
+    srowcnt_.assign(2 * h_, 0);
     sq_.resize(size_t(num_kernel) + 1);
-    for (size_t m = 0; m < sq_.size(); ++m) sq_[m] = std::sqrt(2 * (double(m) - 1));
+    sqf_.resize(sq_.size());
+    for (size_t m = 0; m < sq_.size(); ++m) {
+      sq_[m] = std::sqrt(2 * (double(m) - 1));
+      sqf_[m] = float(sq_[m]);
+    }
+    scyf_.assign(w_ + 2 * pad, 0.f);
   }
 }
 
@@ -928,7 +1007,7 @@ size_t DispersionFinder::fast(const int32_t* img, const uint8_t* mask, uint8_t* 
     Formula f{p_.sigma_background, p_.sigma_strong, p_.global_threshold, p_.gain, p_.use_gain, min_count_};
     const size_t pad = size_t(p_.kernel_x) + 2;
     SmallArgs A{img, mask, out, tmp_.data(), srow_.data(), w_, h_, p_.kernel_x, p_.kernel_y,
-                scm_.data() + pad, scx_.data() + pad, scy_.data() + pad, cand_.data(), sq_.data(), f, p_.extended,
+                scm_.data() + pad, scx_.data() + pad, scy_.data() + pad, scyf_.data() + pad, sqf_.data(), cand_.data(), srowcnt_.data(), sq_.data(), f, p_.extended,
                 0, 0.f, 0.0};
     const double thr = std::floor(p_.global_threshold);
     A.vthr = thr >= 2147483647.0 ? 2147483647 : int32_t(thr);

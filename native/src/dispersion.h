@@ -90,7 +90,6 @@ class DispersionFinder {
   DispersionParams p_;
   int min_count_;
   const char* last_path_ = "none";
-  // fast path buffers
   std::vector<uint8_t> incl_;
   std::vector<int32_t> col_m_;
   std::vector<int64_t> col_x_, col_y_, pm_, px_, py_;
@@ -100,6 +99,8 @@ class DispersionFinder {
   std::vector<int32_t> scm_, scx_;
   std::vector<double> scy_, sq_;
   std::vector<uint8_t> srow_;
+  std::vector<uint32_t> srowcnt_;
+  std::vector<float> scyf_, sqf_;
   // reference path summed-area table (allocated on first use)
   struct Sat { int m; double x; double y; };
   std::vector<Sat> sat_;
