@@ -479,8 +479,10 @@ BE_AVX2_FN size_t row_dispersed_avx2(const SmallArgs& A, const uint8_t* mk, uint
   {
     const ptrdiff_t pad = kx + 2, end = ptrdiff_t(w) + pad;
     ptrdiff_t i = -pad;
-    for (; i + 4 <= end; i += 4) _mm_storeu_ps(A.cyf + i, _mm256_cvtpd_ps(_mm256_loadu_pd(A.cy + i)));
-    for (; i < end; ++i) A.cyf[i] = float(A.cy[i]);
+    const double* cy = A.cy;
+    float* cyf = A.cyf;
+    for (; i + 4 <= end; i += 4) _mm_storeu_ps(cyf + i, _mm256_cvtpd_ps(_mm256_loadu_pd(cy + i)));
+    for (; i < end; ++i) cyf[i] = float(cy[i]);
   }
   const __m256i minc1 = _mm256_set1_epi32(A.f.min_count - 1), m1 = _mm256_set1_epi32(-1),
                 full = _mm256_set1_epi32(kfull);
@@ -712,7 +714,45 @@ BE_AI size_t erode_small(const SmallArgs& A, const uint8_t* mark, uint8_t* core,
   return total;
 }
 
+// Pass 2 sums of one window row [i0, i1]: pixels unmasked, < 2^24 and not core.
+BE_AI void win_row(const int32_t* s, const uint8_t* mk, const uint8_t* cc, size_t i0, size_t i1, int64_t& m, int64_t& x) {
+  for (size_t ii = i0; ii <= i1; ++ii) {
+    const bool on = (mk[ii] == 0) & (s[ii] < (1 << 24)) & (cc[ii] == 0);
+    m += on;
+    x += on ? s[ii] : 0;
+  }
+}
+#if defined(__x86_64__) && defined(__GNUC__)
+BE_AVX2_FN void win_rows_avx2(const SmallArgs& A, const uint8_t* core, size_t j0, size_t j1, size_t i0, size_t i1,
+                              int64_t& m, int64_t& x) {
+  const size_t w = A.w;
+  const __m256i big = _mm256_set1_epi32(1 << 24);
+  __m256i vm = _mm256_setzero_si256(), vx = _mm256_setzero_si256();
+  for (size_t jj = j0; jj <= j1; ++jj) {
+    const int32_t* s = A.img + jj * w;
+    const uint8_t* mk = A.mask + jj * w;
+    const uint8_t* cc = core + jj * w;
+    size_t ii = i0;
+    for (; ii + 8 <= i1 + 1; ii += 8) {
+      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s + ii));
+      const __m256i on = _mm256_and_si256(_mm256_and_si256(ok8(mk + ii), ok8(cc + ii)), _mm256_cmpgt_epi32(big, v));
+      vm = _mm256_sub_epi32(vm, on);
+      vx = _mm256_add_epi32(vx, _mm256_and_si256(v, on));
+    }
+    if (ii <= i1) win_row(s, mk, cc, ii, i1, m, x);
+  }
+  int32_t a[8], b[8];
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(a), vm);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(b), vx);
+  for (int l = 0; l < 8; ++l) {
+    m += a[l];
+    x += b[l];
+  }
+}
+#endif
+
 // Extended pass 2 where core pixels are few: each core pixel's window summed directly.
+template <int Isa>
 BE_AI size_t pass2_direct(SmallArgs& A, const uint8_t* core) {
   const size_t w = A.w, h = A.h, kx2 = size_t(A.kx) + 2, ky2 = size_t(A.ky) + 2;
   std::memset(A.out, 0, w * h);
@@ -722,18 +762,24 @@ BE_AI size_t pass2_direct(SmallArgs& A, const uint8_t* core) {
     const uint8_t* c = core + j * w;
     const size_t j0 = j >= ky2 ? j - ky2 : 0, j1 = std::min(j + ky2, h - 1);
     for (size_t i = 0; i < w; ++i) {
+      if (i + 8 <= w) {
+        uint64_t word;
+        std::memcpy(&word, c + i, 8);
+        if (word == 0) {
+          i += 7;
+          continue;
+        }
+      }
       if (!c[i] || A.mask[j * w + i]) continue;
       const size_t i0 = i >= kx2 ? i - kx2 : 0, i1 = std::min(i + kx2, w - 1);
       int64_t m = 0, x = 0;
-      for (size_t jj = j0; jj <= j1; ++jj) {
-        const int32_t* s = A.img + jj * w;
-        const uint8_t* mk = A.mask + jj * w;
-        const uint8_t* cc = core + jj * w;
-        for (size_t ii = i0; ii <= i1; ++ii) {
-          const bool on = (mk[ii] == 0) & (s[ii] < (1 << 24)) & (cc[ii] == 0);
-          m += on;
-          x += on ? s[ii] : 0;
-        }
+#if defined(__x86_64__) && defined(__GNUC__)
+      if constexpr (Isa == 1) {
+        win_rows_avx2(A, core, j0, j1, i0, i1, m, x);
+      } else
+#endif
+      {
+        for (size_t jj = j0; jj <= j1; ++jj) win_row(A.img + jj * w, A.mask + jj * w, core + jj * w, i0, i1, m, x);
       }
       const bool st = A.f.final_local(double(m), double(x), double(A.img[j * w + i]));
       A.out[j * w + i] = st;
@@ -802,7 +848,7 @@ BE_AI size_t small2_t(SmallArgs& A, size_t marked) {
   } else {
     const size_t cores = erode_small(A, A.out, A.tmp, erosion - 1);
     const size_t win = (2 * size_t(A.kx) + 5) * (2 * size_t(A.ky) + 5);
-    if (cores * win <= n) return pass2_direct(A, A.tmp);
+    if (cores * win <= n) return pass2_direct<Isa>(A, A.tmp);
   }
   const size_t pad = size_t(A.kx) + 2;
   std::fill(A.cm - pad, A.cm + A.w + pad, 0);
