@@ -695,6 +695,34 @@ BE_AI size_t erode_small(const SmallArgs& A, const uint8_t* mark, uint8_t* core,
       A.rowcnt[h + j] = 0;
       continue;
     }
+    if (A.rowcnt[j] <= w / 16) {  // few marks: only the 8-pixel words that hold some
+      uint32_t c = 0;
+      const uint8_t* mj = mark + j * w;
+      for (size_t i0 = 0; i0 < w; i0 += 8) {
+        const size_t i1 = std::min(i0 + 8, w);
+        if (i1 == i0 + 8) {
+          uint64_t word;
+          std::memcpy(&word, mj + i0, 8);
+          if (word == 0) {
+            std::memcpy(o + i0, &word, 8);
+            continue;
+          }
+        }
+        for (size_t i = i0; i < i1; ++i) {
+          uint8_t v = mj[i];
+          const size_t a = i >= r ? i - r : 0, b = std::min(i + r, w - 1);
+          for (size_t jj = j0; v && jj <= j1; ++jj) {
+            const uint8_t* q = mark + jj * w;
+            for (size_t ii = a; ii <= b; ++ii) v &= q[ii];
+          }
+          o[i] = v;
+          c += v;
+        }
+      }
+      A.rowcnt[h + j] = c;
+      total += c;
+      continue;
+    }
     std::memcpy(row, mark + j0 * w, w);
     for (size_t jj = j0 + 1; jj <= j1; ++jj) {
       const uint8_t* q = mark + jj * w;
