@@ -469,9 +469,10 @@ BE_AVX2_FN size_t row_strong_avx2(const SmallArgs& A, const int32_t* src, const 
 // Extended pass 1, one row. DIALS's a > c decided in float (8 lanes) where the float
 // difference a - c is clear of its rounding bound; the rest (rare) in double with
 // DIALS's operations. Bound: y summed from 2 k + 1 floats (<= (2 k + 1) u relative),
-// then a few products and differences; err = 64 u (m y + x^2 + x m + c) covers it
-// with a margin of 2 or more for 2 k + 1 <= 31 (u = 2^-24; the double rounding of
-// DIALS's own a and c is 2^-29 times smaller).
+// then a few products and differences: |error of a - c| <= (T + 6) u m y + 6 u x^2
+// + 5 u x m + 8 u c for T = 2 k + 1 taps; err = max(64, 2 (T + 16)) u (m y + x^2 +
+// x m + c) covers it twice over (u = 2^-24; the double rounding of DIALS's own a and
+// c is 2^-29 times smaller).
 template <int KXT>
 BE_AVX2_FN size_t row_dispersed_avx2(const SmallArgs& A, const uint8_t* mk, uint8_t* o, int32_t kfull) {
   const size_t w = A.w;
@@ -488,7 +489,7 @@ BE_AVX2_FN size_t row_dispersed_avx2(const SmallArgs& A, const uint8_t* mk, uint
                 full = _mm256_set1_epi32(kfull);
   const __m256 nsig_b = _mm256_set1_ps(float(A.f.nsig_b)), gain = _mm256_set1_ps(float(A.f.gain)),
                one = _mm256_set1_ps(1.0f), sfull = _mm256_set1_ps(A.sqf[kfull]),
-               eps = _mm256_set1_ps(64.0f / 16777216.0f), sign = _mm256_set1_ps(-0.0f);
+               eps = _mm256_set1_ps(float(std::max(64, 2 * (2 * kx + 1 + 16))) / 16777216.0f), sign = _mm256_set1_ps(-0.0f);
   const bool use_gain = A.f.use_gain;
   size_t count = 0, i = 0;
   for (; i + 8 <= w; i += 8) {
