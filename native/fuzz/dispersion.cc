@@ -6,6 +6,7 @@
 //   [width - 1: u8 & 31][height - 1: u8 & 31][kx: u8 % 4 + 1][ky: u8 % 4 + 1][min_local: i8]
 //   [flags: u8: bit 0 extended, bit 1 gain 2.5][sigma_b: u8 / 4][sigma_s: u8 / 4]
 //   then per pixel: value i16 LE, then per pixel: mask u8 (missing bytes: 0)
+#include <stdexcept>
 #include <vector>
 
 #include "dispersion.h"

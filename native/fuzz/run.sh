@@ -17,7 +17,7 @@ cd "$(dirname "$0")/../.."
 CXX="${CXX:-clang++}"
 OUT=.fuzz
 SAN=(-fsanitize=address,undefined -fno-sanitize-recover=undefined)
-CXXFLAGS=(-std=c++17 -O1 -g -fno-omit-frame-pointer -Inative/src -Inative/fuzz)
+CXXFLAGS=(-std=c++17 -O1 -g -ffp-contract=off -fno-omit-frame-pointer -Inative/src -Inative/fuzz)
 MAX_LEN=65536
 
 say() { printf 'fuzz: %s\n' "$*"; }

@@ -28,6 +28,12 @@
 // are exact integers and the fast integer path here gives the same m, x, y, so
 // the same doubles go into the same expressions. Above that, and for float32
 // images, the reference path (DIALS's own double summed-area table order) runs.
+// Small kernels (the default 7 x 7; K <= 127 window pixels, extended: (2 kx + 5) x
+// (2 ky + 5) <= 2047) take a faster integer path: running int32 column sums (2 image
+// rows per output row), AVX2 where the CPU has it (BEAMEDGE_KERNELS=scalar: portable);
+// only pixels that pass necessary integer / float pre-tests (rounding bounded) get
+// DIALS's double expressions, so the masks stay identical; extended pass 2 sums the
+// windows of the (usually few) core pixels directly.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -90,11 +96,17 @@ class DispersionFinder {
   DispersionParams p_;
   int min_count_;
   const char* last_path_ = "none";
-  // fast path buffers
   std::vector<uint8_t> incl_;
   std::vector<int32_t> col_m_;
   std::vector<int64_t> col_x_, col_y_, pm_, px_, py_;
   std::vector<uint8_t> cand_;
+  // small-kernel path (see dispersion.cc)
+  bool small_ = false;
+  std::vector<int32_t> scm_, scx_;
+  std::vector<double> scy_, sq_;
+  std::vector<uint8_t> srow_;
+  std::vector<uint32_t> srowcnt_;
+  std::vector<float> scyf_, sqf_;
   // reference path summed-area table (allocated on first use)
   struct Sat { int m; double x; double y; };
   std::vector<Sat> sat_;

@@ -6,7 +6,8 @@ import { gunzipSync } from 'node:zlib';
 import t from 'tap';
 import { native } from '../../daemon/native';
 import { DispersionSpotFinder, type DispersionAlgorithm, type Spot } from '../../daemon/spots/dispersion';
-import { needData, readData } from '../helpers/data';
+import { spawnSync } from 'node:child_process';
+import { dataDir, needData, readData } from '../helpers/data';
 
 interface Frame {
   width: number;
@@ -131,3 +132,114 @@ t.test('arguments are checked', async (t) => {
   t.same(f.spots(new Int32Array(100), out), []);
   t.throws(() => new DispersionSpotFinder(10, 10, { algorithm: 'radial' as DispersionAlgorithm }), TypeError);
 });
+
+// Random frames built to reach every branch of the fast path (clipped edges, masked
+// gaps, values >= 2^24, negative values, bright spots next to flat background, gain,
+// kernel sizes 1..5, min_local, global thresholds): threshold() must equal the
+// DIALS-order reference. Digests of the masks (and of the two real frames) must be
+// the same with the AVX2 kernels and the portable ones (BEAMEDGE_KERNELS=scalar).
+function rng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function randomCases(): { label: string; w: number; h: number; img: Int32Array; mask: Uint8Array; params: Record<string, unknown> }[] {
+  const out = [];
+  for (let c = 0; c < 48; c++) {
+    const r = rng(1000 + c);
+    const w = 1 + Math.floor(r() * 90), h = 1 + Math.floor(r() * 70);
+    const img = new Int32Array(w * h), mask = new Uint8Array(w * h);
+    const lambda = [0.05, 0.5, 3, 40, 2000][c % 5]!;
+    for (let i = 0; i < img.length; i++) {
+      // Poisson-ish by summing Bernoulli draws (cheap, integer)
+      let v = 0;
+      const n = Math.min(64, Math.ceil(lambda * 4));
+      for (let k = 0; k < n; k++) if (r() < lambda / n) v++;
+      if (lambda > 64) v = Math.round(lambda + Math.sqrt(lambda) * (r() + r() + r() - 1.5) * 2);
+      img[i] = v;
+      if (r() < 0.01) img[i] = Math.floor(r() * 5000);
+      if (c % 7 === 3 && r() < 0.002) img[i] = (1 << 24) + Math.floor(r() * 1000);
+      if (c % 7 === 5 && r() < 0.01) img[i] = -Math.floor(r() * 50);
+      if (r() < 0.03) mask[i] = 1;
+    }
+    if (w > 10 && c % 3 === 0) for (let j = 0; j < h; j++) for (let i = 4; i < 7; i++) mask[j * w + i] = 1; // gap
+    for (let s = 0; s < 4; s++) {
+      const cx = Math.floor(r() * w), cy = Math.floor(r() * h), peak = 50 + r() * 3000;
+      for (let j = Math.max(0, cy - 3); j < Math.min(h, cy + 4); j++)
+        for (let i = Math.max(0, cx - 3); i < Math.min(w, cx + 4); i++) img[j * w + i] += Math.round(peak * Math.exp(-((i - cx) ** 2 + (j - cy) ** 2) / 2));
+    }
+    const kx = 1 + (c % 5), ky = 1 + ((c >> 1) % 4);
+    const params: Record<string, unknown> = {
+      kernelX: kx,
+      kernelY: ky,
+      extended: c % 2 === 1,
+      minLocal: [2, 0, 5, 3][c % 4],
+      globalThreshold: [0, 0, 2.5, 7][(c >> 2) % 4],
+      sigmaBackground: [6, 1, 0, 3.5][(c >> 3) % 4],
+      sigmaStrong: [3, 0, 1.5, 2][(c >> 1) % 4],
+    };
+    if (c % 6 === 4) params.gain = 2.5;
+    if (params.minLocal !== 0 && (params.minLocal as number) > (2 * kx + 1) * (2 * ky + 1)) params.minLocal = 2;
+    out.push({ label: `case ${c} ${w}x${h} ${JSON.stringify(params)}`, w, h, img, mask, params });
+  }
+  return out;
+}
+
+function digest(a: Uint8Array): string {
+  let hsh = 2166136261;
+  for (let i = 0; i < a.length; i++) hsh = Math.imul(hsh ^ (a[i]! ? i + 1 : 0), 16777619);
+  return (hsh >>> 0).toString(16);
+}
+
+function allDigests(): string[] {
+  const d: string[] = [];
+  for (const rc of randomCases()) {
+    const out = new Uint8Array(rc.w * rc.h);
+    new native.DispersionSpotFinder(rc.w, rc.h, rc.params).threshold(rc.img, rc.mask, out);
+    d.push(digest(out));
+  }
+  if (dataDir) {
+    const f = thau();
+    for (const extended of [false, true]) {
+      const out = new Uint8Array(f.image.length);
+      new native.DispersionSpotFinder(f.width, f.height, { extended }).threshold(f.image, f.mask, out);
+      d.push(digest(out));
+    }
+  }
+  return d;
+}
+
+if (process.argv[2] === '--digests') {
+  process.stdout.write(`\nDIGESTS ${JSON.stringify(allDigests())}\n`);
+} else {
+  t.test('random frames: fast path equals the DIALS-order reference', async (t) => {
+    let integer = 0;
+    for (const rc of randomCases()) {
+      const f = new native.DispersionSpotFinder(rc.w, rc.h, rc.params);
+      const a = new Uint8Array(rc.w * rc.h), b = new Uint8Array(rc.w * rc.h);
+      const ca = f.threshold(rc.img, rc.mask, a);
+      if (f.path() === 'integer') integer++;
+      const cb = f.thresholdReference(rc.img, rc.mask, b);
+      const diff = differing(a, b, rc.w);
+      if (diff.length || ca !== cb) t.fail(`${rc.label}: ${diff.length} differ (${ca} vs ${cb}) ${diff.slice(0, 3).join('; ')}`);
+    }
+    t.ok(integer >= 40, `${integer} of 48 random frames took the integer path`);
+  });
+
+  t.test('AVX2 and portable kernels give identical masks', async (t) => {
+    const child = spawnSync(process.execPath, [__filename, '--digests'], {
+      env: { ...process.env, BEAMEDGE_KERNELS: 'scalar' },
+      encoding: 'utf8',
+      maxBuffer: 1 << 20,
+    });
+    t.equal(child.status, 0, `child exited 0 ${child.stderr.slice(0, 500)}`);
+    const line = child.stdout.split('\n').find((l) => l.startsWith('DIGESTS ')) ?? 'DIGESTS []';
+    t.same(JSON.parse(line.slice(8)), allDigests(), 'same masks on 48 random frames and thau_3_2_0001 (both variants)');
+  });
+}
