@@ -11,6 +11,8 @@ import { native } from '../../daemon/native';
 import { SyntheticDetector } from '../../daemon/sim/synthetic';
 import { dataDir, dataFile } from '../helpers/data';
 import { replayBenchmark, stream2Benchmark } from './e2e';
+import { peakfinder8Benchmark } from './peakfinder8';
+import { dispersionBenchmark } from './spots';
 import { jungfrauRows } from './jungfrau';
 import { measure, printTable, type Row, type Timing } from './measure';
 
@@ -222,6 +224,19 @@ function main(): void {
   printTable(`Reference: ${refNames}. Ratio = reference time / beamedge time (higher is better for beamedge).`, rows);
   const jf = jungfrauRows(REPS);
   printTable(`JUNGFRAU, one thread. Reference: the same conversion in ${jf.numpy ?? 'numpy (not available)'}; ratio = numpy time / beamedge time.`, jf.rows);
+  const dispersion = dispersionBenchmark(REPS);
+  const spotRows: Row[] = [
+    ...dispersion.map((r) => ({
+      metric: `${String(r.algorithm)}, thau_3_2_0001 (6.2 Mpixel), ms/frame, 1 thread`,
+      ours: `${String(r['ms/frame'])} (${String(r.strong)} strong)`,
+      reference: r['DIALS ms/frame'] === 'n/a' ? 'DIALS not installed' : `${String(r['DIALS ms/frame'])} (DIALS, ${String(r['DIALS strong'])} strong)`,
+      ratio: r['DIALS ms/frame'] === 'n/a' ? '-' : `${(Number(r['DIALS ms/frame']) / Number(r['ms/frame'])).toFixed(2)}x`,
+    })),
+    ...peakfinder8Benchmark(REPS),
+  ];
+  printTable('Spot finding, one thread. References: DIALS 3.12 threshold classes (python3-dials), OM peakfinder8.cpp built from source (OM_PEAKFINDER8_SRC).', spotRows);
+  const spotMs = [...dispersion.map((r) => Number(r['ms/frame'])), Number.parseFloat(spotRows.at(-1)!.ours)];
+  process.stdout.write(`\nspot-finding target <= 10 ms per 6M frame: ${spotMs.map((x) => fmt(x)).join(' / ')} ms (dispersion / extended / peakfinder8): ${spotMs.every((x) => x <= 10) ? 'met' : 'NOT met'}\n`);
   const jfMpix = (2048 * 2048) / jf.convertMs / 1e3;
   process.stdout.write(
     `\nJUNGFRAU targets: conversion >= 2000 Mpixel/s: ${fmt(jfMpix, 0)} ${jfMpix >= 2000 ? 'met' : 'NOT met'}; ` +
