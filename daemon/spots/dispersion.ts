@@ -6,7 +6,7 @@
 // Coordinates: DIALS reports centroids with the pixel edge as origin (the
 // centre of the first pixel is 0.5); fs/ss here are pixel-index coordinates
 // (column, row of the pixel centre), as OM reports them: fs = x_dials - 0.5.
-import { native, type NativeDispersionSpotFinder } from '../native';
+import { native, type NativeDispersionSpot, type NativeDispersionSpotFinder } from '../native';
 
 export type DispersionAlgorithm = 'dispersion' | 'dispersion_extended';
 
@@ -44,16 +44,8 @@ export const DISPERSION_DEFAULTS: DispersionParameters = {
   max_separation: 2,
 };
 
-export interface Spot {
-  /** Intensity-weighted centroid, pixel-index coordinates. */
-  fs: number;
-  ss: number;
-  /** Summed pixel values. */
-  intensity: number;
-  pixels: number;
-  peakFs: number;
-  peakSs: number;
-}
+/** One spot: intensity-weighted centroid (pixel-index coordinates), summed pixel values, size and peak pixel. */
+export type Spot = NativeDispersionSpot;
 
 export class DispersionSpotFinder {
   readonly params: DispersionParameters;

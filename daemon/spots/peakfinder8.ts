@@ -4,22 +4,13 @@ import { native, type NativePeakfinder8, type NativePeakfinder8Out, type NativeP
 
 export type Peakfinder8Params = NativePeakfinder8Params;
 
-/** Peaks of one frame: views into buffers the finder reuses, valid until its next find(). */
-export interface Peakfinder8Peaks {
-  /** Peaks found; may exceed the stored count (maxNumPeaks), as OM counts them. */
-  found: number;
-  /** Centroids in pixel-index coordinates (fs = column, ss = row). */
-  fs: Float32Array;
-  ss: Float32Array;
-  /** Total intensity, local background subtracted. */
-  intensity: Float32Array;
-  /** Brightest pixel, local background subtracted. */
-  maxIntensity: Float32Array;
-  /** Local background standard deviation. */
-  sigma: Float32Array;
-  snr: Float32Array;
-  pixels: Int32Array;
-}
+/**
+ * Peaks of one frame (centroids in pixel-index coordinates; intensities with
+ * the local background subtracted): views into buffers the finder reuses,
+ * valid until its next find(). `found` may exceed the stored count
+ * (maxNumPeaks), as OM counts them.
+ */
+export type Peakfinder8Peaks = NativePeakfinder8Out & { found: number };
 
 export interface BeamCentre {
   /** Beam centre in pixel-index coordinates: fs = column, ss = row (pixel i spans i - 0.5 .. i + 0.5). */
