@@ -1179,6 +1179,23 @@ size_t DispersionFinder::threshold_reference(const float* img, const uint8_t* ma
   return reference(img, mask, out);
 }
 
+// First i in [from, end) with row[i] set, or end; skips 8 zero bytes at a time.
+static inline size_t next_strong(const uint8_t* row, size_t from, size_t end) {
+  size_t i = from;
+  while (i < end && (i & 7)) {
+    if (row[i]) return i;
+    ++i;
+  }
+  while (i + 8 <= end) {
+    uint64_t word;
+    std::memcpy(&word, row + i, 8);
+    if (word) break;
+    i += 8;
+  }
+  while (i < end && !row[i]) ++i;
+  return i;
+}
+
 template <typename T>
 void DispersionFinder::spots(const T* img, const uint8_t* strong, const SpotFilter& flt,
                              std::vector<DispersionSpot>& out) {
@@ -1194,13 +1211,16 @@ void DispersionFinder::spots(const T* img, const uint8_t* strong, const SpotFilt
     return a;
   };
   const uint32_t none = std::numeric_limits<uint32_t>::max();
-  for (size_t j = 0, k = 0; j < h_; ++j) {
-    for (size_t i = 0; i < w_; ++i, ++k) {
-      if (!strong[k]) {
-        labels_[k] = none;
-        continue;
-      }
-      const uint32_t up = j > 0 ? labels_[k - w_] : none, left = i > 0 ? labels_[k - 1] : none;
+  // Strong pixels are a few thousand of millions: both passes skip 8 bytes of
+  // the strong mask at a time while they are zero, and labels are read only
+  // where the mask is set (so they need no clearing), visiting the strong
+  // pixels in the same row-major order as a plain scan.
+  for (size_t j = 0; j < h_; ++j) {
+    const size_t row = j * w_;
+    for (size_t i = next_strong(strong + row, 0, w_); i < w_; i = next_strong(strong + row, i + 1, w_)) {
+      const size_t k = row + i;
+      const uint32_t up = j > 0 && strong[k - w_] ? labels_[k - w_] : none;
+      const uint32_t left = i > 0 && strong[k - 1] ? labels_[k - 1] : none;
       uint32_t l;
       if (up == none && left == none) {
         l = uint32_t(parent_.size());
@@ -1224,9 +1244,10 @@ void DispersionFinder::spots(const T* img, const uint8_t* strong, const SpotFilt
   };
   std::vector<Acc> acc(parent_.size());
   std::vector<uint32_t> order;
-  for (size_t j = 0, k = 0; j < h_; ++j) {
-    for (size_t i = 0; i < w_; ++i, ++k) {
-      if (labels_[k] == none) continue;
+  for (size_t j = 0; j < h_; ++j) {
+    const size_t row = j * w_;
+    for (size_t i = next_strong(strong + row, 0, w_); i < w_; i = next_strong(strong + row, i + 1, w_)) {
+      const size_t k = row + i;
       const uint32_t r = find(labels_[k]);
       Acc& a = acc[r];
       if (a.n == 0) order.push_back(r);
