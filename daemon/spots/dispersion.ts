@@ -6,42 +6,30 @@
 // Coordinates: DIALS reports centroids with the pixel edge as origin (the
 // centre of the first pixel is 0.5); fs/ss here are pixel-index coordinates
 // (column, row of the pixel centre), as OM reports them: fs = x_dials - 0.5.
+import type { Config, SpotsConfig } from '../config/config';
+import { validate } from '../config/schema';
 import { native, type NativeDispersionSpot, type NativeDispersionSpotFinder } from '../native';
 
 export type DispersionAlgorithm = 'dispersion' | 'dispersion_extended';
 
-export interface DispersionParameters {
+/**
+ * pipeline.spots' keys (config/schema.ts: DIALS's names and defaults), except
+ * the window, which DIALS sizes per axis. gain 1 means DIALS's gain = None
+ * (its default, the gain-free formulas); any other value uses its gain-map
+ * formulas with a flat gain. max_separation null: no peak-centroid filter.
+ */
+export type DispersionParameters = Pick<SpotsConfig, 'sigma_background' | 'sigma_strong' | 'global_threshold' | 'min_local' | 'gain' | 'min_spot_size' | 'max_spot_size' | 'max_separation'> & {
   algorithm: DispersionAlgorithm;
-  /** Half sizes [ny, nx]: the window is (2 ny + 1) x (2 nx + 1). DIALS default [3, 3]. */
+  /** Half sizes [ny, nx]: the window is (2 ny + 1) x (2 nx + 1). */
   kernel_size: [number, number];
-  sigma_background: number;
-  sigma_strong: number;
-  global_threshold: number;
-  /** <= 0: the whole kernel; otherwise 2..kernel pixels. */
-  min_local: number;
-  /**
-   * DIALS's gain = None (its default) is gain 1 through the gain-free formulas; that is
-   * what 1 means here. Any other value uses DIALS's gain-map formulas with a flat gain.
-   */
-  gain: number;
-  /** dials.find_spots: Auto = 3 for pixel-array detectors, 6 otherwise. */
-  min_spot_size: number;
-  max_spot_size: number;
-  /** Peak-to-centroid distance filter of dials.find_spots (default 2); null = off. */
-  max_separation: number | null;
-}
+};
+
+const SCHEMA_DEFAULTS = (validate({}) as Config).pipeline.spots;
 
 export const DISPERSION_DEFAULTS: DispersionParameters = {
+  ...SCHEMA_DEFAULTS,
   algorithm: 'dispersion',
-  kernel_size: [3, 3],
-  sigma_background: 6,
-  sigma_strong: 3,
-  global_threshold: 0,
-  min_local: 2,
-  gain: 1,
-  min_spot_size: 3,
-  max_spot_size: 1000,
-  max_separation: 2,
+  kernel_size: [SCHEMA_DEFAULTS.kernel_size, SCHEMA_DEFAULTS.kernel_size],
 };
 
 /** One spot: intensity-weighted centroid (pixel-index coordinates), summed pixel values, size and peak pixel. */
