@@ -19,6 +19,9 @@ namespace beamedge {
 namespace {
 
 constexpr double kBig = double(1 << 24);  // DIALS: "Largest value to consider"
+// Below this a frame's sum of squares (and every partial sum) is an exact double: 2^51
+// with a margin, past which DIALS's summed-area tables lose integers.
+constexpr double kExactLimit = 2251799813685248.0 * 0.999;
 
 // Exact int64 -> double for |v| < 2^51 (vectorizes without AVX-512).
 inline double i2d(int64_t v) {
@@ -192,12 +195,20 @@ size_t pass1(const FastArgs& A) {
 }
 
 // ---- Small-kernel path: running integer column sums, 2 image rows per output row.
-// Column sums (cm: count, cx: values, int32; cy: squares, double) are kept for the
+// Column sums (cm: count, cx: values, cy: squares, all int32) are kept for the
 // current output row by adding the row entering the window and removing the row
 // leaving it; the horizontal window is then a fixed number of taps over the
 // zero-padded column sums. Everything is an exact integer (see small_ok()), so
 // the order of additions does not matter and m, x, y equal DIALS's.
+//
+// Squares: a window of K pixels below ybig = floor(sqrt((2^31 - 1) / K)) sums its
+// squares in int32 exactly. A pixel at or above ybig ("big": a Bragg peak or a hot
+// pixel, a handful per frame) is left out of cy and adds kBigStep to cm instead, so
+// that a window holding one is seen (cm >> 16) and its y is summed from the image.
 #define BE_AI inline __attribute__((always_inline))
+
+constexpr int32_t kBigStep = 1 << 16;
+BE_AI int32_t count_of(int32_t cm_sum) { return cm_sum & (kBigStep - 1); }
 
 struct SmallArgs {
   const int32_t* img;
@@ -209,8 +220,9 @@ struct SmallArgs {
   int kx, ky;
   int32_t* cm;  // padded by pad entries on both sides
   int32_t* cx;
-  double* cy;
-  float* cyf;  // extended pass 1, AVX2: cy rounded to float, same padding
+  int32_t* cy;
+  int32_t* pm;  // AVX2, non-extended: pair sums of cm and cx (p[i] = c[i] + c[i + 1]), same padding
+  int32_t* px;
   const float* sqf;  // float(sq[m])
   uint8_t* cand;
   uint32_t* rowcnt;  // per row: pass-1 marks, then core pixels
@@ -219,81 +231,39 @@ struct SmallArgs {
   bool ext;         // extended pass 1: a > c only
   int32_t vthr;     // v > global_threshold  <=>  v > vthr (v integer)
   float bd_k;       // nsig_s^2 (1 - 1e-4): b > d  =>  float(b)^2 > bd_k x m
-  double total;     // out: the frame's sum of squares of included pixels
+  int32_t ybig;     // squares of pixels >= ybig are left out of cy (see above)
+  double bigsq;     // out: sum of the squares of big pixels
+  size_t j;         // the output row being computed
 };
 
 // Column sums += row a (if sa), -= row s (if ss). Excl: also leave out pixels with xa/xs set.
+// WithY: squares go to cy, or big pixels to cm's high half (and Total: to *bigsq).
 template <bool Add, bool Sub, bool WithY, bool Excl, bool Total>
 BE_AI void vupdate(const int32_t* sa, const uint8_t* ma, const uint8_t* xa, const int32_t* ss, const uint8_t* ms,
-                   const uint8_t* xs, size_t w, int32_t* cm, int32_t* cx, double* cy, double* acc) {
-  size_t i = 0;
-  auto one = [](int32_t v, uint8_t mk, uint8_t ex, int32_t& on, int32_t& val) {
-    on = int32_t((mk == 0) & (v < (1 << 24)) & (Excl ? ex == 0 : true));
-    val = v & -on;
+                   const uint8_t* xs, size_t w, int32_t* cm, int32_t* cx, int32_t* cy, int32_t ybig, double* bigsq) {
+  // One pixel's change to the three sums, with sign +1 (entering) or -1 (leaving).
+  auto take = [&](int32_t v, uint8_t mk, uint8_t ex, int32_t& dm, uint32_t& dx, int32_t& dy, int sign) {
+    const int32_t on = int32_t((mk == 0) & (v < (1 << 24)) & (Excl ? ex == 0 : true));
+    const int32_t val = v & -on;
+    dx += sign > 0 ? uint32_t(val) : -uint32_t(val);
+    int32_t c = on;
+    if (WithY) {
+      if (val >= ybig || val <= -ybig) {
+        c += kBigStep;
+        if (Total && sign > 0) *bigsq += double(val) * double(val);
+      } else {
+        dy += sign * val * val;
+      }
+    }
+    dm += sign * c;
   };
-  (void)one;
-  for (; i + 8 <= w; i += 8) {
-    for (size_t l = 0; l < 8; ++l) {
-      const size_t k = i + l;
-      int32_t dm = 0, dx = 0;
-      double dy = 0;
-      if (Add) {
-        const int32_t v = sa[k];
-        const int32_t on = int32_t((ma[k] == 0) & (v < (1 << 24)) & (Excl ? xa[k] == 0 : true));
-        const int32_t val = v & -on;
-        dm += on;
-        dx = int32_t(uint32_t(dx) + uint32_t(val));
-        if (WithY) {
-          const double d = double(val);
-          dy += d * d;
-          if (Total) acc[l] += d * d;
-        }
-      }
-      if (Sub) {
-        const int32_t v = ss[k];
-        const int32_t on = int32_t((ms[k] == 0) & (v < (1 << 24)) & (Excl ? xs[k] == 0 : true));
-        const int32_t val = v & -on;
-        dm -= on;
-        dx = int32_t(uint32_t(dx) - uint32_t(val));
-        if (WithY) {
-          const double d = double(val);
-          dy -= d * d;
-        }
-      }
-      cm[k] += dm;
-      cx[k] = int32_t(uint32_t(cx[k]) + uint32_t(dx));
-      if (WithY) cy[k] += dy;
-    }
-  }
-  for (; i < w; ++i) {
-    const size_t k = i;
-    int32_t dm = 0, dx = 0;
-    double dy = 0;
-    if (Add) {
-      const int32_t v = sa[k];
-      const int32_t on = int32_t((ma[k] == 0) & (v < (1 << 24)) & (Excl ? xa[k] == 0 : true));
-      const int32_t val = v & -on;
-      dm += on;
-      dx = int32_t(uint32_t(dx) + uint32_t(val));
-      if (WithY) {
-        const double d = double(val);
-        dy += d * d;
-        if (Total) acc[0] += d * d;
-      }
-    }
-    if (Sub) {
-      const int32_t v = ss[k];
-      const int32_t on = int32_t((ms[k] == 0) & (v < (1 << 24)) & (Excl ? xs[k] == 0 : true));
-      const int32_t val = v & -on;
-      dm -= on;
-      dx = int32_t(uint32_t(dx) - uint32_t(val));
-      if (WithY) {
-        const double d = double(val);
-        dy -= d * d;
-      }
-    }
+  for (size_t k = 0; k < w; ++k) {
+    int32_t dm = 0, dy = 0;
+    uint32_t dx = 0;
+    if (Add) take(sa[k], ma[k], Excl ? xa[k] : 0, dm, dx, dy, 1);
+    if (Sub) take(ss[k], ms[k], Excl ? xs[k] : 0, dm, dx, dy, -1);
     cm[k] += dm;
-    cx[k] = int32_t(uint32_t(cx[k]) + uint32_t(dx));
+    cx[k] = int32_t(uint32_t(cx[k]) + dx);
     if (WithY) cy[k] += dy;
   }
 }
@@ -308,12 +278,27 @@ BE_AI int32_t hsum(const int32_t* c, size_t i, int kx) {
   }
   return s;
 }
+// Sum of squares over the pass-1 window of pixel i of row A.j, from the image: for
+// windows holding a big pixel. Exact in double (the frame's total is below 2^51).
+BE_AI double direct_y(const SmallArgs& A, size_t i) {
+  const size_t j = A.j, kx = size_t(A.kx), ky = size_t(A.ky);
+  const size_t j0 = j >= ky ? j - ky : 0, j1 = std::min(j + ky, A.h - 1);
+  const size_t i0 = i >= kx ? i - kx : 0, i1 = std::min(i + kx, A.w - 1);
+  double y = 0;
+  for (size_t jj = j0; jj <= j1; ++jj)
+    for (size_t ii = i0; ii <= i1; ++ii) {
+      const int32_t v = A.img[jj * A.w + ii];
+      if (A.mask[jj * A.w + ii] == 0 && v < (1 << 24)) y += double(v) * double(v);
+    }
+  return y;
+}
+// m, x, y of pixel i's pass-1 window, exactly as DIALS sums them.
 template <int KXT>
-BE_AI double hsumd(const double* c, size_t i, int kx) {
-  double s = 0;
-  const int k = KXT > 0 ? KXT : kx;
-  for (int t = -k; t <= k; ++t) s += c[ptrdiff_t(i) + t];
-  return s;
+BE_AI void window_sums(const SmallArgs& A, size_t i, double& m, double& x, double& y) {
+  const int32_t ms = hsum<KXT>(A.cm, i, A.kx);
+  m = double(count_of(ms));
+  x = double(hsum<KXT>(A.cx, i, A.kx));
+  y = ms < kBigStep ? double(hsum<KXT>(A.cy, i, A.kx)) : direct_y(A, i);
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -339,84 +324,97 @@ BE_AVX2 __m256i ok8(const uint8_t* m) {  // -1 where the mask byte is 0
                             _mm256_setzero_si256());
 }
 
+// 8 pixels of one row: on (-1 where included), val, and (WithY) big lanes (|val| >= ybig,
+// by clamping: abs() of INT32_MIN stays negative) and squares.
+template <bool WithY, bool Excl>
+BE_AVX2 void take8(const int32_t* r, const uint8_t* mr, const uint8_t* xr, size_t i, __m256i big24, __m256i ybig1,
+                   __m256i& on, __m256i& val, __m256i& bg, __m256i& sq) {
+  const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(r + i));
+  on = _mm256_and_si256(ok8(mr + i), _mm256_cmpgt_epi32(big24, v));
+  if (Excl) on = _mm256_and_si256(on, ok8(xr + i));
+  val = _mm256_and_si256(v, on);
+  if (WithY) {
+    const __m256i clamped = _mm256_min_epi32(_mm256_max_epi32(val, _mm256_sub_epi32(_mm256_setzero_si256(), ybig1)), ybig1);
+    const __m256i fits = _mm256_cmpeq_epi32(clamped, val);
+    bg = _mm256_xor_si256(fits, _mm256_set1_epi32(-1));
+    const __m256i small = _mm256_and_si256(fits, val);
+    sq = _mm256_mullo_epi32(small, small);
+  }
+}
+
 template <bool Add, bool Sub, bool WithY, bool Excl, bool Total>
 BE_AVX2_FN void vupdate_avx2(const int32_t* sa, const uint8_t* ma, const uint8_t* xa, const int32_t* ss, const uint8_t* ms,
-                          const uint8_t* xs, size_t w, int32_t* cm, int32_t* cx, double* cy, double* acc) {
-  const __m256i big = _mm256_set1_epi32(1 << 24);
-  __m256d t0 = _mm256_setzero_pd(), t1 = _mm256_setzero_pd();
+                             const uint8_t* xs, size_t w, int32_t* cm, int32_t* cx, int32_t* cy, int32_t ybig,
+                             double* bigsq) {
+  const __m256i big24 = _mm256_set1_epi32(1 << 24), ybig1 = _mm256_set1_epi32(ybig - 1),
+                step = _mm256_set1_epi32(kBigStep);
   size_t i = 0;
   for (; i + 8 <= w; i += 8) {
     __m256i m = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(cm + i));
     __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(cx + i));
-    __m256d ylo, yhi;
-    if (WithY) {
-      ylo = _mm256_loadu_pd(cy + i);
-      yhi = _mm256_loadu_pd(cy + i + 4);
-    }
+    __m256i y = WithY ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(cy + i)) : _mm256_setzero_si256();
+    __m256i on, val, bg = _mm256_setzero_si256(), sq = _mm256_setzero_si256();
     if (Add) {
-      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(sa + i));
-      __m256i on = _mm256_and_si256(ok8(ma + i), _mm256_cmpgt_epi32(big, v));
-      if (Excl) on = _mm256_and_si256(on, ok8(xa + i));
-      const __m256i val = _mm256_and_si256(v, on);
+      // The entering row comes from memory (the frame is far larger than the cache):
+      // ask for the next one now so that it is there when the window moves.
+      _mm_prefetch(reinterpret_cast<const char*>(sa + w + i), _MM_HINT_T0);
+      if ((i & 63) == 0) _mm_prefetch(reinterpret_cast<const char*>(ma + w + i), _MM_HINT_T0);
+      take8<WithY, Excl>(sa, ma, xa, i, big24, ybig1, on, val, bg, sq);
       m = _mm256_sub_epi32(m, on);
       x = _mm256_add_epi32(x, val);
       if (WithY) {
-        const __m256d lo = _mm256_cvtepi32_pd(_mm256_castsi256_si128(val));
-        const __m256d hi = _mm256_cvtepi32_pd(_mm256_extracti128_si256(val, 1));
-        const __m256d l2 = _mm256_mul_pd(lo, lo), h2 = _mm256_mul_pd(hi, hi);
-        ylo = _mm256_add_pd(ylo, l2);
-        yhi = _mm256_add_pd(yhi, h2);
-        if (Total) {
-          t0 = _mm256_add_pd(t0, l2);
-          t1 = _mm256_add_pd(t1, h2);
-        }
+        m = _mm256_add_epi32(m, _mm256_and_si256(bg, step));
+        y = _mm256_add_epi32(y, sq);
+        if (Total && !_mm256_testz_si256(bg, bg))
+          for (size_t k = i; k < i + 8; ++k)
+            if ((sa[k] >= ybig || sa[k] <= -ybig) && sa[k] < (1 << 24) && ma[k] == 0 && (!Excl || xa[k] == 0))
+              *bigsq += double(sa[k]) * double(sa[k]);
       }
     }
     if (Sub) {
-      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ss + i));
-      __m256i on = _mm256_and_si256(ok8(ms + i), _mm256_cmpgt_epi32(big, v));
-      if (Excl) on = _mm256_and_si256(on, ok8(xs + i));
-      const __m256i val = _mm256_and_si256(v, on);
+      take8<WithY, Excl>(ss, ms, xs, i, big24, ybig1, on, val, bg, sq);
       m = _mm256_add_epi32(m, on);
       x = _mm256_sub_epi32(x, val);
       if (WithY) {
-        const __m256d lo = _mm256_cvtepi32_pd(_mm256_castsi256_si128(val));
-        const __m256d hi = _mm256_cvtepi32_pd(_mm256_extracti128_si256(val, 1));
-        ylo = _mm256_sub_pd(ylo, _mm256_mul_pd(lo, lo));
-        yhi = _mm256_sub_pd(yhi, _mm256_mul_pd(hi, hi));
+        m = _mm256_sub_epi32(m, _mm256_and_si256(bg, step));
+        y = _mm256_sub_epi32(y, sq);
       }
     }
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(cm + i), m);
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(cx + i), x);
-    if (WithY) {
-      _mm256_storeu_pd(cy + i, ylo);
-      _mm256_storeu_pd(cy + i + 4, yhi);
-    }
-  }
-  if (Total) {
-    double a[4], b[4];
-    _mm256_storeu_pd(a, t0);
-    _mm256_storeu_pd(b, t1);
-    for (int l = 0; l < 4; ++l) acc[l] += a[l] + b[l];
+    if (WithY) _mm256_storeu_si256(reinterpret_cast<__m256i*>(cy + i), y);
   }
   if (i < w)
     vupdate<Add, Sub, WithY, Excl, Total>(sa ? sa + i : sa, ma ? ma + i : ma, xa ? xa + i : xa, ss ? ss + i : ss,
-                                          ms ? ms + i : ms, xs ? xs + i : xs, w - i, cm + i, cx + i, cy + i, acc);
+                                          ms ? ms + i : ms, xs ? xs + i : xs, w - i, cm + i, cx + i, cy + i, ybig,
+                                          bigsq);
 }
 
+// p[i] = c[i] + c[i + 1] for the indices a horizontal window of the row reads.
+BE_AVX2_FN void pair_sums(const int32_t* c, int32_t* p, size_t w, int kx) {
+  ptrdiff_t i = -kx;
+  const ptrdiff_t end = ptrdiff_t(w) + kx - 1;
+  for (; i + 8 <= end; i += 8)
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(p + i),
+                        _mm256_add_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(c + i)),
+                                         _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c + i + 1))));
+  for (; i < end; ++i) p[i] = int32_t(uint32_t(c[i]) + uint32_t(c[i + 1]));
+}
+// The 2 k + 1 taps of c around i (8 lanes) from k pair sums and one tap: about half the adds.
+template <int KXT>
+BE_AVX2 __m256i hsum8p(const int32_t* p, const int32_t* c, size_t i, int kx) {
+  const int k = KXT > 0 ? KXT : kx;
+  __m256i s = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c + ptrdiff_t(i) + k));
+  for (int u = 0; u < k; ++u)
+    s = _mm256_add_epi32(s, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + ptrdiff_t(i) - k + 2 * u)));
+  return s;
+}
 template <int KXT>
 BE_AVX2 __m256i hsum8(const int32_t* c, size_t i, int kx) {
   const int k = KXT > 0 ? KXT : kx;
   __m256i s = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c + ptrdiff_t(i) - k));
   for (int t = -k + 1; t <= k; ++t)
     s = _mm256_add_epi32(s, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c + ptrdiff_t(i) + t)));
-  return s;
-}
-template <int KXT>
-BE_AVX2 __m256d hsum4d(const double* c, size_t i, int kx) {
-  const int k = KXT > 0 ? KXT : kx;
-  __m256d s = _mm256_loadu_pd(c + ptrdiff_t(i) - k);
-  for (int t = -k + 1; t <= k; ++t) s = _mm256_add_pd(s, _mm256_loadu_pd(c + ptrdiff_t(i) + t));
   return s;
 }
 
@@ -428,9 +426,10 @@ BE_AVX2_FN size_t row_strong_avx2(const SmallArgs& A, const int32_t* src, const 
   const __m256i minc1 = _mm256_set1_epi32(A.f.min_count - 1), vthr = _mm256_set1_epi32(A.vthr);
   const __m256i big1 = _mm256_set1_epi32((1 << 24) - 1), zero = _mm256_setzero_si256(), m1 = _mm256_set1_epi32(-1);
   const __m256 k = _mm256_set1_ps(A.bd_k);
+  const __m256i low = _mm256_set1_epi32(kBigStep - 1);
   size_t count = 0, i = 0;
   for (; i + 8 <= w; i += 8) {
-    const __m256i m = hsum8<KXT>(A.cm, i, kx), x = hsum8<KXT>(A.cx, i, kx);
+    const __m256i m = _mm256_and_si256(hsum8p<KXT>(A.pm, A.cm, i, kx), low), x = hsum8p<KXT>(A.px, A.cx, i, kx);
     const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + i));
     __m256i pre = _mm256_and_si256(_mm256_and_si256(ok8(mk + i), _mm256_cmpgt_epi32(m, minc1)),
                                    _mm256_and_si256(_mm256_cmpgt_epi32(x, m1), _mm256_cmpgt_epi32(v, vthr)));
@@ -447,8 +446,8 @@ BE_AVX2_FN size_t row_strong_avx2(const SmallArgs& A, const int32_t* src, const 
       const int l = __builtin_ctz(bits);
       bits &= bits - 1;
       const size_t q = i + size_t(l);
-      const double md = double(hsum<KXT>(A.cm, q, kx)), xd = double(hsum<KXT>(A.cx, q, kx));
-      const double y = hsumd<KXT>(A.cy, q, kx);
+      double md, xd, y;
+      window_sums<KXT>(A, q, md, xd, y);
       if (A.f.strong(md, xd, y, double(src[q]))) {
         word |= uint64_t(1) << (8 * l);
         ++count;
@@ -457,9 +456,9 @@ BE_AVX2_FN size_t row_strong_avx2(const SmallArgs& A, const int32_t* src, const 
     std::memcpy(o + i, &word, 8);
   }
   for (; i < w; ++i) {
-    const int32_t mi = hsum<KXT>(A.cm, i, kx);
-    const bool s = A.f.strong(double(mi), double(hsum<KXT>(A.cx, i, kx)), hsumd<KXT>(A.cy, i, kx), double(src[i])) &&
-                   mk[i] == 0;
+    double md, xd, y;
+    window_sums<KXT>(A, i, md, xd, y);
+    const bool s = mk[i] == 0 && A.f.strong(md, xd, y, double(src[i]));
     o[i] = s;
     count += s;
   }
@@ -467,9 +466,10 @@ BE_AVX2_FN size_t row_strong_avx2(const SmallArgs& A, const int32_t* src, const 
 }
 
 // Extended pass 1, one row. DIALS's a > c decided in float (8 lanes) where the float
-// difference a - c is clear of its rounding bound; the rest (rare) in double with
-// DIALS's operations. Bound: y summed from 2 k + 1 floats (<= (2 k + 1) u relative),
-// then a few products and differences: |error of a - c| <= (T + 6) u m y + 6 u x^2
+// difference a - c is clear of its rounding bound; the rest (rare: close calls and
+// windows with a big pixel) in double with DIALS's operations. Bound: y is an exact
+// integer rounded once (<= u relative; the bound below allows (2 k + 1) u), then a
+// few products and differences: |error of a - c| <= (T + 6) u m y + 6 u x^2
 // + 5 u x m + 8 u c for T = 2 k + 1 taps; err = max(64, 2 (T + 16)) u (m y + x^2 +
 // x m + c) covers it twice over (u = 2^-24; the double rounding of DIALS's own a and
 // c is 2^-29 times smaller).
@@ -477,53 +477,58 @@ template <int KXT>
 BE_AVX2_FN size_t row_dispersed_avx2(const SmallArgs& A, const uint8_t* mk, uint8_t* o, int32_t kfull) {
   const size_t w = A.w;
   const int kx = A.kx;
-  {
-    const ptrdiff_t pad = kx + 2, end = ptrdiff_t(w) + pad;
-    ptrdiff_t i = -pad;
-    const double* cy = A.cy;
-    float* cyf = A.cyf;
-    for (; i + 4 <= end; i += 4) _mm_storeu_ps(cyf + i, _mm256_cvtpd_ps(_mm256_loadu_pd(cy + i)));
-    for (; i < end; ++i) cyf[i] = float(cy[i]);
-  }
+  const __m256i low = _mm256_set1_epi32(kBigStep - 1);
   const __m256i minc1 = _mm256_set1_epi32(A.f.min_count - 1), m1 = _mm256_set1_epi32(-1),
                 full = _mm256_set1_epi32(kfull);
   const __m256 nsig_b = _mm256_set1_ps(float(A.f.nsig_b)), gain = _mm256_set1_ps(float(A.f.gain)),
                one = _mm256_set1_ps(1.0f), sfull = _mm256_set1_ps(A.sqf[kfull]),
                eps = _mm256_set1_ps(float(std::max(64, 2 * (2 * kx + 1 + 16))) / 16777216.0f), sign = _mm256_set1_ps(-0.0f);
   const bool use_gain = A.f.use_gain;
+  // Full windows (m = K, nearly every pixel): a - c = K y - x (x + C), C below.
+  const double cfull = (kfull - 1) + A.f.nsig_b * A.sq[kfull];
+  const __m256 kf = _mm256_set1_ps(float(kfull)), cf = _mm256_set1_ps(float(use_gain ? A.f.gain * cfull : cfull));
   size_t count = 0, i = 0;
   for (; i + 8 <= w; i += 8) {
-    const __m256i m = hsum8<KXT>(A.cm, i, kx), x = hsum8<KXT>(A.cx, i, kx);
+    const __m256i mraw = hsum8<KXT>(A.cm, i, kx), x = hsum8<KXT>(A.cx, i, kx);
+    const __m256i m = _mm256_and_si256(mraw, low);
     const __m256i pre = _mm256_and_si256(_mm256_and_si256(ok8(mk + i), _mm256_cmpgt_epi32(m, minc1)),
                                          _mm256_cmpgt_epi32(x, m1));
     unsigned bits = unsigned(_mm256_movemask_ps(_mm256_castsi256_ps(pre)));
     if (bits) {
-      const bool allfull = _mm256_movemask_epi8(_mm256_cmpeq_epi32(m, full)) == -1;
-      const __m256 mf = _mm256_cvtepi32_ps(m), xf = _mm256_cvtepi32_ps(x);
-      __m256 y = _mm256_loadu_ps(A.cyf + ptrdiff_t(i) - (KXT > 0 ? KXT : kx));
-      for (int t = -(KXT > 0 ? KXT : kx) + 1; t <= (KXT > 0 ? KXT : kx); ++t)
-        y = _mm256_add_ps(y, _mm256_loadu_ps(A.cyf + ptrdiff_t(i) + t));
-      const __m256 s = allfull ? sfull : _mm256_mask_i32gather_ps(sfull, A.sqf, m, _mm256_castsi256_ps(m1), 4);
-      const __m256 my = _mm256_mul_ps(mf, y), xx = _mm256_mul_ps(xf, xf), xm = _mm256_mul_ps(xf, mf);
-      __m256 a, c;
-      if (!use_gain) {
-        a = _mm256_sub_ps(_mm256_sub_ps(my, xx), _mm256_mul_ps(xf, _mm256_sub_ps(mf, one)));
-        c = _mm256_mul_ps(_mm256_mul_ps(xf, nsig_b), s);
+      const unsigned bigw = unsigned(_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(mraw, low))));
+      const __m256 xf = _mm256_cvtepi32_ps(x);
+      const __m256 y = _mm256_cvtepi32_ps(hsum8<KXT>(A.cy, i, kx));
+      __m256 d, err;
+      if (_mm256_movemask_epi8(_mm256_cmpeq_epi32(m, full)) == -1) {
+        // Fewer roundings than the general form; the bound's terms are covered:
+        // K y + x^2 + x K + c <= K y + x (x + C) + x K.
+        const __m256 ky = _mm256_mul_ps(kf, y), xt = _mm256_mul_ps(xf, _mm256_add_ps(xf, cf));
+        d = _mm256_sub_ps(ky, xt);
+        err = _mm256_mul_ps(eps, _mm256_fmadd_ps(xf, kf, _mm256_add_ps(ky, xt)));
       } else {
-        a = _mm256_sub_ps(my, xx);
-        c = _mm256_mul_ps(_mm256_mul_ps(gain, xf), _mm256_add_ps(_mm256_sub_ps(mf, one), _mm256_mul_ps(nsig_b, s)));
+        const __m256 mf = _mm256_cvtepi32_ps(m);
+        const __m256 s = _mm256_mask_i32gather_ps(sfull, A.sqf, m, _mm256_castsi256_ps(m1), 4);
+        const __m256 my = _mm256_mul_ps(mf, y), xx = _mm256_mul_ps(xf, xf), xm = _mm256_mul_ps(xf, mf);
+        __m256 a, c;
+        if (!use_gain) {
+          a = _mm256_sub_ps(_mm256_sub_ps(my, xx), _mm256_mul_ps(xf, _mm256_sub_ps(mf, one)));
+          c = _mm256_mul_ps(_mm256_mul_ps(xf, nsig_b), s);
+        } else {
+          a = _mm256_sub_ps(my, xx);
+          c = _mm256_mul_ps(_mm256_mul_ps(gain, xf), _mm256_add_ps(_mm256_sub_ps(mf, one), _mm256_mul_ps(nsig_b, s)));
+        }
+        err = _mm256_mul_ps(eps, _mm256_add_ps(_mm256_add_ps(my, xx), _mm256_add_ps(xm, _mm256_andnot_ps(sign, c))));
+        d = _mm256_sub_ps(a, c);
       }
-      const __m256 err = _mm256_mul_ps(eps, _mm256_add_ps(_mm256_add_ps(my, xx), _mm256_add_ps(xm, _mm256_andnot_ps(sign, c))));
-      const __m256 d = _mm256_sub_ps(a, c);
       const unsigned yes = unsigned(_mm256_movemask_ps(_mm256_cmp_ps(d, err, _CMP_GT_OQ)));
       const unsigned no = unsigned(_mm256_movemask_ps(_mm256_cmp_ps(d, _mm256_sub_ps(_mm256_setzero_ps(), err), _CMP_LT_OQ)));
-      unsigned open = bits & ~(yes | no), res = bits & yes;
+      unsigned open = bits & (~(yes | no) | bigw), res = bits & yes & ~bigw;
       while (open) {
         const int l = __builtin_ctz(open);
         open &= open - 1;
-        const size_t q = i + size_t(l);
-        if (A.f.dispersed(double(hsum<KXT>(A.cm, q, kx)), double(hsum<KXT>(A.cx, q, kx)), hsumd<KXT>(A.cy, q, kx)))
-          res |= 1u << l;
+        double md, xd, y;
+        window_sums<KXT>(A, i + size_t(l), md, xd, y);
+        if (A.f.dispersed(md, xd, y)) res |= 1u << l;
       }
       bits = res;
     }
@@ -531,8 +536,9 @@ BE_AVX2_FN size_t row_dispersed_avx2(const SmallArgs& A, const uint8_t* mk, uint
     count += unsigned(__builtin_popcount(bits));
   }
   for (; i < w; ++i) {
-    const int32_t mi = hsum<KXT>(A.cm, i, kx);
-    const bool s = mk[i] == 0 && A.f.dispersed(double(mi), double(hsum<KXT>(A.cx, i, kx)), hsumd<KXT>(A.cy, i, kx));
+    double md, xd, y;
+    window_sums<KXT>(A, i, md, xd, y);
+    const bool s = mk[i] == 0 && A.f.dispersed(md, xd, y);
     o[i] = s;
     count += s;
   }
@@ -542,19 +548,19 @@ BE_AVX2_FN size_t row_dispersed_avx2(const SmallArgs& A, const uint8_t* mk, uint
 
 template <int Isa, bool Add, bool Sub, bool WithY, bool Excl, bool Total>
 BE_AI void vup(const int32_t* sa, const uint8_t* ma, const uint8_t* xa, const int32_t* ss, const uint8_t* ms,
-               const uint8_t* xs, size_t w, int32_t* cm, int32_t* cx, double* cy, double* acc) {
+               const uint8_t* xs, size_t w, int32_t* cm, int32_t* cx, int32_t* cy, int32_t ybig, double* bigsq) {
 #if defined(__x86_64__) && defined(__GNUC__)
   if constexpr (Isa == 1) {
-    vupdate_avx2<Add, Sub, WithY, Excl, Total>(sa, ma, xa, ss, ms, xs, w, cm, cx, cy, acc);
+    vupdate_avx2<Add, Sub, WithY, Excl, Total>(sa, ma, xa, ss, ms, xs, w, cm, cx, cy, ybig, bigsq);
     return;
   }
 #endif
-  vupdate<Add, Sub, WithY, Excl, Total>(sa, ma, xa, ss, ms, xs, w, cm, cx, cy, acc);
+  vupdate<Add, Sub, WithY, Excl, Total>(sa, ma, xa, ss, ms, xs, w, cm, cx, cy, ybig, bigsq);
 }
 
 // Move the column sums to output row j (they hold row j - 1, or nothing for j = 0).
 template <int Isa, bool WithY, bool Excl, bool Total>
-BE_AI void advance(const SmallArgs& A, const uint8_t* excl, size_t j, int ky, double* acc) {
+BE_AI void advance(const SmallArgs& A, const uint8_t* excl, size_t j, int ky, double* bigsq) {
   const size_t w = A.w, h = A.h;
   auto rowp = [&](size_t r) { return A.img + r * w; };
   auto mrow = [&](size_t r) { return A.mask + r * w; };
@@ -562,20 +568,20 @@ BE_AI void advance(const SmallArgs& A, const uint8_t* excl, size_t j, int ky, do
   if (j == 0) {
     for (size_t r = 0; r <= std::min(size_t(ky), h - 1); ++r)
       vup<Isa, true, false, WithY, Excl, Total>(rowp(r), mrow(r), xrow(r), nullptr, nullptr, nullptr, w, A.cm, A.cx,
-                                               A.cy, acc);
+                                               A.cy, A.ybig, bigsq);
     return;
   }
   const bool add = j + ky < h, sub = j >= size_t(ky) + 1;
   const size_t ra = j + ky, rs = j - ky - 1;
   if (add && sub)
     vup<Isa, true, true, WithY, Excl, Total>(rowp(ra), mrow(ra), xrow(ra), rowp(rs), mrow(rs), xrow(rs), w, A.cm, A.cx,
-                                            A.cy, acc);
+                                            A.cy, A.ybig, bigsq);
   else if (add)
     vup<Isa, true, false, WithY, Excl, Total>(rowp(ra), mrow(ra), xrow(ra), nullptr, nullptr, nullptr, w, A.cm, A.cx,
-                                             A.cy, acc);
+                                             A.cy, A.ybig, bigsq);
   else if (sub)
     vup<Isa, false, true, WithY, Excl, Total>(nullptr, nullptr, nullptr, rowp(rs), mrow(rs), xrow(rs), w, A.cm, A.cx,
-                                             A.cy, acc);
+                                             A.cy, A.ybig, bigsq);
 }
 
 // Candidates of one output row, non-extended: every test but a > c, b > d replaced by
@@ -587,7 +593,7 @@ BE_AI void row_candidates(const SmallArgs& A, const int32_t* src, const uint8_t*
   const int32_t minc = A.f.min_count, vthr = A.vthr;
   const float k = A.bd_k;
   for (size_t i = 0; i < w; ++i) {
-    const int32_t m = hsum<KXT>(A.cm, i, kx), x = hsum<KXT>(A.cx, i, kx), v = src[i];
+    const int32_t m = count_of(hsum<KXT>(A.cm, i, kx)), x = hsum<KXT>(A.cx, i, kx), v = src[i];
     const int32_t b = int32_t(uint32_t(m) * uint32_t(v) - uint32_t(x));
     const float bf = float(b);
     const bool bd = (v >= (1 << 24)) | ((b > 0) & (bf * bf > k * float(x) * float(m)));
@@ -599,15 +605,14 @@ BE_AI void row_candidates(const SmallArgs& A, const int32_t* src, const uint8_t*
 template <int KXT>
 BE_AI size_t row_dispersed(const SmallArgs& A, const uint8_t* mk, uint8_t* o) {
   const size_t w = A.w;
-  const int kx = A.kx;
   const int32_t minc = A.f.min_count;
   const double nsig_b = A.f.nsig_b, gain = A.f.gain;
   const bool use_gain = A.f.use_gain;
   size_t count = 0;
   for (size_t i = 0; i < w; ++i) {
-    const int32_t mi = hsum<KXT>(A.cm, i, kx), xi = hsum<KXT>(A.cx, i, kx);
-    const double y = hsumd<KXT>(A.cy, i, kx);
-    const double m = double(mi), x = double(xi), s = A.sq[mi];
+    double m, x, y;
+    window_sums<KXT>(A, i, m, x, y);
+    const double s = A.sq[size_t(m)];
     double a, c;
     if (!use_gain) {
       a = m * y - x * x - x * (m - 1);
@@ -616,7 +621,7 @@ BE_AI size_t row_dispersed(const SmallArgs& A, const uint8_t* mk, uint8_t* o) {
       a = m * y - x * x;
       c = gain * x * (m - 1 + nsig_b * s);
     }
-    const uint8_t r = (mk[i] == 0) & (mi >= minc) & (xi >= 0) & (a > c);
+    const uint8_t r = (mk[i] == 0) & (m >= minc) & (x >= 0) & (a > c);
     o[i] = r;
     count += r;
   }
@@ -626,18 +631,23 @@ BE_AI size_t row_dispersed(const SmallArgs& A, const uint8_t* mk, uint8_t* o) {
 template <int Isa, int KXT>
 BE_AI size_t pass1_small(SmallArgs& A) {
   const size_t w = A.w, h = A.h;
-  double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
   size_t count = 0;
   const bool ext = A.ext;
   const int32_t kfull = (2 * A.kx + 1) * (2 * A.ky + 1);
   (void)kfull;
+  A.bigsq = 0;
   for (size_t j = 0; j < h; ++j) {
-    advance<Isa, true, false, true>(A, nullptr, j, A.ky, acc);
+    A.j = j;
+    advance<Isa, true, false, true>(A, nullptr, j, A.ky, &A.bigsq);
     const int32_t* src = A.img + j * w;
     const uint8_t* mk = A.mask + j * w;
     uint8_t* o = A.out + j * w;
 #if defined(__x86_64__) && defined(__GNUC__)
     if constexpr (Isa == 1) {
+      if (!ext) {
+        pair_sums(A.cm, A.pm, w, A.kx);
+        pair_sums(A.cx, A.px, w, A.kx);
+      }
       const size_t c = ext ? row_dispersed_avx2<KXT>(A, mk, o, kfull) : row_strong_avx2<KXT>(A, src, mk, o);
       A.rowcnt[j] = uint32_t(c);
       count += c;
@@ -665,18 +675,25 @@ BE_AI size_t pass1_small(SmallArgs& A) {
       const size_t end = std::min(i + 8, w);
       for (; i < end; ++i) {
         if (!A.cand[i]) continue;
-        const double m = double(hsum<KXT>(A.cm, i, A.kx)), x = double(hsum<KXT>(A.cx, i, A.kx));
-        const double y = hsumd<KXT>(A.cy, i, A.kx);
+        double m, x, y;
+        window_sums<KXT>(A, i, m, x, y);
         const bool s = A.f.strong(m, x, y, double(src[i]));
         o[i] = s;
         count += s;
       }
     }
   }
-  double t = 0;
-  for (double a : acc) t += a;
-  A.total = t;
   return count;
+}
+
+// 32 bytes all zero (sparse masks are skipped a cache half-line at a time).
+BE_AI bool zero32(const uint8_t* p) {
+  uint64_t a, b, c, d;
+  std::memcpy(&a, p, 8);
+  std::memcpy(&b, p + 8, 8);
+  std::memcpy(&c, p + 16, 8);
+  std::memcpy(&d, p + 24, 8);
+  return (a | b | c | d) == 0;
 }
 
 // Chebyshev erosion by r: core = mark and all marks within distance r (clipped at the edge).
@@ -700,6 +717,11 @@ BE_AI size_t erode_small(const SmallArgs& A, const uint8_t* mark, uint8_t* core,
       uint32_t c = 0;
       const uint8_t* mj = mark + j * w;
       for (size_t i0 = 0; i0 < w; i0 += 8) {
+        if (i0 + 32 <= w && zero32(mj + i0)) {
+          std::memset(o + i0, 0, 32);
+          i0 += 24;
+          continue;
+        }
         const size_t i1 = std::min(i0 + 8, w);
         if (i1 == i0 + 8) {
           uint64_t word;
@@ -784,20 +806,16 @@ BE_AVX2_FN void win_rows_avx2(const SmallArgs& A, const uint8_t* core, size_t j0
 template <int Isa>
 BE_AI size_t pass2_direct(SmallArgs& A, const uint8_t* core) {
   const size_t w = A.w, h = A.h, kx2 = size_t(A.kx) + 2, ky2 = size_t(A.ky) + 2;
-  std::memset(A.out, 0, w * h);
   size_t count = 0;
   for (size_t j = 0; j < h; ++j) {
+    if (A.rowcnt[j] != 0) std::memset(A.out + j * w, 0, w);  // rows without pass-1 marks are zero already
     if (A.rowcnt[h + j] == 0) continue;
     const uint8_t* c = core + j * w;
     const size_t j0 = j >= ky2 ? j - ky2 : 0, j1 = std::min(j + ky2, h - 1);
     for (size_t i = 0; i < w; ++i) {
-      if (i + 8 <= w) {
-        uint64_t word;
-        std::memcpy(&word, c + i, 8);
-        if (word == 0) {
-          i += 7;
-          continue;
-        }
+      if (i + 32 <= w && zero32(c + i)) {
+        i += 31;
+        continue;
       }
       if (!c[i] || A.mask[j * w + i]) continue;
       const size_t i0 = i >= kx2 ? i - kx2 : 0, i1 = std::min(i + kx2, w - 1);
@@ -860,7 +878,7 @@ BE_AI size_t small_t(SmallArgs& A) {
   const size_t pad = size_t(A.kx) + 2;
   std::fill(A.cm - pad, A.cm + A.w + pad, 0);
   std::fill(A.cx - pad, A.cx + A.w + pad, 0);
-  std::fill(A.cy - pad, A.cy + A.w + pad, 0.0);
+  std::fill(A.cy - pad, A.cy + A.w + pad, 0);
   size_t count = A.kx == 3 ? pass1_small<Isa, 3>(A) : A.kx == 5 ? pass1_small<Isa, 5>(A) : pass1_small<Isa, 0>(A);
   return count;
 }
@@ -945,16 +963,18 @@ DispersionFinder::DispersionFinder(size_t width, size_t height, const Dispersion
     const size_t pad = size_t(p.kernel_x) + 2;
     scm_.assign(w_ + 2 * pad, 0);
     scx_.assign(w_ + 2 * pad, 0);
-    scy_.assign(w_ + 2 * pad, 0.0);
+    scy_.assign(w_ + 2 * pad, 0);
+    spair_.assign(2 * (w_ + 2 * pad), 0);
     srow_.assign(w_ + 2 * size_t(p.kernel_x) + 2 * size_t(p.kernel_y) + 2, 1);
     srowcnt_.assign(2 * h_, 0);
+    ybig_ = int32_t(std::sqrt(2147483647.0 / double(num_kernel)));
+    while (int64_t(ybig_) * ybig_ * num_kernel > 2147483647LL) --ybig_;
     sq_.resize(size_t(num_kernel) + 1);
     sqf_.resize(sq_.size());
     for (size_t m = 0; m < sq_.size(); ++m) {
       sq_[m] = std::sqrt(2 * (double(m) - 1));
       sqf_[m] = float(sq_[m]);
     }
-    scyf_.assign(w_ + 2 * pad, 0.f);
   }
 }
 
@@ -1076,40 +1096,50 @@ size_t DispersionFinder::reference(const T* img, const uint8_t* mask, uint8_t* o
   return count;
 }
 
+// The sum of squares of the included pixels (unmasked, below 2^24); incl (optional)
+// gets 1 for each included pixel.
+double DispersionFinder::included_squares(const int32_t* img, const uint8_t* mask, uint8_t* incl) const {
+  double total = 0;
+  for (size_t j = 0; j < h_; ++j) {
+    double row = 0;
+    const int32_t* s = img + j * w_;
+    const uint8_t* mk = mask + j * w_;
+    for (size_t i = 0; i < w_; ++i) {
+      const bool on = (mk[i] == 0) & (s[i] < (1 << 24));
+      if (incl) incl[j * w_ + i] = on;
+      const double v = on ? double(s[i]) : 0.0;
+      row += v * v;
+    }
+    total += row;
+  }
+  return total;
+}
+
 size_t DispersionFinder::fast(const int32_t* img, const uint8_t* mask, uint8_t* out) {
   const size_t n = w_ * h_;
   if (small_) {
     Formula f{p_.sigma_background, p_.sigma_strong, p_.global_threshold, p_.gain, p_.use_gain, min_count_};
     const size_t pad = size_t(p_.kernel_x) + 2;
     SmallArgs A{img, mask, out, tmp_.data(), srow_.data(), w_, h_, p_.kernel_x, p_.kernel_y,
-                scm_.data() + pad, scx_.data() + pad, scy_.data() + pad, scyf_.data() + pad, sqf_.data(), cand_.data(), srowcnt_.data(), sq_.data(), f, p_.extended,
-                0, 0.f, 0.0};
+                scm_.data() + pad, scx_.data() + pad, scy_.data() + pad,
+                spair_.data() + pad, spair_.data() + (w_ + 2 * pad) + pad, sqf_.data(), cand_.data(), srowcnt_.data(),
+                sq_.data(), f, p_.extended, 0, 0.f, ybig_, 0.0, 0};
     const double thr = std::floor(p_.global_threshold);
     A.vthr = thr >= 2147483647.0 ? 2147483647 : int32_t(thr);
     A.bd_k = float(p_.sigma_strong * p_.sigma_strong * (1 - 1e-4));
     if (p_.use_gain) A.bd_k = float(p_.sigma_strong * p_.sigma_strong * p_.gain * (1 - 1e-4));
     size_t count = small_pass1(A);
-    if (!(A.total < 2251799813685248.0 * 0.999)) return reference(img, mask, out);  // 2^51
+    // DIALS's exactness condition (and ours: int32 x sums, direct_y) on the frame's sum
+    // of squares; pass 1 only bounds the part below ybig, so count it when that is unclear.
+    const double yb = double(ybig_ - 1);
+    if (!(double(n) * yb * yb + A.bigsq < kExactLimit) && !(included_squares(img, mask, nullptr) < kExactLimit))
+      return reference(img, mask, out);
     last_path_ = "integer";
     if (!p_.extended) return count;
     return small_pass2(A, count);
   }
   // Included pixels, and DIALS's exactness condition: the frame's sum of squares.
-  double total = 0;
-  for (size_t j = 0; j < h_; ++j) {
-    double row = 0;
-    const int32_t* s = img + j * w_;
-    const uint8_t* mk = mask + j * w_;
-    uint8_t* in = incl_.data() + j * w_;
-    for (size_t i = 0; i < w_; ++i) {
-      const bool on = (mk[i] == 0) & (s[i] < (1 << 24));
-      in[i] = on;
-      const double v = on ? double(s[i]) : 0.0;
-      row += v * v;
-    }
-    total += row;
-  }
-  if (!(total < 2251799813685248.0 * 0.999)) return reference(img, mask, out);  // 2^51
+  if (!(included_squares(img, mask, incl_.data()) < kExactLimit)) return reference(img, mask, out);
   last_path_ = "integer";
   Formula f{p_.sigma_background, p_.sigma_strong, p_.global_threshold, p_.gain, p_.use_gain, min_count_};
   FastArgs A{img, mask, incl_.data(), out, w_, h_, size_t(p_.kernel_x), size_t(p_.kernel_y), col_m_.data(),

@@ -91,6 +91,7 @@ class DispersionFinder {
   template <typename T>
   size_t reference(const T* img, const uint8_t* mask, uint8_t* out);
   size_t fast(const int32_t* img, const uint8_t* mask, uint8_t* out);
+  double included_squares(const int32_t* img, const uint8_t* mask, uint8_t* incl) const;
 
   size_t w_, h_;
   DispersionParams p_;
@@ -102,11 +103,12 @@ class DispersionFinder {
   std::vector<uint8_t> cand_;
   // small-kernel path (see dispersion.cc)
   bool small_ = false;
-  std::vector<int32_t> scm_, scx_;
-  std::vector<double> scy_, sq_;
+  std::vector<int32_t> scm_, scx_, scy_, spair_;
+  std::vector<double> sq_;
   std::vector<uint8_t> srow_;
   std::vector<uint32_t> srowcnt_;
-  std::vector<float> scyf_, sqf_;
+  std::vector<float> sqf_;
+  int32_t ybig_ = 0;  // pixels at or above it are summed apart (dispersion.cc)
   // reference path summed-area table (allocated on first use)
   struct Sat { int m; double x; double y; };
   std::vector<Sat> sat_;

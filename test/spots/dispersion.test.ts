@@ -166,6 +166,8 @@ function randomCases(): { label: string; w: number; h: number; img: Int32Array; 
       if (r() < 0.01) img[i] = Math.floor(r() * 5000);
       if (c % 7 === 3 && r() < 0.002) img[i] = (1 << 24) + Math.floor(r() * 1000);
       if (c % 7 === 5 && r() < 0.01) img[i] = -Math.floor(r() * 50);
+      // Pixels whose squares leave the int32 window sums (a Bragg peak, a hot pixel).
+      if (c % 7 === 6 && r() < 0.01) img[i] = (r() < 0.3 ? -1 : 1) * (4000 + Math.floor(r() * 200000));
       if (r() < 0.03) mask[i] = 1;
     }
     if (w > 10 && c % 3 === 0) for (let j = 0; j < h; j++) for (let i = 4; i < 7; i++) mask[j * w + i] = 1; // gap
@@ -230,6 +232,27 @@ if (process.argv[2] === '--digests') {
       if (diff.length || ca !== cb) t.fail(`${rc.label}: ${diff.length} differ (${ca} vs ${cb}) ${diff.slice(0, 3).join('; ')}`);
     }
     t.ok(integer >= 40, `${integer} of 48 random frames took the integer path`);
+  });
+
+  // The frame's sum of squares decides, like DIALS's exactness: just below 2^51 the
+  // integer path runs and must sum the squares of very bright pixels exactly; just
+  // above it the reference path runs.
+  t.test('frames near the 2^51 sum of squares', async (t) => {
+    for (const [bright, path] of [[7, 'integer'], [9, 'reference']] as const)
+      for (const extended of [false, true]) {
+        const w = 64, h = 48, img = new Int32Array(w * h);
+        const r = rng(bright);
+        for (let i = 0; i < img.length; i++) img[i] = Math.floor(r() * 8);
+        for (let k = 0; k < bright; k++) img[(5 + 5 * k) * w + 7 + 6 * k] = (1 << 24) - 1 - k;
+        img[20 * w + 30] = 40000; // big, next to a normal window
+        const f = new native.DispersionSpotFinder(w, h, { extended });
+        const a = new Uint8Array(w * h), b = new Uint8Array(w * h);
+        const ca = f.threshold(img, null, a);
+        t.equal(f.path(), path, `${bright} pixels at 2^24 - 1, extended ${extended}: ${path} path`);
+        t.equal(ca, f.thresholdReference(img, null, b), 'same count as the reference');
+        t.same(differing(a, b, w), [], 'same mask as the reference');
+        t.ok(a[20 * w + 30], 'the bright pixel is strong');
+      }
   });
 
   t.test('AVX2 and portable kernels give identical masks', async (t) => {
