@@ -15,6 +15,7 @@ import { WatchSource } from './ingest/watch-source';
 import { OutcomeFunnel } from './outcomes/funnel';
 import { brokerConnection } from './publish/connect-options';
 import { startEmbeddedBroker, type EmbeddedBroker } from './publish/embedded-broker';
+import { changedKeys } from './config/changed-keys';
 import { MqttPublisher } from './publish/mqtt-publisher';
 import { Recorder } from './provenance/recorder';
 import { provenanceWatchHistory } from './provenance/watched-files';
@@ -212,7 +213,7 @@ export class Daemon {
     this.publisher.status(this.statusPayload('running'));
     const summary = `running: ${this.sources.map((s) => JSON.stringify(s.describe())).join(' ')}, ${this.pool.size} worker(s), MQTT ${this.mqttUrl}`;
     this.log.info('beamedge started', { version: VERSION, instance: c.instance, epoch: this.epoch, sources: this.sources.map((s) => s.describe()), workers: this.pool.size, mqtt: this.mqttUrl, provenance: c.provenance.path, run: this.recorder.runId });
-    this.recorder.event('info', 'start', summary);
+    this.record('info', 'start', summary, { version: VERSION, epoch: this.epoch, run: this.recorder.runId, workers: this.pool.size, sources: this.sources.map((s) => s.describe()) });
     this.notifier.ready(summary);
     let lastBeat = performance.now();
     const beat = setInterval(() => (lastBeat = performance.now()), 250);
@@ -293,6 +294,11 @@ export class Daemon {
 
   event(level: 'info' | 'warn' | 'error', kind: string, message: string, details?: Record<string, unknown>): void {
     this.log[level](message, { kind, ...details });
+    this.record(level, kind, message, details);
+  }
+
+  /** An event into provenance and onto MQTT, without its own log line. */
+  private record(level: 'info' | 'warn' | 'error', kind: string, message: string, details?: Record<string, unknown>): void {
     this.recorder.event(level, kind, message, details);
     this.publisher.event({ time: new Date().toISOString(), level, kind, message, ...(details ? { details } : {}) });
     // A DECTRIS end message closes its series' hit-rate count.
@@ -377,6 +383,9 @@ export class Daemon {
         this.log.info('configuration unchanged', { source, epoch: this.epoch });
         return { ok: true, epoch: this.epoch, message: 'unchanged' };
       }
+      const changed = changedKeys(this.config, next.config);
+      if (JSON.stringify(calibrationFingerprint(next.calibration)) !== JSON.stringify(calibrationFingerprint(this.loaded.calibration)))
+        changed.push('(calibration files)');
       this.epoch++;
       this.loaded = next;
       this.config = next.config;
@@ -386,7 +395,13 @@ export class Daemon {
       this.pool.update({ epoch: this.epoch, pipeline: next.config.pipeline, series: next.config.series, calibration: this.applied });
       this.recorder.epoch(this.epoch, source, next.sha256, next.text, calibrationFingerprint(next.calibration));
       this.stats.count('reloads');
-      this.event('info', 'reload', `configuration reloaded (${source}): epoch ${this.epoch}`, { source, epoch: this.epoch, sha256: next.sha256, calibration: calibrationFingerprint(next.calibration) });
+      this.event('info', 'reload', `configuration reloaded (${source}): epoch ${this.epoch}, changed ${changed.join(', ') || 'nothing but comments'}`, {
+        source,
+        epoch: this.epoch,
+        changed,
+        sha256: next.sha256,
+        calibration: calibrationFingerprint(next.calibration),
+      });
       this.publisher.status(this.statusPayload('running'));
       return { ok: true, epoch: this.epoch, message: `epoch ${this.epoch}` };
     } finally {

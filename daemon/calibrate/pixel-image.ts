@@ -1,8 +1,8 @@
 // Per-pixel images that calibrate a frame (mask, dark, flat), read from CBF
 // or numpy .npy files, the formats pyFAI users already have them in.
-import { readFileSync } from 'node:fs';
 import { readCbf } from '../decode/cbf';
 import { parseNpyHeader } from './npy';
+import { readNamedFile } from '../system/read-file';
 
 export interface PixelImage {
   shape: [number, number];
@@ -48,7 +48,7 @@ export function parseNpy(buf: Uint8Array, source = 'npy'): NpyArray {
 }
 
 export function readPixelImage(file: string): PixelImage {
-  const buf = readFileSync(file);
+  const buf = readNamedFile(file);
   if (/\.npy$/i.test(file)) {
     const a = parseNpy(buf, file);
     if (a.shape.length !== 2) throw new Error(`${file}: expected a 2D array, got shape (${a.shape.join(', ')})`);

@@ -1,9 +1,10 @@
 // beamedge decode FILE: decode one frame and describe it.
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { checkMd5, readCbf } from '../decode/cbf';
 import { UsageError } from './args';
 import { decodeImage, decodeStream2 } from '../decode/stream2';
 import type { Command, Io } from './command';
+import { readNamedFile } from '../system/read-file';
 
 function range(px: ArrayLike<number>): [number, number] {
   let min = Infinity;
@@ -46,7 +47,7 @@ export const decodeCommand: Command = {
   async run(opts, io) {
     if (opts.positional.length !== 1) throw new UsageError('decode takes exactly one FILE');
     const file = opts.positional[0]!;
-    const buf = readFileSync(file);
+    const buf = readNamedFile(file);
     if (/\.cbor$/i.test(file)) return decodeStream2File(file, buf, opts.flag('json'), io);
     const t0 = process.hrtime.bigint();
     const frame = readCbf(buf, { source: file });

@@ -60,7 +60,9 @@ export const demoCommand: Command = {
       frames = framePool(new SyntheticDetector(), 20, hitFraction).map((f, i) => ({ cbf: f.cbf, label: `${f.hit ? 'hit' : 'blank'} ${i}` }));
     }
 
-    const daemon = await Daemon.start({ loaded, log: createLogger('warn') });
+    const daemon = await Daemon.start({ loaded, log: createLogger('warn') }).catch((e: Error) => {
+      throw /already in use/.test(e.message) ? new Error(`${e.message}; for the demo, pick another port with --mqtt-port N (0: any free port)`) : e;
+    });
     io.out(`daemon: TCP ingest 127.0.0.1:${daemon.tcpPort}, MQTT ${daemon.mqttUrl} (topics ${daemon.topicPrefix}#), provenance ${db}\n`);
     const sub = mqtt.connect(daemon.mqttUrl);
     let reducedSeen = 0;

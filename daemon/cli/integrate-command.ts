@@ -1,5 +1,4 @@
 // beamedge integrate FILE...: azimuthal integration with pyFAI's semantics.
-import { readFileSync } from 'node:fs';
 import { expectShape, readPixelImage } from '../calibrate/pixel-image';
 import { readCbf, type CbfFrame } from '../decode/cbf';
 import { geometryFromCbfHeader, type Geometry } from '../geometry/geometry';
@@ -8,6 +7,7 @@ import { AzimuthalIntegrator, type Integration, type IntegrationSetup } from '..
 import { UNIT_NAMES } from '../integrate/units';
 import { UsageError } from './args';
 import type { Command, Io } from './command';
+import { readNamedFile } from '../system/read-file';
 
 const COLUMNS = ['I', 'sigma', 'sum_signal', 'sum_variance', 'sum_normalization', 'count'] as const;
 
@@ -120,7 +120,7 @@ export const integrateCommand: Command = {
     if (pol !== undefined && (pol < -1 || pol > 1)) throw new UsageError('--polarization must be within [-1, 1]');
     if (opts.has('delta-dummy') && !opts.has('dummy')) throw new UsageError('--delta-dummy needs --dummy');
     const poniFile = opts.string('poni');
-    const poni = poniFile ? parsePoni(readFileSync(poniFile, 'utf8'), poniFile) : undefined;
+    const poni = poniFile ? parsePoni(readNamedFile(poniFile, 'utf8'), poniFile) : undefined;
 
     let integrator: AzimuthalIntegrator | undefined;
     let integratorKey = '';
@@ -128,7 +128,7 @@ export const integrateCommand: Command = {
     let failures = 0;
     for (const file of files) {
       try {
-        const buf = readFileSync(file);
+        const buf = readNamedFile(file);
         let t0 = process.hrtime.bigint();
         const frame: CbfFrame = readCbf(buf, { source: file });
         let setupMs = 0;

@@ -1,6 +1,5 @@
 // beamedge replay FILES... --to HOST:PORT: stream CBF files over the TCP framing.
 import { DcuPusher } from '../sim/dcu-pusher';
-import { readFileSync } from 'node:fs';
 import { FrameSender, Pacer } from '../sim/sender';
 import { targetOf, TO_OPTION, UsageError } from './args';
 import { decodeStream2 } from '../decode/stream2';
@@ -8,10 +7,11 @@ import { endParts, headerParts, imageParts } from '../sim/stream1-sender';
 import { endMessage, startMessage } from '../sim/stream2-sender';
 import type { Options } from './args';
 import type { Command, Io } from './command';
+import { readNamedFile } from '../system/read-file';
 
 // Stream v2 captures re-encoded as stream v1: same series, images and pixels.
 async function replayStream1(files: string[], opts: Options, io: Io): Promise<number> {
-  const messages = files.map((f) => decodeStream2(readFileSync(f))).filter((m) => m.type === 'image');
+  const messages = files.map((f) => decodeStream2(readNamedFile(f))).filter((m) => m.type === 'image');
   if (!messages.length) throw new UsageError('no image message among the files');
   const channel = Object.keys(messages[0]!.data!)[0]!;
   const [rows, cols] = messages[0]!.data![channel]!.shape;
@@ -37,7 +37,7 @@ async function replayStream1(files: string[], opts: Options, io: Io): Promise<nu
 // The captures hold image and end messages only: a start message is made up
 // from the first image (EIGER2 geometry: 75 um pixels, beam at the centre).
 async function replayStream2(files: string[], opts: Options, io: Io): Promise<number> {
-  const messages = files.map((f) => readFileSync(f));
+  const messages = files.map((f) => readNamedFile(f));
   const decoded = messages.map((m) => decodeStream2(m));
   const types = decoded.map((m) => m.type);
   const first = decoded.find((m) => m.type === 'image');
@@ -95,7 +95,7 @@ export const replayCommand: Command = {
     if (opts.has('zmq-v2')) return replayStream2(files, opts, io);
     if (opts.has('zmq-v1')) return replayStream1(files, opts, io);
     const target = targetOf(opts);
-    const payloads = files.map((f) => readFileSync(f));
+    const payloads = files.map((f) => readNamedFile(f));
     const sender = await FrameSender.connect(target.host, target.port);
     const pacer = new Pacer(opts.number('rate') ?? 0);
     const loops = opts.number('loop') ?? 1;

@@ -1,7 +1,7 @@
 // beamedge spots FILE...: spot finding on detector images with DIALS's
 // dispersion variants or peakfinder8, printed the way OM and DIALS users read
 // spot lists. The same finders as the daemon's spots stage.
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { SpotsConfig } from '../config/config';
 import { SCHEMA } from '../config/schema';
@@ -14,6 +14,7 @@ import type { BeamCentre } from '../spots/peakfinder8';
 import type { SpotList } from '../spots/spot-list';
 import { UsageError, type Options, type OptionSpec } from './args';
 import type { Command } from './command';
+import { readNamedFile } from '../system/read-file';
 
 interface Image {
   shape: [number, number];
@@ -23,7 +24,7 @@ interface Image {
 }
 
 function readImage(file: string): Image {
-  const buf = readFileSync(file);
+  const buf = readNamedFile(file);
   if (isSmv(buf)) {
     const smv = readSmv(buf, file);
     return { shape: smv.shape, pixels: smv.pixels };
@@ -86,7 +87,7 @@ export const spotsCommand: Command = {
     if (cfg.algorithm !== 'peakfinder8' && ways > 0) throw new UsageError('--poni, --from-header and --center are for peakfinder8');
     if (opts.has('strong-mask') && cfg.algorithm === 'peakfinder8') throw new UsageError('--strong-mask is for the dispersion algorithms');
     let fixed: Geometry | BeamCentre | undefined;
-    if (opts.has('poni')) fixed = parsePoni(readFileSync(opts.string('poni')!, 'utf8'), opts.string('poni')!);
+    if (opts.has('poni')) fixed = parsePoni(readNamedFile(opts.string('poni')!, 'utf8'), opts.string('poni')!);
     if (centre) {
       const [cx, cy] = centre.map(Number);
       if (centre.length !== 2 || !Number.isFinite(cx) || !Number.isFinite(cy)) throw new UsageError('--center takes two numbers: CX CY');

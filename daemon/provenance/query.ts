@@ -1,5 +1,7 @@
 // Read-only queries behind `beamedge provenance`.
+import { statSync } from 'node:fs';
 import Database from 'better-sqlite3';
+import { fileError } from '../system/read-file';
 
 export type Table = 'runs' | 'series' | 'frames' | 'events' | 'epochs' | 'calibrations';
 export const TABLES: Table[] = ['runs', 'series', 'frames', 'events', 'epochs', 'calibrations'];
@@ -34,8 +36,29 @@ const SOURCES: Partial<Record<Table, string>> = {
     LEFT JOIN calibration_sets s ON s.id = f.calibration)`,
 };
 
-export function query(dbPath: string, table: Table, f: QueryFilters): Record<string, unknown>[] {
+/** Opens a provenance database read-only; errors name the file and say what it is instead. */
+export function openProvenance(dbPath: string): Database.Database {
+  let st;
+  try {
+    st = statSync(dbPath);
+  } catch (e) {
+    throw (e as NodeJS.ErrnoException).code === 'ENOENT' ? new Error(`${dbPath}: no such file (no provenance database there)`) : fileError(dbPath, e);
+  }
+  if (st.isDirectory()) throw new Error(`${dbPath}: is a directory, not a provenance database`);
   const db = new Database(dbPath, { readonly: true, fileMustExist: true });
+  try {
+    const frames = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'frames'").get();
+    if (!frames) throw new Error(`${dbPath}: an SQLite database, but not beamedge provenance (no frames table)`);
+  } catch (e) {
+    db.close();
+    if (/not a database|malformed/i.test((e as Error).message)) throw new Error(`${dbPath}: not an SQLite database (${(e as Error).message})`);
+    throw e;
+  }
+  return db;
+}
+
+export function query(dbPath: string, table: Table, f: QueryFilters): Record<string, unknown>[] {
+  const db = openProvenance(dbPath);
   try {
     const where: string[] = [];
     const args: unknown[] = [];

@@ -26,18 +26,24 @@ export async function startEmbeddedBroker({ host, port, instance, users }: Embed
   const access = new BrokerAccess(instance, users);
   const aedes = await Aedes.createBroker({ authenticate: access.authenticate, authorizePublish: access.authorizePublish });
   const server = net.createServer(aedes.handle);
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', (e: NodeJS.ErrnoException) =>
-      reject(
-        new Error(
-          e.code === 'EADDRINUSE'
-            ? `cannot start the embedded MQTT broker: ${host}:${port} is already in use (another broker running? set mqtt.url to use it, or mqtt.embedded_port)`
-            : `cannot start the embedded MQTT broker on ${host}:${port}: ${e.message}`,
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', (e: NodeJS.ErrnoException) =>
+        reject(
+          new Error(
+            e.code === 'EADDRINUSE'
+              ? `cannot start the embedded MQTT broker: ${host}:${port} is already in use (another broker running? set mqtt.url to use it, or mqtt.embedded_port)`
+              : `cannot start the embedded MQTT broker on ${host}:${port}: ${e.message}`,
+          ),
         ),
-      ),
-    );
-    server.listen(port, host, () => resolve());
-  });
+      );
+      server.listen(port, host, () => resolve());
+    });
+  } catch (e) {
+    // aedes's heartbeat timer would keep the process alive after a failed start.
+    await new Promise<void>((resolve) => aedes.close(() => resolve()));
+    throw e;
+  }
   const actual = (server.address() as net.AddressInfo).port;
   const sockets = new Set<net.Socket>();
   server.on('connection', (s) => {

@@ -533,6 +533,7 @@ BE_AVX2_FN size_t row_dispersed_avx2(const SmallArgs& A, const uint8_t* mk, uint
       bits = res;
     }
     std::memcpy(o + i, &kSpread.t[bits], 8);
+    if ((i & 63) == 0) _mm_prefetch(reinterpret_cast<const char*>(o + w + i), _MM_HINT_ET0);
     count += unsigned(__builtin_popcount(bits));
   }
   for (; i < w; ++i) {

@@ -1,7 +1,9 @@
-import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import Database from 'better-sqlite3';
 import t from 'tap';
 import { readCbf } from '../../daemon/decode/cbf';
 import { agreement, readColumns } from '../helpers/compare';
@@ -12,6 +14,20 @@ const BIN = path.join(repoRoot, 'dist', 'daemon', 'cli', 'main.js');
 function beamedge(...args: string[]) {
   const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', maxBuffer: 256 * 1024 * 1024 });
   return { code: r.status, out: r.stdout, err: r.stderr };
+}
+
+// For commands that must end by themselves: a hang is killed after ms and reported by its signal.
+function beamedgeAsync(ms: number, ...args: string[]): Promise<{ code: number | null; signal: NodeJS.Signals | null; err: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), ms);
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, err });
+    });
+  });
 }
 
 const tmp = mkdtempSync(path.join(tmpdir(), 'beamedge-cli-'));
@@ -113,4 +129,47 @@ t.test('integrate --from-header, several files, one bad, JSON and 2D', async (t)
   t.equal(docs[0]!.intensity.length, 400);
   t.same(docs[0]!.intensity, docs[1]!.intensity);
   t.ok(docs[0]!.radial[0]! > 0 && docs[0]!.azimuthal[0]! < -150);
+});
+
+t.test('errors name the file: a directory, a missing file, a database that is not provenance', async (t) => {
+  const dir = path.join(tmp, 'frames.d');
+  mkdirSync(dir);
+  const cases: [string[], RegExp][] = [
+    [['decode', dir], new RegExp(`${dir}: is a directory, not a file`)],
+    [['integrate', dir, '--from-header', '--npt', '10', '--unit', 'q_nm^-1'], new RegExp(`${dir}: is a directory, not a file`)],
+    [['integrate', path.join(tmp, 'absent.cbf'), '--poni', dir, '--npt', '10', '--unit', 'q_nm^-1'], new RegExp(`${dir}: is a directory, not a file`)],
+    [['decode', path.join(tmp, 'absent.cbf')], /absent\.cbf: no such file/],
+    [['provenance', 'frames', '--db', path.join(tmp, 'absent.sqlite')], /absent\.sqlite: no such file \(no provenance database there\)/],
+    [['provenance', 'frames', '--db', dir], new RegExp(`${dir}: is a directory, not a provenance database`)],
+    [['provenance', 'frames', '--db', BIN], /main\.js: not an SQLite database/],
+  ];
+  const other = path.join(tmp, 'other.sqlite');
+  new Database(other).exec('CREATE TABLE x (a)').close();
+  cases.push([['provenance', 'events', '--db', other], /other\.sqlite: an SQLite database, but not beamedge provenance/]);
+  for (const [args, want] of cases) {
+    const r = beamedge(...args);
+    t.equal(r.code, 1, `${args.join(' ')}: exit 1`);
+    t.match(r.err, want, `${args.join(' ')}: ${r.err.trim()}`);
+    t.notMatch(r.err, /EISDIR|illegal operation|unable to open database/, 'no bare system error');
+  }
+});
+
+// The embedded broker's port is taken: run and demo stop at once with exit 1 (they used
+// to print the error and then never exit); the demo's hint names --mqtt-port.
+t.test('run and demo exit 1 when the embedded broker cannot listen', async (t) => {
+  const holder = net.createServer();
+  await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', () => resolve()));
+  t.teardown(() => holder.close());
+  const port = (holder.address() as net.AddressInfo).port;
+  const cfg = path.join(tmp, 'inuse.yaml');
+  writeFileSync(cfg, `instance: inuse\nmqtt: { embedded_host: 127.0.0.1, embedded_port: ${port} }\ningest: { tcp: { port: 0 } }\nprovenance: { path: ${JSON.stringify(path.join(tmp, 'inuse.sqlite'))} }\n`);
+  for (const [args, hint] of [
+    [['run', '--config', cfg], /already in use/],
+    [['demo', '--mqtt-port', String(port), '--duration', '1', '--synthetic'], /--mqtt-port N/],
+  ] as const) {
+    const r = await beamedgeAsync(20_000, ...args);
+    t.equal(r.code, 1, `${args[0]}: exit 1 (not killed by the test's timeout: signal ${r.signal})`);
+    t.match(r.err, /cannot start the embedded MQTT broker/);
+    t.match(r.err, hint);
+  }
 });

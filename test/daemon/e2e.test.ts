@@ -60,9 +60,17 @@ async function scenario(t: Test, broker: { name: string; mqttYaml: (port: number
   const db = path.join(dir, 'prov.sqlite');
   const mqttPort = await freePort();
   const cfg = writeYaml(path.join(dir, 'beamedge.yaml'), config(db, broker.mqttYaml(mqttPort), { threshold: 20, min_pixels: 30 }));
+  // With an external broker a subscriber can be there before the daemon: it sees the start event.
+  const early = broker.url ? await Collector.connect(broker.url, 'beamedge/e2e/events', broker.v5 ? 5 : 4) : undefined;
+  if (early) t.teardown(() => early.close());
   const d = DaemonProcess.start(cfg);
   t.teardown(() => void d.stop('SIGKILL'));
   const { tcpPort, mqtt } = await d.ready();
+  if (early) {
+    await early.waitFor('start event', (m) => JSON.parse(m.payload.toString()).kind === 'start');
+    const start = early.events().find((e) => e.kind === 'start')!;
+    t.match(start.details, { epoch: 1, workers: 1 }, 'the start event reaches MQTT with the epoch and workers');
+  }
   const sub = await Collector.connect(mqtt, 'beamedge/e2e/#', broker.v5 ? 5 : 4);
   t.teardown(() => sub.close());
   await sub.waitFor('status running', (m) => m.topic === 'beamedge/e2e/status' && JSON.parse(m.payload.toString()).state === 'running');
@@ -99,6 +107,9 @@ async function scenario(t: Test, broker: { name: string; mqttYaml: (port: number
   writeFileSync(cfg, config(db, broker.mqttYaml(mqttPort), { threshold: 20, min_pixels: 1_000_000 }));
   d.child.kill('SIGHUP');
   await sub.waitFor('reload event', (m) => m.topic.endsWith('/events') && JSON.parse(m.payload.toString()).kind === 'reload');
+  const reloadEvent = sub.events().find((e) => e.kind === 'reload')!;
+  t.same(reloadEvent.details?.changed, ['pipeline.veto.min_pixels'], 'the reload event lists the keys that changed');
+  t.match(reloadEvent.message, /changed pipeline\.veto\.min_pixels/);
   await sender.send({ series: 'scan7', frame: 3, encoding: 'cbf' }, cbf);
   const r3 = await until(() => rows(db).find((r) => r.frame === 3), 'frame 3 row');
   t.same([r3.decision, r3.epoch], ['rejected', 2], 'the next frame is judged with the new threshold, epoch 2');
@@ -173,5 +184,5 @@ t.test('end to end with a real Mosquitto broker', async (t) => {
     rmSync(dir, { recursive: true, force: true });
   });
   await waitForPort(port);
-  await scenario(t, { name: 'mosquitto', v5: true, mqttYaml: () => `mqtt: { url: "mqtt://127.0.0.1:${port}" }` });
+  await scenario(t, { name: 'mosquitto', v5: true, url: `mqtt://127.0.0.1:${port}`, mqttYaml: () => `mqtt: { url: "mqtt://127.0.0.1:${port}" }` });
 });
