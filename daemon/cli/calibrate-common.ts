@@ -1,13 +1,20 @@
-// What `calibrate pedestal` and `calibrate import` share: the shape option,
+// What `calibrate pedestal` and `calibrate import` share: their common options,
 // the output check, and the lines of the summary they print.
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { UsageError } from './args';
+import { UsageError, type OptionSpec } from './args';
 import { excludeBitsPerGain } from '../calibrate/mask-bits';
 import type { Shape } from '../calibrate/raw-frames';
 import { VERSION } from '../version';
 
 export const MODULE_SHAPE: Shape = [512, 1024];
+
+/** Options both commands take, spelled and explained once. */
+export const SET_OPTIONS = {
+  out: { kind: 'string', arg: 'DIR', help: 'directory of the new calibration set (must not hold one)' },
+  'energy-kev': { kind: 'number', min: 0.1, arg: 'E', help: 'photon energy the set converts at' },
+} as const satisfies Record<string, OptionSpec>;
+export const GAIN_FILE_HELP = 'JUNGFRAU gain file: float64 [3][rows][cols] little-endian, ADU/keV (or .npy)';
 
 export function parseShape(text: string): Shape {
   const m = /^(\d+)x(\d+)$/.exec(text);

@@ -5,7 +5,7 @@ import { writeCalibrationSet } from '../calibrate/calibration-set';
 import { flagBadGains, maskCounts, readFloatMap, readGainFile, readMaskFile } from '../calibrate/constants-files';
 import { NO_PEDESTAL } from '../calibrate/mask-bits';
 import { UsageError } from './args';
-import { checkOut, formatMask, formatMeans, meansPerGain, parseShape, tool } from './calibrate-common';
+import { checkOut, formatMask, formatMeans, GAIN_FILE_HELP, meansPerGain, parseShape, SET_OPTIONS, tool } from './calibrate-common';
 import type { Command } from './command';
 
 export const calibrateImportCommand: Command = {
@@ -13,13 +13,12 @@ export const calibrateImportCommand: Command = {
   summary: 'a calibration set from existing pedestal, rms, gain and mask files',
   usage: 'beamedge calibrate import --pedestal G0 G1 G2 --gain FILE [--rms G0 [G1 G2]] [--mask FILE] --shape RxC [--energy-kev E] --out DIR',
   options: {
-    out: { kind: 'string', arg: 'DIR', help: 'directory of the new calibration set (must not hold one)' },
+    ...SET_OPTIONS,
     pedestal: { kind: 'list', arg: 'G0 G1 G2', help: 'pedestal per gain stage: float32 [rows][cols] .bin or .npy, ADU' },
     rms: { kind: 'list', arg: 'G0 [G1 G2]', help: 'pedestal rms, float32, ADU (gains without one: rms unknown, stored as 0)' },
-    gain: { kind: 'string', arg: 'FILE', help: 'JUNGFRAU gain file: float64 [3][rows][cols] little-endian, ADU/keV (or .npy)' },
+    gain: { kind: 'string', arg: 'FILE', help: GAIN_FILE_HELP },
     mask: { kind: 'string', arg: 'FILE', help: 'uint32 mask bits (.npy or .bin); other integer masks: non-zero = user-masked' },
     shape: { kind: 'string', arg: 'RxC', help: 'frame shape (multi-module: modules stacked along rows)' },
-    'energy-kev': { kind: 'number', min: 0.1, arg: 'E', help: 'photon energy the set converts at' },
   },
   async run(opts, io) {
     const out = checkOut(opts.string('out'));

@@ -10,7 +10,7 @@ import { DarkResult, DarkRun, DEFAULT_MAX_RMS, DEFAULT_MAX_WRONG_GAIN, DEFAULT_M
 import { receiveFrames } from '../calibrate/listen-frames';
 import { inspectFrameFile, readFrames, type FrameFile, type Shape } from '../calibrate/raw-frames';
 import { UsageError, type Options } from './args';
-import { checkOut, formatMask, formatMeans, meansPerGain, MODULE_SHAPE, parseShape, tool } from './calibrate-common';
+import { checkOut, formatMask, formatMeans, GAIN_FILE_HELP, meansPerGain, MODULE_SHAPE, parseShape, SET_OPTIONS, tool } from './calibrate-common';
 import type { Command, Io } from './command';
 import { Progress } from './progress';
 
@@ -82,7 +82,7 @@ export const calibratePedestalCommand: Command = {
   usage:
     'beamedge calibrate pedestal (FILES... | --g0 FILES... [--g1 FILES...] [--g2 FILES...] | --listen HOST:PORT --frames N) --out DIR [options]',
   options: {
-    out: { kind: 'string', arg: 'DIR', help: 'directory of the new calibration set (must not hold one)' },
+    ...SET_OPTIONS,
     g0: { kind: 'list', arg: 'FILES...', help: 'the G0 dark run (dynamic gain)' },
     g1: { kind: 'list', arg: 'FILES...', help: 'the forced-G1 dark run' },
     g2: { kind: 'list', arg: 'FILES...', help: 'the forced-G2 dark run' },
@@ -90,8 +90,7 @@ export const calibratePedestalCommand: Command = {
     frames: { kind: 'number', integer: true, min: 1, arg: 'N', help: 'frames to receive with --listen' },
     shape: { kind: 'string', arg: 'RxC', help: 'frame shape of .bin files (default 512x1024, one module)' },
     'pedestal-from': { kind: 'string', arg: 'DIR', help: 'take the gains the runs lack (and the pixel mask) from this set' },
-    'gain-file': { kind: 'string', arg: 'F', help: 'JUNGFRAU gain file: float64 [3][rows][cols] little-endian, ADU/keV (or .npy)' },
-    'energy-kev': { kind: 'number', min: 0.1, arg: 'E', help: 'photon energy the set converts at' },
+    'gain-file': { kind: 'string', arg: 'F', help: GAIN_FILE_HELP },
     'min-frames': { kind: 'number', integer: true, min: 1, arg: 'K', help: `frames a pixel needs in a gain its run exercised (default ${DEFAULT_MIN_FRAMES}, or half a shorter run)` },
     'max-rms': { kind: 'string', arg: 'X[,Y,Z]', help: `largest pedestal rms, ADU, for all gains or G0,G1,G2 (default ${DEFAULT_MAX_RMS.join(',')})` },
     'max-wrong-gain': { kind: 'number', min: 0, max: 1, arg: 'F', help: `largest share of a run's frames out of its gain (default ${DEFAULT_MAX_WRONG_GAIN})` },
