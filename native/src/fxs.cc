@@ -337,6 +337,11 @@ void Correlator::apply(const std::vector<double>& xr, const std::vector<double>&
        sim.data() + n * tri_);
 }
 
+// The polar image is taken as float32, as pyFAI returns it and as beamedge
+// publishes it: C2 is then numpy's on the very same image (a mean-subtracted
+// product amplifies the last bits of a double image by up to 1e-5).
+static inline double polar(double v) { return static_cast<double>(static_cast<float>(v)); }
+
 void Correlator::add(const double* intensity, const double* count) {
   for (int i = 0; i < nq_; i++) {
     double sum = 0;
@@ -344,7 +349,7 @@ void Correlator::add(const double* intensity, const double* count) {
     for (int k = 0; k < nphi_; k++) {
       const size_t t = static_cast<size_t>(k) * nq_ + i;
       if (count[t] > 0) {
-        sum += intensity[t];
+        sum += polar(intensity[t]);
         valid++;
       }
     }
@@ -355,7 +360,7 @@ void Correlator::add(const double* intensity, const double* count) {
       const size_t t = static_cast<size_t>(k) * nq_ + i;
       const bool v = count[t] > 0;
       mrow[k] = v;
-      row[k] = v ? intensity[t] - mean : 0.0;
+      row[k] = v ? polar(intensity[t]) - mean : 0.0;
     }
   }
   spectra_into(rows_.data(), xr_, xi_, used_);
