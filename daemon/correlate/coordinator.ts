@@ -53,6 +53,8 @@ interface OpenSeries {
   ending: boolean;
   /** Requests for one series run one after the other. */
   chain: Promise<void>;
+  /** Set when the series ends: resolves once its files are written. */
+  done?: Promise<void>;
 }
 
 /** A series id as one safe directory name (ids come from the network). */
@@ -83,7 +85,7 @@ export class CorrelationCoordinator {
     s.last = now;
     s.epochs.add(h.epoch);
     if (h.calibration) s.calibrations.add(h.calibration);
-    if (!s.ending && s.frames >= s.nextPublish) {
+    if (s.frames >= s.nextPublish) {
       s.nextPublish += s.publishEvery;
       this.queue(h.series, s, () => this.publishPartial(h.series, s!));
     }
@@ -103,7 +105,7 @@ export class CorrelationCoordinator {
   /** Ends every open series (the daemon stops) and waits for their files. */
   async close(): Promise<void> {
     for (const [id, s] of this.open) if (!s.ending) this.end(id, 'daemon stopping');
-    await Promise.all([...this.open.values()].map((s) => s.chain));
+    await Promise.all([...this.open.values()].map((s) => s.done ?? s.chain));
   }
 
   private queue(series: string, s: OpenSeries, job: () => Promise<void>): void {
@@ -113,14 +115,17 @@ export class CorrelationCoordinator {
   private end(series: string, why: string): void {
     const s = this.open.get(series)!;
     s.ending = true;
-    this.queue(series, s, async () => {
-      // Frames of the series still in the workers go into the result first.
-      await this.d.source.settled();
-      try {
-        await this.publishFinal(series, s, why);
-      } finally {
-        this.open.delete(series);
-      }
+    // The end message can overtake frames still in the workers: once they are
+    // counted (and any message they make due is queued), the last one goes out.
+    s.done = this.d.source.settled().then(() => {
+      this.queue(series, s, async () => {
+        try {
+          await this.publishFinal(series, s, why);
+        } finally {
+          this.open.delete(series);
+        }
+      });
+      return s.chain;
     });
   }
 
