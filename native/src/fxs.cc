@@ -17,6 +17,12 @@ namespace beamedge {
 
 // --- FFT ---
 
+// std::complex's operator* checks for infinities and NaN through a library
+// call (__muldc3) unless built with -ffast-math; the FFT's operands are finite.
+static inline cplx cmul(const cplx& a, const cplx& b) {
+  return cplx(a.real() * b.real() - a.imag() * b.imag(), a.real() * b.imag() + a.imag() * b.real());
+}
+
 Fft::Fft(int n) : n_(n) {
   if (n < 1) throw std::invalid_argument("FFT length must be at least 1");
   tw_.resize(n);
@@ -47,16 +53,16 @@ Fft::Fft(int n) : n_(n) {
 void Fft::butterfly(cplx* out, size_t fstride, int m, int p) const {
   if (p == 2) {
     for (int u = 0; u < m; u++) {
-      const cplx t = out[u + m] * tw_[u * fstride];
+      const cplx t = cmul(out[u + m], tw_[u * fstride]);
       out[u + m] = out[u] - t;
       out[u] += t;
     }
   } else if (p == 4) {
     for (int u = 0; u < m; u++) {
       const cplx a0 = out[u];
-      const cplx a1 = out[u + m] * tw_[u * fstride];
-      const cplx a2 = out[u + 2 * m] * tw_[2 * u * fstride];
-      const cplx a3 = out[u + 3 * m] * tw_[3 * u * fstride];
+      const cplx a1 = cmul(out[u + m], tw_[u * fstride]);
+      const cplx a2 = cmul(out[u + 2 * m], tw_[2 * u * fstride]);
+      const cplx a3 = cmul(out[u + 3 * m], tw_[3 * u * fstride]);
       const cplx s02 = a0 + a2, d02 = a0 - a2, s13 = a1 + a3, d13 = a1 - a3;
       const cplx jd13(d13.imag(), -d13.real());  // -i * d13
       out[u] = s02 + s13;
@@ -77,7 +83,7 @@ void Fft::butterfly(cplx* out, size_t fstride, int m, int p) const {
         for (int q = 1; q < p; q++) {
           t += f;
           if (t >= n) t %= n;
-          s += x[q] * tw_[t];
+          s += cmul(x[q], tw_[t]);
         }
         out[u + k * m] = s;
       }
