@@ -173,7 +173,9 @@ export class CorrelationCoordinator {
     const state = await this.gather(series, null, true);
     if (!state) return;
     const dir = path.join(this.d.outputDir, 'correlation', dirName(series));
-    const files: WrittenFile[] = writeCorrelationFiles(dir, state);
+    const files: WrittenFile[] = writeCorrelationFiles(dir, state, {
+      meta: { instance: this.d.instance, series, why, epochs: [...s.epochs], calibrations: [...s.calibrations], written: new Date().toISOString() },
+    });
     // The message's pairs come from the whole state: the same numbers as the files.
     const pairs = this.requested(s, state.npt);
     const sub: CorrelationState = { ...state, ...subset(state, pairs) };

@@ -18,7 +18,7 @@ export interface WrittenFile {
  * through a temporary name, so a reader never sees half a file). M is
  * float64, or int32 when `pairsInt32` (what numpy's count arrays use).
  */
-export function writeCorrelationFiles(dir: string, s: CorrelationState, opts: { pairsInt32?: boolean } = {}): WrittenFile[] {
+export function writeCorrelationFiles(dir: string, s: CorrelationState, opts: { pairsInt32?: boolean; meta?: Record<string, unknown> } = {}): WrittenFile[] {
   const { c2, m } = fullCorrelation(s);
   const shape = [s.npt, s.npt, s.nptAzim];
   let pairs: NpyWritable = m;
@@ -34,8 +34,10 @@ export function writeCorrelationFiles(dir: string, s: CorrelationState, opts: { 
     ['radial.npy', s.radial, [s.npt]],
     ['delta_deg.npy', deltaAxis(s.nptAzim), [s.nptAzim]],
   ];
-  for (const [name, data, dims] of files) {
-    const buf = encodeNpy(data, dims);
+  const encoded: [string, Buffer][] = files.map(([name, data, dims]) => [name, encodeNpy(data, dims)]);
+  // What the arrays alone do not say (how many frames, which series): beside them, for a reader without the database.
+  if (opts.meta) encoded.push(['meta.json', Buffer.from(JSON.stringify({ frames: s.frames, npt: s.npt, npt_azim: s.nptAzim, unit: s.unit, ...opts.meta }, null, 1) + '\n')]);
+  for (const [name, buf] of encoded) {
     const file = path.join(dir, name);
     writeFileSync(`${file}.tmp`, buf);
     renameSync(`${file}.tmp`, file);

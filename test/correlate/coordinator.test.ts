@@ -87,7 +87,7 @@ t.test('idle series end on tick, and the files hold what the last message says',
   const last = published.at(-1)!;
   t.ok(last.final);
   const files = last.files!;
-  t.same(files.map((f) => f.name), ['c2.npy', 'pairs.npy', 'radial.npy', 'delta_deg.npy']);
+  t.same(files.map((f) => f.name), ['c2.npy', 'pairs.npy', 'radial.npy', 'delta_deg.npy', 'meta.json']);
   const c2 = readNpy(readFileSync(files[0]!.path), '<f8', 'c2').data;
   let worst = 0;
   for (let i = 0; i < NQ; i++) for (let d = 0; d < NPHI; d++) worst = Math.max(worst, Math.abs(last.autocorrelation[i * NPHI + d]! - c2[(i * NQ + i) * NPHI + d]!));

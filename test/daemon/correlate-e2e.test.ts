@@ -145,7 +145,9 @@ async function run(t: Test, threads: number): Promise<Run> {
     t.ok(f.path.startsWith(path.join(dir, 'out', 'correlation') + path.sep), `${f.name} under output.directory`);
     files[f.name] = f.path;
   }
-  t.same(Object.keys(files).sort(), ['c2.npy', 'delta_deg.npy', 'pairs.npy', 'radial.npy']);
+  t.same(Object.keys(files).sort(), ['c2.npy', 'delta_deg.npy', 'meta.json', 'pairs.npy', 'radial.npy']);
+  const meta = JSON.parse(readFileSync(files['meta.json']!, 'utf8')) as Record<string, unknown>;
+  t.same([meta.series, meta.frames, meta.epochs, meta.npt, meta.npt_azim], ['5', kept, [1], NPT, NAZIM], 'meta.json: the series, its frame count, epochs and bins');
   const sql = new Database(db, { readonly: true });
   t.teardown(() => sql.close());
   const rows = sql.prepare("SELECT series, kind, epoch, calibration, frames, files, details FROM result_files").all() as { series: string; kind: string; epoch: number; calibration: string | null; frames: number; files: string; details: string }[];
