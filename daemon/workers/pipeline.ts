@@ -35,6 +35,8 @@ export class Pipeline {
   readonly calibrationId: string | undefined;
   private readonly stages: Stage[];
   private readonly overrides: { re: RegExp; o: SeriesOverride }[];
+  /** The correlate stage runs: it integrates frames a second time. */
+  private readonly correlates: boolean;
 
   constructor(
     private readonly update: PipelineUpdate,
@@ -55,6 +57,7 @@ export class Pipeline {
       correlate: new CorrelateStage(integrate, correlations, update.pipeline.correlate),
     };
     this.stages = update.pipeline.stages.map((name) => all[name]);
+    this.correlates = update.pipeline.correlate.enabled && update.pipeline.stages.includes('correlate');
   }
 
   private settingsFor(series: string): { spots: SpotsConfig; veto: VetoConfig; integrate: IntegrateConfig } {
@@ -102,6 +105,7 @@ export class Pipeline {
         ...(d.maxValid !== undefined ? { maxValid: d.maxValid } : {}),
         masks: [],
         mapKey: [],
+        ...(this.correlates ? { keepPixels: true } : {}),
         header,
         arrays,
       };

@@ -52,6 +52,7 @@ export class IntegrateStage implements Stage {
   passWith(f: WorkFrame, cfg: IntegrateConfig): NonNullable<WorkFrame['integration']> {
     if (JSON.stringify(cfg) === JSON.stringify(f.settings.integrate)) return this.pass(f);
     if (f.jungfrau) f.decode(); // the converted frame is then shared with the frame's own pass
+    if (!f.pixels && f.meta.detector === 'jungfrau') throw new Error('a JUNGFRAU frame converted inside an earlier pass cannot be integrated again');
     return this.integrateWith(f, cfg).integration;
   }
 
@@ -65,7 +66,8 @@ export class IntegrateStage implements Stage {
     };
     // Frames still compressed (CBF) or raw (JUNGFRAU) are decoded or converted inside the integration pass.
     let result;
-    if (f.jungfrau && f.dark) f.decode(); // the fused pass does not subtract a dark
+    // The fused pass does not subtract a dark, and leaves no converted frame for a second pass.
+    if (f.jungfrau && (f.dark || f.keepPixels)) f.decode();
     if (f.pixels) result = ai.integrate(f.pixels, options);
     else if (f.jungfrau) {
       const { raw, converter, track, converted } = f.jungfrau;
