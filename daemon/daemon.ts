@@ -7,6 +7,7 @@ import { performance } from 'node:perf_hooks';
 import { PedestalTracker } from './calibrate/pedestal-tracker';
 import { calibrationFingerprint, type PipelineCalibration } from './calibrate/pipeline-calibration';
 import path from 'node:path';
+import { CorrelationCoordinator } from './correlate/coordinator';
 import { checkReloadable, ConfigError, loadConfig, type Config, type LoadedConfig } from './config/config';
 import type { FrameSource, IncomingMeta, IngestSink } from './ingest/sink';
 import { DectrisSource } from './ingest/dectris-source';
@@ -60,6 +61,7 @@ export class Daemon {
   private publisher!: MqttPublisher;
   private slots!: FrameSlots;
   private pool!: WorkerPool;
+  private correlations!: CorrelationCoordinator;
   private readonly free: number[] = [];
   private readonly slotWaiters: (() => void)[] = [];
   private readonly sources: FrameSource[] = [];
@@ -177,8 +179,20 @@ export class Daemon {
       onResult: (h, a) => {
         this.releaseSlot(h.slot);
         this.funnel.result(h, a);
+        this.correlations?.accumulated(h);
       },
       onLost: (lost, reason) => this.onLost(lost, reason),
+    });
+    this.correlations = new CorrelationCoordinator({
+      source: this.pool,
+      publish: (payload, format) => this.publisher.correlation(payload, format),
+      recorder: this.recorder,
+      event: (level, kind, message, details) => this.event(level, kind, message, details),
+      log: this.log,
+      instance: c.instance,
+      format: () => this.config.mqtt.format,
+      config: () => this.config.pipeline.correlate,
+      outputDir: c.output.directory!,
     });
     const sink = this.sink();
     if (c.ingest.tcp.enabled) this.sources.push(new TcpSource(c.ingest.tcp));
@@ -302,7 +316,10 @@ export class Daemon {
     this.recorder.event(level, kind, message, details);
     this.publisher.event({ time: new Date().toISOString(), level, kind, message, ...(details ? { details } : {}) });
     // A DECTRIS end message closes its series' hit-rate count.
-    if (kind === 'series_end' && details?.series_id !== undefined) this.funnel.seriesEnded(String(details.series_id), 'end of series');
+    if (kind === 'series_end' && details?.series_id !== undefined) {
+      this.funnel.seriesEnded(String(details.series_id), 'end of series');
+      this.correlations?.seriesEnded(String(details.series_id), 'end of series');
+    }
   }
 
   private onLost(lost: number[], reason: string): void {
@@ -316,6 +333,7 @@ export class Daemon {
     const snap = this.stats.snapshot(this.epoch, queues);
     this.publisher.stats({ instance: this.config.instance, ...snap, hit_rates: this.funnel.hits.snapshot() });
     this.funnel.tick((performance.now() - this.lastTick) / 1000);
+    this.correlations?.tick();
     this.lastTick = performance.now();
   }
 
@@ -423,6 +441,8 @@ export class Daemon {
     if (this.pool) {
       const drained = await this.pool.idle();
       if (!drained) this.log.error('frames still in flight after 30 s; stopping anyway', { in_flight: this.pool.inFlight });
+      // Open series end here: their last correlation and files come from the workers, so before those stop.
+      await this.correlations?.close();
       await this.pool.close();
     }
     for (const t of this.timers) clearInterval(t);

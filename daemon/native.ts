@@ -261,6 +261,25 @@ export interface NativePeakfinder8 {
 }
 // --- end spots: peakfinder8 ---
 
+// --- correlate: angular cross-correlations ---
+/** Half spectra [pairs][npt_azim/2 + 1], real and imaginary parts. */
+export interface NativeSpectra {
+  re: Float64Array;
+  im: Float64Array;
+}
+
+export interface NativeCorrelator {
+  /** One polar image: intensity and count [npt_azim][npt], as the 2D integration gives them. */
+  add(intensity: Float64Array, count: Float64Array): void;
+  frames(): number;
+  /** S_n[i][j] of each pair (i, j) (flat [2P]); mre/mim when masks went through the batched product. */
+  spectra(pairs: Int32Array): NativeSpectra & { mre?: Float64Array; mim?: Float64Array };
+  /** The distinct masks ([npt][npt_azim], 1 = valid) and how many frames had each. */
+  masks(): { mask: Uint8Array; count: number }[];
+  memoryBytes(): number;
+}
+// --- end correlate ---
+
 interface Addon {
   cbfLocate(buf: Uint8Array): CbfBinaryInfo;
   cbfDecode(buf: Uint8Array, out?: Int32Array): { binary: CbfBinaryInfo; pixels: Int32Array };
@@ -268,7 +287,14 @@ interface Addon {
   byteOffsetEncode(values: Int32Array): Buffer;
   pixelArrays(g: NativeGeometry, rows: number, cols: number, req: PixelArrayRequest): PixelArrays;
   Integrator: new (options: IntegratorOptions) => NativeIntegrator;
-  kernels: { byteOffset: string; jungfrau: string; peakfinder8: string };
+  kernels: { byteOffset: string; jungfrau: string; peakfinder8: string; correlate: string };
+  Correlator: new (nq: number, nphi: number, batch: number) => NativeCorrelator;
+  /** First n/2 + 1 harmonics of each real row ([rows][n]). */
+  fxsRfft(rows: Float64Array, n: number): NativeSpectra;
+  /** numpy's irfft of each half spectrum, to rows of n. */
+  fxsIrfft(re: Float64Array, im: Float64Array, n: number): Float64Array;
+  /** sum over masks of count x conj(W_i) W_j per pair; masks [S][nq][nphi]. */
+  fxsMaskSpectra(masks: Uint8Array, counts: Float64Array, nq: number, nphi: number, pairs: Int32Array): NativeSpectra;
   /** pedestal and factor are [3][n] (one image per gain); excluded pixels are written as NaN. */
   jungfrauConvert(
     raw: Uint16Array,

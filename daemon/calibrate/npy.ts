@@ -13,6 +13,8 @@ export const NPY_DTYPES = {
 } as const;
 export type NpyDtype = keyof typeof NPY_DTYPES;
 export type NpyData = InstanceType<(typeof NPY_DTYPES)[NpyDtype]>;
+/** What can be written: the same element types over any buffer (shared, or a view the addon made). */
+export type NpyWritable = Float32Array<ArrayBufferLike> | Float64Array<ArrayBufferLike> | Uint32Array<ArrayBufferLike> | Int32Array<ArrayBufferLike> | Uint16Array<ArrayBufferLike> | Uint8Array<ArrayBufferLike>;
 
 export interface NpyHeader {
   descr: string;
@@ -57,7 +59,7 @@ export function readNpy(buf: Uint8Array, dtype: NpyDtype, source: string, shared
   return { shape: h.shape, data: new ctor(store) as NpyData };
 }
 
-function descrOf(data: NpyData): NpyDtype {
+function descrOf(data: NpyWritable): NpyDtype {
   for (const [descr, ctor] of Object.entries(NPY_DTYPES)) if (data instanceof ctor) return descr as NpyDtype;
   throw new Error('unsupported typed array');
 }
@@ -77,7 +79,7 @@ export function npyHeader(descr: NpyDtype, shape: number[]): Buffer {
 }
 
 /** Encodes a C-ordered .npy (version 1.0) file. */
-export function encodeNpy(data: NpyData, shape: number[]): Buffer {
+export function encodeNpy(data: NpyWritable, shape: number[]): Buffer {
   const n = shape.reduce((a, b) => a * b, 1);
   if (n !== data.length) throw new Error(`encodeNpy: ${data.length} values do not fill shape (${shape.join(', ')})`);
   return Buffer.concat([npyHeader(descrOf(data), shape), Buffer.from(data.buffer, data.byteOffset, data.byteLength)]);

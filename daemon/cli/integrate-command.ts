@@ -1,11 +1,10 @@
 // beamedge integrate FILE...: azimuthal integration with pyFAI's semantics.
 import { expectShape, readPixelImage } from '../calibrate/pixel-image';
 import { readCbf, type CbfFrame } from '../decode/cbf';
-import { geometryFromCbfHeader, type Geometry } from '../geometry/geometry';
-import { parsePoni } from '../geometry/poni';
-import { AzimuthalIntegrator, type Integration, type IntegrationSetup } from '../integrate/azimuthal';
-import { UNIT_NAMES } from '../integrate/units';
+import type { Geometry } from '../geometry/geometry';
+import type { Integration } from '../integrate/azimuthal';
 import { UsageError } from './args';
+import { FileIntegrator, INTEGRATION_OPTIONS } from './file-integrator';
 import type { Command, Io } from './command';
 import { readNamedFile } from '../system/read-file';
 
@@ -91,39 +90,26 @@ export const integrateCommand: Command = {
     'beamedge integrate FILE... (--poni P | --from-header) --npt N [--npt-azim M] --unit U [--split no|bbox] ' +
     '[--mask FILE] [--dark FILE] [--flat FILE] [--polarization F] [--no-solid-angle] [--range LO HI] [--json]',
   options: {
-    poni: { kind: 'string', arg: 'FILE', help: 'pyFAI PONI file with the geometry' },
-    'from-header': { kind: 'flag', help: 'take the geometry from the CBF header (Beam_xy, Detector_distance, Pixel_size)' },
-    npt: { kind: 'number', arg: 'N', integer: true, min: 1, help: 'number of radial bins' },
+    ...INTEGRATION_OPTIONS,
     'npt-azim': { kind: 'number', arg: 'M', integer: true, min: 1, help: 'number of azimuthal bins: 2D integration' },
-    unit: { kind: 'string', arg: 'U', choices: UNIT_NAMES, help: 'radial unit' },
     split: { kind: 'string', arg: 'S', choices: ['no', 'bbox'], help: 'pixel splitting, default bbox as in pyFAI' },
     mask: { kind: 'string', arg: 'FILE', help: 'mask image (CBF or .npy, non-zero = masked); negative pixels are always masked' },
     dark: { kind: 'string', arg: 'FILE', help: 'dark image subtracted from each frame (CBF or .npy)' },
     flat: { kind: 'string', arg: 'FILE', help: 'flat-field image the normalisation is multiplied by (CBF or .npy)' },
     dummy: { kind: 'number', arg: 'V', help: 'pixel value to ignore' },
     'delta-dummy': { kind: 'number', arg: 'D', min: 0, help: 'tolerance around --dummy' },
-    polarization: { kind: 'number', arg: 'F', help: 'polarization factor in [-1, 1] (no correction unless given)' },
-    'no-solid-angle': { kind: 'flag', help: 'skip the solid-angle correction' },
-    range: { kind: 'pair', arg: 'LO HI', help: 'radial range in the output unit' },
     'azimuth-range': { kind: 'pair', arg: 'LO HI', help: 'azimuthal range in degrees (2D)' },
     json: { kind: 'flag', help: 'print one JSON object per file instead of tables' },
   },
   async run(opts, io: Io) {
     const files = opts.positional;
     if (files.length === 0) throw new UsageError('integrate needs at least one FILE');
-    if (opts.has('poni') === opts.flag('from-header')) throw new UsageError('give exactly one of --poni and --from-header');
-    const npt = opts.number('npt');
-    if (npt === undefined) throw new UsageError('--npt is required');
-    const unit = opts.string('unit');
-    if (unit === undefined) throw new UsageError('--unit is required');
-    const pol = opts.number('polarization');
-    if (pol !== undefined && (pol < -1 || pol > 1)) throw new UsageError('--polarization must be within [-1, 1]');
     if (opts.has('delta-dummy') && !opts.has('dummy')) throw new UsageError('--delta-dummy needs --dummy');
-    const poniFile = opts.string('poni');
-    const poni = poniFile ? parsePoni(readNamedFile(poniFile, 'utf8'), poniFile) : undefined;
-
-    let integrator: AzimuthalIntegrator | undefined;
-    let integratorKey = '';
+    const integrators = new FileIntegrator(opts, {
+      split: (opts.string('split') as 'no' | 'bbox' | undefined) ?? 'bbox',
+      ...(opts.has('npt-azim') ? { nptAzim: opts.number('npt-azim')! } : {}),
+      ...(opts.has('azimuth-range') ? { azimuthRange: opts.pair('azimuth-range')! } : {}),
+    });
     let calibration: Calibration | undefined;
     let failures = 0;
     for (const file of files) {
@@ -131,36 +117,10 @@ export const integrateCommand: Command = {
         const buf = readNamedFile(file);
         let t0 = process.hrtime.bigint();
         const frame: CbfFrame = readCbf(buf, { source: file });
-        let setupMs = 0;
-        const geometry = poni ?? geometryFromCbfHeader(frame.header, file);
         calibration ??= loadCalibration(opts, frame.shape);
         // One pixel-to-bin map serves every file with the same geometry and shape.
-        const key = JSON.stringify([geometry, frame.shape]);
-        if (!integrator || key !== integratorKey) {
-          // The static mask is the mask file plus the detector's markers
-          // (negative pixels) in this frame, as pyFAI users pass `data < 0`.
-          const mask = calibration.mask ? calibration.mask.slice() : new Uint8Array(frame.pixels.length);
-          for (let i = 0; i < mask.length; i++) if (frame.pixels[i]! < 0) mask[i] = 1;
-          const setup: IntegrationSetup = {
-            geometry,
-            shape: frame.shape,
-            npt,
-            unit,
-            split: (opts.string('split') as 'no' | 'bbox' | undefined) ?? 'bbox',
-            mask,
-            solidAngle: !opts.flag('no-solid-angle'),
-            ...(opts.has('npt-azim') ? { nptAzim: opts.number('npt-azim')! } : {}),
-            ...(pol !== undefined ? { polarization: pol } : {}),
-            ...(calibration.flat ? { flat: calibration.flat } : {}),
-            ...(opts.has('range') ? { radialRange: opts.pair('range')! } : {}),
-            ...(opts.has('azimuth-range') ? { azimuthRange: opts.pair('azimuth-range')! } : {}),
-          };
-          const s0 = process.hrtime.bigint();
-          integrator = new AzimuthalIntegrator(setup);
-          integratorKey = key;
-          setupMs = Number(process.hrtime.bigint() - s0) / 1e6;
-          t0 += process.hrtime.bigint() - s0;
-        }
+        const { integrator, geometry, setupMs } = integrators.forFrame(frame, file, calibration);
+        t0 += BigInt(Math.round(setupMs * 1e6));
         const result = integrator.integrate(frame.pixels, {
           ...(calibration.dark ? { dark: calibration.dark } : {}),
           ...(opts.has('dummy') ? { dummy: opts.number('dummy')!, deltaDummy: opts.number('delta-dummy') ?? 0 } : {}),

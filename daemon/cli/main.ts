@@ -9,13 +9,14 @@ import { convertCommand } from './convert-command';
 import { decodeCommand } from './decode-command';
 import { demoCommand } from './demo-command';
 import { integrateCommand } from './integrate-command';
+import { correlateCommand } from './correlate-command';
 import { provenanceCommand } from './provenance-command';
 import { replayCommand } from './replay-command';
 import { runCommand } from './run-command';
 import { simulateCommand } from './simulate-command';
 import { spotsCommand } from './spots-command';
 
-const COMMANDS: Command[] = [demoCommand, runCommand, checkConfigCommand, provenanceCommand, replayCommand, simulateCommand, decodeCommand, integrateCommand, calibrateCommand, convertCommand, spotsCommand];
+const COMMANDS: Command[] = [demoCommand, runCommand, checkConfigCommand, provenanceCommand, replayCommand, simulateCommand, decodeCommand, integrateCommand, correlateCommand, calibrateCommand, convertCommand, spotsCommand];
 
 function mainHelp(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length)) + 2;

@@ -7,6 +7,7 @@ import { redactConfigText } from '../system/redact';
 import { loadMqttCredentials, type MqttCredentials } from './mqtt-credentials';
 import { ConfigError, restartOnlyChanges, validate } from './schema';
 import type { StageName } from '../workers/stages/names';
+import { correlatorBytes } from '../correlate/accumulator';
 import { loadPipelineCalibration, type PipelineCalibration } from '../calibrate/pipeline-calibration';
 
 export type Unit = 'q_nm^-1' | 'q_A^-1' | '2th_deg' | '2th_rad' | 'r_mm' | 'r_m';
@@ -52,6 +53,17 @@ export interface IntegrateConfig {
   range: [number, number] | null;
 }
 
+export interface CorrelateConfig {
+  enabled: boolean;
+  npt: number;
+  npt_azim: number;
+  unit: Unit;
+  range: [number, number] | null;
+  q_pairs: [number, number][];
+  publish_every: number;
+  max_mb: number;
+}
+
 export interface CalibrationConfig {
   set: string | null;
   energy_kev: number | null;
@@ -72,6 +84,7 @@ export interface PipelineConfig {
   spots: SpotsConfig;
   veto: VetoConfig;
   integrate: IntegrateConfig;
+  correlate: CorrelateConfig;
 }
 
 export interface SeriesOverride {
@@ -106,6 +119,8 @@ export interface Config {
     /** directory: resolved, never null after loading. */
     spool: { enabled: boolean; directory: string | null; max_mb: number };
   };
+  /** directory: resolved, never null after loading. */
+  output: { directory: string | null };
   provenance: { path: string; retention_days: number; batch_ms: number };
   stats: { interval_ms: number };
 }
@@ -140,6 +155,7 @@ function resolvePaths(c: Config, baseDir: string): Config {
       flat: abs(c.pipeline.flat),
     },
     provenance: { ...c.provenance, path: provenance },
+    output: { directory: abs(c.output.directory) ?? path.join(path.dirname(provenance), `output-${c.instance}`) },
     mqtt: {
       ...c.mqtt,
       password_file: abs(c.mqtt.password_file),
@@ -170,6 +186,11 @@ export function parseConfig(text: string, source: string, baseDir = process.cwd(
   if (c.ingest.watch.enabled && !c.ingest.watch.directory) throw new ConfigError([`${source}: ingest.watch.directory: null must be set when ingest.watch.enabled is true`]);
   if (!c.ingest.tcp.enabled && !c.ingest.watch.enabled && !c.ingest.dectris.enabled)
     throw new ConfigError([`${source}: ingest: tcp, watch and dectris are all disabled, so no frame can arrive`]);
+  const cc = c.pipeline.correlate;
+  const bad = cc.q_pairs.filter(([i, j]) => i >= cc.npt || j >= cc.npt);
+  if (bad.length) throw new ConfigError([`${source}: pipeline.correlate.q_pairs: ${JSON.stringify(bad)} name bins outside [0, npt = ${cc.npt})`]);
+  const mb = correlatorBytes(cc.npt, cc.npt_azim) / 2 ** 20;
+  if (cc.enabled && mb > cc.max_mb) throw new ConfigError([`${source}: pipeline.correlate: npt ${cc.npt} x npt_azim ${cc.npt_azim} needs ${mb.toFixed(0)} MiB per series accumulator, over max_mb ${cc.max_mb}`]);
   const { credentials, problems } = loadMqttCredentials(c.mqtt);
   if (problems.length) throw new ConfigError(problems.map((p) => `${source}: ${p}`));
   let calibration: PipelineCalibration;

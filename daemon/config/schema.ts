@@ -10,6 +10,7 @@ export type Node =
   | { kind: 'boolean'; default?: boolean; restart?: boolean; doc: string }
   | { kind: 'enum'; values: readonly string[]; default?: string; restart?: boolean; doc: string }
   | { kind: 'range'; default?: null; restart?: boolean; doc: string }
+  | { kind: 'pairs'; default: readonly (readonly [number, number])[]; restart?: boolean; doc: string }
   | { kind: 'set'; values: readonly string[]; default: readonly string[]; restart?: boolean; doc: string }
   | { kind: 'object'; fields: Record<string, Node>; restart?: boolean; doc?: string }
   | { kind: 'list'; item: Node & { kind: 'object' }; restart?: boolean; doc: string };
@@ -66,6 +67,21 @@ const spots: Node = {
     min_res: { kind: 'number', default: 0, min: 0, doc: 'peakfinder8: smallest radius from the beam centre, pixels' },
     max_res: { kind: 'number', default: 1200, min: 0, doc: 'peakfinder8: largest radius from the beam centre, pixels' },
     max_published: { kind: 'integer', default: 1000, min: 0, doc: 'spots sent in each reduced message (the true count is sent too)' },
+  },
+};
+
+const correlate: Node = {
+  kind: 'object',
+  doc: 'fluctuation X-ray scattering: angular cross-correlations C2(q, q\', delta) of the frames the veto keeps, accumulated per series',
+  fields: {
+    enabled: { kind: 'boolean', default: false, doc: 'accumulate C2 per series (publish it on correlation, write it to output.directory at the series end)' },
+    npt: { kind: 'integer', default: 64, min: 1, max: 1000, doc: 'radial bins of the polar image' },
+    npt_azim: { kind: 'integer', default: 180, min: 1, max: 3600, doc: 'azimuthal bins over 360 degrees (delta steps of 360/npt_azim degrees)' },
+    unit: { kind: 'enum', values: UNITS, default: 'q_nm^-1', doc: 'radial unit of the polar image' },
+    range: { kind: 'range', default: null, doc: '[lo, hi] radial range in the unit (null: all pixels)' },
+    q_pairs: { kind: 'pairs', default: [], doc: 'radial bin pairs [i, j] published besides the autocorrelation C2(i, i), e.g. [[3, 7], [3, 12]]' },
+    publish_every: { kind: 'integer', default: 100, min: 1, doc: 'publish the accumulated correlation after this many more accumulated frames of a series (and at its end)' },
+    max_mb: { kind: 'number', default: 1024, min: 1, doc: 'memory one series accumulator may take in each worker, MiB (about npt^2 x (npt_azim/2+1) x 16 bytes); a larger npt is refused' },
   },
 };
 
@@ -170,6 +186,7 @@ export const SCHEMA: Node = {
         spots,
         veto,
         integrate,
+        correlate,
       },
     },
     series: {
@@ -217,6 +234,13 @@ export const SCHEMA: Node = {
             max_mb: { kind: 'number', default: 1024, min: 0.0625, max: 1048576, doc: 'disk the spool may use, MiB; when full, the oldest messages are dropped and counted per topic' },
           },
         },
+      },
+    },
+    output: {
+      kind: 'object',
+      doc: 'files the daemon writes',
+      fields: {
+        directory: { kind: 'string', nullable: true, default: null, doc: 'where result files go (relative to the config file); null: output-<instance> beside the provenance database' },
       },
     },
     provenance: {
@@ -303,6 +327,11 @@ function check(v: unknown, node: Node, path: string, problems: string[]): unknow
       // One order whatever the file says: the data path's.
       return node.values.filter((x) => named.includes(x));
     }
+    case 'pairs':
+      if (v === null) return [];
+      if (!Array.isArray(v) || !v.every((p) => Array.isArray(p) && p.length === 2 && p.every((x) => Number.isInteger(x) && (x as number) >= 0)))
+        return bad('must be a list of [i, j] pairs of bin indices (integers >= 0)');
+      return v;
     case 'range':
       if (v === null) return null;
       if (!Array.isArray(v) || v.length !== 2 || !v.every((x) => typeof x === 'number' && Number.isFinite(x)) || !(v[1] > v[0]))

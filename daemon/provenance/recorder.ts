@@ -105,6 +105,12 @@ export class Recorder {
     this.push({ t: 'calibration_set', id, parent, dir, detector, created: new Date().toISOString(), origin, details: details ? JSON.stringify(details) : null });
   }
 
+  /** Files written for a series (e.g. its correlation): what they hold and their hashes. */
+  resultFiles(row: { kind: string; series: string; epoch: number | null; calibration: string | null; frames: number; files: { name: string; path: string; sha256: string; bytes: number }[]; details?: Record<string, unknown> }): void {
+    const { files, details, ...rest } = row;
+    this.push({ t: 'result_files', time: new Date().toISOString(), ...rest, files: JSON.stringify(files), details: details ? JSON.stringify(details) : null });
+  }
+
   event(level: string, kind: string, message: string, details?: Record<string, unknown>): void {
     this.push({ t: 'event', time: new Date().toISOString(), level, kind, message, details: details ? JSON.stringify(details) : null });
   }

@@ -5,7 +5,10 @@
 // 3: frames name the calibration set they were converted with, and each
 // configuration epoch records the hashes of every calibration file it loaded.
 // 4: frames record how many spots the spots stage found.
-export const SCHEMA_VERSION = 4;
+// 5: result_files: files written for a series (angular cross-correlations),
+// with their hashes, the epochs and calibration sets of the frames in them
+// (a new table only: DDL creates it in an older database).
+export const SCHEMA_VERSION = 5;
 
 export const DECISIONS = ['received', 'kept', 'rejected', 'error', 'dropped', 'lost'] as const;
 export type FrameDecision = (typeof DECISIONS)[number];
@@ -89,6 +92,19 @@ CREATE TABLE IF NOT EXISTS calibration_sets (
   origin TEXT NOT NULL,
   details TEXT
 );
+CREATE TABLE IF NOT EXISTS result_files (
+  id INTEGER PRIMARY KEY,
+  run_id INTEGER NOT NULL REFERENCES runs(id),
+  time TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  series TEXT NOT NULL,
+  epoch INTEGER,
+  calibration TEXT,
+  frames INTEGER NOT NULL,
+  files TEXT NOT NULL,
+  details TEXT
+);
+CREATE INDEX IF NOT EXISTS result_files_by_series ON result_files (run_id, series);
 CREATE TABLE IF NOT EXISTS watched_files (
   directory TEXT NOT NULL,
   name TEXT NOT NULL,
@@ -133,6 +149,8 @@ export type ProvenanceOp =
   | { t: 'retention'; days: number }
   // origin: 'configured' (pipeline.calibration.set) or 'tracking' (a pedestal snapshot derived from parent).
   | { t: 'calibration_set'; id: string; parent: string | null; dir: string; detector: string; created: string; origin: 'configured' | 'tracking'; details: string | null }
+  // files: JSON [{ name, path, sha256, bytes }]; epoch and calibration: of the last frame in them (details lists all).
+  | { t: 'result_files'; time: string; kind: string; series: string; epoch: number | null; calibration: string | null; frames: number; files: string; details: string | null }
   | { t: 'watched'; directory: string; name: string; size: number; mtime_ms: number; time: string };
 
 /** Schema 1 -> 2: the frames table is rebuilt for the new CHECK and seq column. */

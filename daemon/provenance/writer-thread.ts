@@ -55,6 +55,7 @@ const recovered = db.transaction(() => {
 
 const stmt = {
   epoch: db.prepare('INSERT OR REPLACE INTO config_epochs (run_id, epoch, time, source, sha256, text, calibration) VALUES (?, ?, ?, ?, ?, ?, ?)'),
+  resultFiles: db.prepare('INSERT INTO result_files (run_id, time, kind, series, epoch, calibration, frames, files, details) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)'),
   calibrationSet: db.prepare('INSERT OR IGNORE INTO calibration_sets (id, parent, dir, detector, created, run_id, origin, details) VALUES (?, ?, ?, ?, ?, ?, ?, ?)'),
   received: db.prepare(`INSERT INTO frames (run_id, seq, series, frame, source, received, decision) VALUES (?, ?, ?, ?, ?, ?, 'received')`),
   // The outcome replaces the 'received' row; frames refused at ingest have none and are inserted.
@@ -117,6 +118,9 @@ const apply = db.transaction((ops: ProvenanceOp[]) => {
         break;
       case 'calibration_set':
         stmt.calibrationSet.run(op.id, op.parent, op.dir, op.detector, op.created, runId, op.origin, op.details);
+        break;
+      case 'result_files':
+        stmt.resultFiles.run(runId, op.time, op.kind, op.series, op.epoch, op.calibration, op.frames, op.files, op.details);
         break;
       case 'event':
         stmt.event.run(runId, op.time, op.level, op.kind, op.message, op.details);

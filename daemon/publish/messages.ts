@@ -69,8 +69,43 @@ export function reducedMessage(instance: string, h: ResultHeader, arrays: Result
 }
 
 export function encodeReduced(msg: ReducedMessage, format: 'cbor' | 'json'): Buffer {
+  return encodePayload(msg, format);
+}
+
+/** CBOR with typed arrays as RFC 8746 tags, or JSON with plain number arrays. */
+export function encodePayload(msg: object, format: 'cbor' | 'json'): Buffer {
   if (format === 'cbor') return cbor.encode(msg);
   return Buffer.from(JSON.stringify(msg, (_k, v: unknown) => (ArrayBuffer.isView(v) ? Array.from(v as Float64Array) : v)));
+}
+
+/** A series' accumulated angular cross-correlation (topic `correlation`). */
+export interface CorrelationMessage {
+  instance: string;
+  series: string;
+  /** Frames accumulated (kept by the veto) when the workers answered. */
+  frames: number;
+  /** The series ended: this is its last message, and the files are written. */
+  final: boolean;
+  time: string;
+  /** Configuration epochs and calibration sets of the accumulated frames. */
+  epochs: number[];
+  calibrations: string[];
+  unit: string;
+  /** [npt] radial bin centres, [npt_azim] delta in degrees. */
+  radial: Float64Array;
+  delta_deg: Float64Array;
+  /** [npt, npt_azim]: the shape of autocorrelation. */
+  shape: [number, number];
+  /** C2(i, i, delta), row by row. */
+  autocorrelation: Float64Array;
+  /** pipeline.correlate.q_pairs: C2(i, j, delta). */
+  pairs: { i: number; j: number; c2: Float64Array }[];
+  /** Final message: the files written, with their sha256. */
+  files?: { name: string; path: string; sha256: string; bytes: number }[];
+}
+
+export function decodePayload<T>(payload: Buffer, contentType: string = CONTENT_TYPE.cbor): T {
+  return contentType === CONTENT_TYPE.json ? (JSON.parse(payload.toString('utf8')) as T) : (cbor.decode(payload) as T);
 }
 
 export function decodeReduced(payload: Buffer, contentType: string = CONTENT_TYPE.cbor): ReducedMessage {

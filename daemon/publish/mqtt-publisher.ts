@@ -1,4 +1,4 @@
-// MQTT publishing under beamedge/<instance>/: reduced (QoS 1), status
+// MQTT publishing under beamedge/<instance>/: reduced and correlation (QoS 1), status
 // (retained, last will "offline"), stats, events. Publishing never blocks the
 // workers. While the broker is connected and keeps up, QoS 1 messages wait in
 // a bounded memory queue. Otherwise they go to the on-disk spool, and are
@@ -286,6 +286,11 @@ export class MqttPublisher {
 
   reduced(payload: Buffer, format: 'cbor' | 'json', ref: FrameRef): void {
     this.enqueue({ topic: this.prefix + 'reduced', payload, qos: 1, retain: false, contentType: CONTENT_TYPE[format], ref });
+  }
+
+  /** A series' accumulated correlation: QoS 1, spooled like reduced frames. */
+  correlation(payload: Buffer, format: 'cbor' | 'json'): void {
+    this.enqueue({ topic: this.prefix + 'correlation', payload, qos: 1, retain: false, contentType: CONTENT_TYPE[format] });
   }
 
   /** Retained state: never spooled; only the newest waits for the broker, and it goes out first after reconnecting. */

@@ -1,12 +1,14 @@
 // A worker's pipeline for one configuration epoch: decode, then the configured
-// stages in the data path's order (calibrate -> veto -> integrate). Each stage
+// stages in the data path's order (calibrate -> spots -> veto -> integrate -> correlate). Each stage
 // is a module behind the Stage interface (stages/frame.ts); this file only
 // builds them and runs a frame through them.
 import type { IntegrateConfig, SeriesOverride, SpotsConfig, VetoConfig } from '../config/config';
 import { globToRegExp } from '../config/glob';
 import { IntegratorCache } from './integrator-cache';
 import type { FrameMeta, PipelineUpdate, ResultArrays, ResultHeader, SeriesContext } from './protocol';
+import { SeriesCorrelations } from './correlations';
 import { CalibrateStage } from './stages/calibrate';
+import { CorrelateStage } from './stages/correlate';
 import { decodeFrame } from './stages/decode';
 import type { Stage, WorkFrame } from './stages/frame';
 import type { SpotList } from '../spots/spot-list';
@@ -33,19 +35,29 @@ export class Pipeline {
   readonly calibrationId: string | undefined;
   private readonly stages: Stage[];
   private readonly overrides: { re: RegExp; o: SeriesOverride }[];
+  /** The correlate stage runs: it integrates frames a second time. */
+  private readonly correlates: boolean;
 
   constructor(
     private readonly update: PipelineUpdate,
     private readonly contexts: Map<string, SeriesContext> = new Map(),
     integrators: IntegratorCache = new IntegratorCache(4),
+    correlations: SeriesCorrelations = new SeriesCorrelations(),
   ) {
     this.epoch = update.epoch;
     this.calibrationId = update.calibration.set?.id;
     this.overrides = update.series.map((o) => ({ re: globToRegExp(o.match), o }));
     // The veto's count comes from the integration pass, so it needs the integrate stage even when that is not named.
     const integrate = new IntegrateStage(integrators);
-    const all: Record<StageName, Stage> = { calibrate: new CalibrateStage(update.calibration), spots: new SpotsStage(), veto: new VetoStage(integrate), integrate };
+    const all: Record<StageName, Stage> = {
+      calibrate: new CalibrateStage(update.calibration),
+      spots: new SpotsStage(),
+      veto: new VetoStage(integrate),
+      integrate,
+      correlate: new CorrelateStage(integrate, correlations, update.pipeline.correlate),
+    };
     this.stages = update.pipeline.stages.map((name) => all[name]);
+    this.correlates = update.pipeline.correlate.enabled && update.pipeline.stages.includes('correlate');
   }
 
   private settingsFor(series: string): { spots: SpotsConfig; veto: VetoConfig; integrate: IntegrateConfig } {
@@ -93,6 +105,7 @@ export class Pipeline {
         ...(d.maxValid !== undefined ? { maxValid: d.maxValid } : {}),
         masks: [],
         mapKey: [],
+        ...(this.correlates ? { keepPixels: true } : {}),
         header,
         arrays,
       };

@@ -6,7 +6,8 @@ import type { FrameSlots } from '../rings/frame-slots';
 import { IndexQueue } from '../rings/index-queue';
 import { RecordRing } from '../rings/record-ring';
 import type { Logger } from '../system/logger';
-import { CONTROL, type PipelineUpdate, type ResultArrays, type ResultHeader, type SeriesContext, type WorkerInit, type WorkerMessage } from './protocol';
+import type { CorrelationState } from '../correlate/accumulator';
+import { CONTROL, type CorrelationReply, type PipelineUpdate, type ResultArrays, type ResultHeader, type SeriesContext, type WorkerInit, type WorkerMessage } from './protocol';
 import { decodeResult } from './result-codec';
 
 export type ResultHandler = (header: ResultHeader, arrays: ResultArrays) => void;
@@ -37,8 +38,20 @@ export interface PoolOptions {
   onLost: (slots: number[], reason: string) => void;
 }
 
+interface PendingCorrelation {
+  waiting: Set<Handle>;
+  states: CorrelationState[];
+  evicted: string[];
+  errors: string[];
+  resolve: (r: { states: CorrelationState[]; evicted: string[]; errors: string[] }) => void;
+}
+
 export class WorkerPool {
   private readonly handles: Handle[] = [];
+  private correlationId = 0;
+  private readonly correlations = new Map<number, PendingCorrelation>();
+  /** Who waits for frames in flight at some moment to finish: the slots still owed to each. */
+  private readonly settleWaiters: { slots: Set<number>; resolve: () => void }[] = [];
   private current: PipelineUpdate;
   private closed = false;
   /** Series contexts (geometry, mask...) seen recently, for workers that are restarted. */
@@ -89,6 +102,7 @@ export class WorkerPool {
         this.drain(h);
         const lost = [...h.inFlight];
         h.inFlight.clear();
+        this.forget(h, lost);
         // Back off when a worker keeps dying young (a bug or a broken install, not a bad frame).
         const delay = Date.now() - h.born < 5000 ? Math.min(30_000, (h.restartDelay || 250) * 2) : 0;
         this.opts.log.error('worker exited unexpectedly; restarting it', { worker: index, code, lost: lost.length, restart_in_ms: delay });
@@ -100,6 +114,7 @@ export class WorkerPool {
         }, delay).unref();
       });
     });
+    port1.on('message', (m: CorrelationReply) => this.onReply(h, m));
     worker.on('error', (err) => this.opts.log.error('worker error', { worker: index, error: err.stack ?? String(err) }));
     for (const context of this.contexts.values()) this.post(h, { kind: 'series', context });
     void this.collect(h);
@@ -120,6 +135,7 @@ export class WorkerPool {
     for (let rec = h.ring.read(); rec; rec = h.ring.read()) {
       const { header, arrays } = decodeResult(rec);
       h.inFlight.delete(header.slot);
+      if (this.settleWaiters.length) this.settledSlots([header.slot]);
       n++;
       try {
         this.opts.onResult(header, arrays);
@@ -156,6 +172,65 @@ export class WorkerPool {
     for (const h of this.handles) this.post(h, { kind: 'series', context });
   }
 
+  /** Resolves once every frame dispatched before this call has produced its result (or was lost with its worker). */
+  settled(): Promise<void> {
+    const slots = new Set(this.handles.flatMap((h) => [...h.inFlight]));
+    if (!slots.size) return Promise.resolve();
+    return new Promise((resolve) => this.settleWaiters.push({ slots, resolve }));
+  }
+
+  private settledSlots(slots: number[]): void {
+    for (let i = this.settleWaiters.length - 1; i >= 0; i--) {
+      const w = this.settleWaiters[i]!;
+      for (const s of slots) w.slots.delete(s);
+      if (!w.slots.size) {
+        this.settleWaiters.splice(i, 1);
+        w.resolve();
+      }
+    }
+  }
+
+  /**
+   * Every worker's accumulated correlation of a series (pairs: those; null:
+   * all of them). `end` frees it in the workers. A worker that dies before
+   * answering is left out (what it had summed died with it).
+   */
+  correlation(series: string, pairs: Int32Array | null, end: boolean): Promise<{ states: CorrelationState[]; evicted: string[]; errors: string[] }> {
+    const live = this.handles.filter((h) => !h.dead && !h.stopping);
+    if (!live.length) return Promise.resolve({ states: [], evicted: [], errors: [] });
+    const id = ++this.correlationId;
+    return new Promise((resolve) => {
+      this.correlations.set(id, { waiting: new Set(live), states: [], evicted: [], errors: [], resolve });
+      for (const h of live) this.post(h, { kind: 'correlation', id, series, pairs, end });
+    });
+  }
+
+  private onReply(h: Handle, m: CorrelationReply): void {
+    const p = this.correlations.get(m.id);
+    if (!p) return;
+    if (m.state) p.states.push(m.state);
+    p.evicted.push(...m.evicted);
+    if (m.error) p.errors.push(`worker ${m.worker}: ${m.error}`);
+    p.waiting.delete(h);
+    if (!p.waiting.size) {
+      this.correlations.delete(m.id);
+      p.resolve({ states: p.states, evicted: p.evicted, errors: p.errors });
+    }
+  }
+
+  /** A dead worker owes no more answers, and its frames are settled (lost). */
+  private forget(h: Handle, lost: number[]): void {
+    if (lost.length) this.settledSlots(lost);
+    for (const [id, p] of this.correlations) {
+      if (!p.waiting.delete(h)) continue;
+      p.errors.push(`worker ${h.index} exited before answering`);
+      if (!p.waiting.size) {
+        this.correlations.delete(id);
+        p.resolve({ states: p.states, evicted: p.evicted, errors: p.errors });
+      }
+    }
+  }
+
   /** Waits until every dispatched frame has produced its result. */
   async idle(timeoutMs = 30_000): Promise<boolean> {
     const end = Date.now() + timeoutMs;
@@ -174,6 +249,7 @@ export class WorkerPool {
     }
     await Promise.all(this.handles.map((h) => h.exited));
     for (const h of this.handles) this.drain(h);
+    for (const h of this.handles) this.forget(h, []);
     this.closed = true;
     for (const h of this.handles) h.port.close();
   }

@@ -51,7 +51,27 @@ export interface SeriesContext {
   maxValid?: number;
 }
 
-export type WorkerMessage = { kind: 'pipeline'; update: PipelineUpdate } | { kind: 'series'; context: SeriesContext };
+/** The main thread asks every worker for a series' correlation (pairs: those; null: all); `end` frees it in the worker. */
+export interface CorrelationRequest {
+  kind: 'correlation';
+  id: number;
+  series: string;
+  pairs: Int32Array | null;
+  end: boolean;
+}
+
+export type WorkerMessage = { kind: 'pipeline'; update: PipelineUpdate } | { kind: 'series'; context: SeriesContext } | CorrelationRequest;
+
+/** A worker's answer on its port (state null: it has none of that series). */
+export interface CorrelationReply {
+  kind: 'correlation';
+  id: number;
+  worker: number;
+  state: import('../correlate/accumulator').CorrelationState | null;
+  /** Series the worker's bound dropped since its last answer. */
+  evicted: string[];
+  error?: string;
+}
 
 export interface WorkerInit {
   index: number;
@@ -99,6 +119,8 @@ export interface ResultHeader {
   spots?: number;
   /** The veto's count passed (a hit); false for rejects and prescaled keeps; absent without a veto. */
   hit?: boolean;
+  /** The correlate stage added the frame to its series' accumulator. */
+  correlated?: boolean;
   /** Pixels the calibration stage excluded, by reason (JUNGFRAU: saturated, invalid gain, error word, masked). */
   calibrationExcluded?: Record<string, number>;
 }

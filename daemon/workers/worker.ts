@@ -5,9 +5,10 @@ import { receiveMessageOnPort, workerData } from 'node:worker_threads';
 import { FrameSlots } from '../rings/frame-slots';
 import { IndexQueue } from '../rings/index-queue';
 import { RecordRing } from '../rings/record-ring';
+import { SeriesCorrelations } from './correlations';
 import { IntegratorCache } from './integrator-cache';
 import { Pipeline } from './pipeline';
-import { CONTROL, type FrameMeta, type SeriesContext, type WorkerInit, type WorkerMessage } from './protocol';
+import { CONTROL, type CorrelationReply, type CorrelationRequest, type FrameMeta, type SeriesContext, type WorkerInit, type WorkerMessage } from './protocol';
 import { encodedSize } from './result-codec';
 
 const init = workerData as WorkerInit;
@@ -18,8 +19,20 @@ const control = new Int32Array(init.control);
 const contexts = new Map<string, SeriesContext>();
 // Shared by every epoch's pipeline: maps survive reloads that do not change them.
 const integrators = new IntegratorCache(4);
-let pipeline = new Pipeline(init.initial, contexts, integrators);
+// Per series, across epochs: the main thread asks for them when a result is wanted.
+const correlations = new SeriesCorrelations();
+let pipeline = new Pipeline(init.initial, contexts, integrators, correlations);
 let generation = 0;
+
+function answer(req: CorrelationRequest): void {
+  const reply: CorrelationReply = { kind: 'correlation', id: req.id, worker: init.index, state: null, evicted: correlations.evicted.splice(0) };
+  try {
+    reply.state = correlations.state(req.series, req.pairs, req.end);
+  } catch (e) {
+    reply.error = (e as Error).message;
+  }
+  init.port.postMessage(reply);
+}
 
 function drainMessages(): void {
   for (let m = receiveMessageOnPort(init.port); m; m = receiveMessageOnPort(init.port)) {
@@ -27,8 +40,9 @@ function drainMessages(): void {
     if (msg.kind === 'series') {
       contexts.set(msg.context.key, msg.context);
       while (contexts.size > 8) contexts.delete(contexts.keys().next().value!);
-    } else if (msg.update.epoch !== pipeline.epoch || msg.update.calibration.set?.id !== pipeline.calibrationId) {
-      pipeline = new Pipeline(msg.update, contexts, integrators);
+    } else if (msg.kind === 'correlation') answer(msg);
+    else if (msg.update.epoch !== pipeline.epoch || msg.update.calibration.set?.id !== pipeline.calibrationId) {
+      pipeline = new Pipeline(msg.update, contexts, integrators, correlations);
     }
   }
 }

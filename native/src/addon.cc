@@ -20,6 +20,7 @@
 #include "peakfinder8.h"  // spots: peakfinder8
 #include "sd_notify.h"
 #include "dispersion.h"
+#include "fxs.h"  // correlate: angular cross-correlations
 
 using namespace beamedge;
 
@@ -936,6 +937,148 @@ class Peakfinder8Wrap : public Napi::ObjectWrap<Peakfinder8Wrap> {
 };
 // --- end spots: peakfinder8 ---
 
+// --- correlate: angular cross-correlations ---
+int int_arg(const Napi::CallbackInfo& info, size_t i, const char* what, int lo, int hi) {
+  if (info.Length() <= i || !info[i].IsNumber()) throw Napi::TypeError::New(info.Env(), std::string(what) + " must be a number");
+  const double v = info[i].As<Napi::Number>().DoubleValue();
+  if (!(v >= lo && v <= hi) || v != std::floor(v))
+    throw Napi::RangeError::New(info.Env(), std::string(what) + " must be an integer in [" + std::to_string(lo) + ", " +
+                                                std::to_string(hi) + "]");
+  return static_cast<int>(v);
+}
+
+// Pairs (i, j) as an Int32Array [2 * P], each index checked against nq.
+const int32_t* pairs_arg(const Napi::Env& env, const Napi::Value& v, int nq, size_t* npairs) {
+  size_t len = 0;
+  const int32_t* p = typed_exact<int32_t>(env, v, napi_int32_array, "Int32Array", 0, "pairs", &len);
+  if (len % 2) throw Napi::RangeError::New(env, "pairs must hold (i, j) pairs");
+  for (size_t t = 0; t < len; t++)
+    if (p[t] < 0 || p[t] >= nq) throw Napi::RangeError::New(env, "pairs: index " + std::to_string(p[t]) + " is outside [0, " + std::to_string(nq) + ")");
+  *npairs = len / 2;
+  return p;
+}
+
+class CorrelatorWrap : public Napi::ObjectWrap<CorrelatorWrap> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "Correlator",
+                       {InstanceMethod("add", &CorrelatorWrap::Add), InstanceMethod("frames", &CorrelatorWrap::Frames),
+                        InstanceMethod("spectra", &CorrelatorWrap::Spectra), InstanceMethod("masks", &CorrelatorWrap::Masks),
+                        InstanceMethod("memoryBytes", &CorrelatorWrap::MemoryBytes)});
+  }
+
+  // new Correlator(nq, nphi, batch)
+  explicit CorrelatorWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<CorrelatorWrap>(info) {
+    const int nq = int_arg(info, 0, "nq", 1, 100000), nphi = int_arg(info, 1, "nphi", 1, 100000);
+    const int batch = int_arg(info, 2, "batch", 1, 4096);
+    c_ = guarded(info.Env(), [&] { return std::make_unique<Correlator>(nq, nphi, batch); });
+  }
+
+ private:
+  // add(intensity: Float64Array, count: Float64Array), both [nphi][nq]
+  Napi::Value Add(const Napi::CallbackInfo& info) {
+    const Napi::Env env = info.Env();
+    const size_t n = static_cast<size_t>(c_->nq()) * c_->nphi();
+    if (info.Length() < 2) throw Napi::TypeError::New(env, "add(intensity, count)");
+    const double* in = typed_exact<double>(env, info[0], napi_float64_array, "Float64Array", n, "intensity");
+    const double* cn = typed_exact<double>(env, info[1], napi_float64_array, "Float64Array", n, "count");
+    guarded(env, [&] { c_->add(in, cn); });
+    return env.Undefined();
+  }
+  Napi::Value Frames(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), static_cast<double>(c_->frames())); }
+  Napi::Value MemoryBytes(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), static_cast<double>(c_->memory_bytes()));
+  }
+  // spectra(pairs: Int32Array) -> { re, im, mre?, mim? }: [P][H] each
+  Napi::Value Spectra(const Napi::CallbackInfo& info) {
+    const Napi::Env env = info.Env();
+    size_t np = 0;
+    if (info.Length() < 1) throw Napi::TypeError::New(env, "spectra(pairs)");
+    const int32_t* pairs = pairs_arg(env, info[0], c_->nq(), &np);
+    const size_t h = c_->harmonics();
+    Napi::Float64Array re = Napi::Float64Array::New(env, np * h), im = Napi::Float64Array::New(env, np * h);
+    for (size_t p = 0; p < np; p++) c_->pair_spectrum(pairs[2 * p], pairs[2 * p + 1], re.Data() + p * h, im.Data() + p * h);
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("re", re);
+    out.Set("im", im);
+    if (c_->has_mask_spectra()) {
+      Napi::Float64Array mre = Napi::Float64Array::New(env, np * h), mim = Napi::Float64Array::New(env, np * h);
+      for (size_t p = 0; p < np; p++)
+        c_->mask_pair_spectrum(pairs[2 * p], pairs[2 * p + 1], mre.Data() + p * h, mim.Data() + p * h);
+      out.Set("mre", mre);
+      out.Set("mim", mim);
+    }
+    return out;
+  }
+  // masks() -> [{ mask: Uint8Array [nq][nphi], count }]
+  Napi::Value Masks(const Napi::CallbackInfo& info) {
+    const Napi::Env env = info.Env();
+    const auto& ms = c_->masks();
+    Napi::Array out = Napi::Array::New(env, ms.size());
+    for (size_t s = 0; s < ms.size(); s++) {
+      Napi::Object o = Napi::Object::New(env);
+      Napi::Uint8Array m = Napi::Uint8Array::New(env, ms[s].mask.size());
+      std::copy(ms[s].mask.begin(), ms[s].mask.end(), m.Data());
+      o.Set("mask", m);
+      o.Set("count", Napi::Number::New(env, ms[s].count));
+      out.Set(static_cast<uint32_t>(s), o);
+    }
+    return out;
+  }
+
+  std::unique_ptr<Correlator> c_;
+};
+
+// fxsRfft(rows: Float64Array [R][n], n) -> { re, im } [R][n/2+1]
+Napi::Value FxsRfft(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  const int n = int_arg(info, 1, "n", 1, 1 << 20);
+  size_t len = 0;
+  const double* rows = typed_exact<double>(env, info[0], napi_float64_array, "Float64Array", 0, "rows", &len);
+  if (len % n) throw Napi::RangeError::New(env, "rows must hold whole rows of n");
+  const size_t r = len / n, h = n / 2 + 1;
+  Napi::Float64Array re = Napi::Float64Array::New(env, r * h), im = Napi::Float64Array::New(env, r * h);
+  guarded(env, [&] { fxs_rfft(rows, r, n, re.Data(), im.Data()); });
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("re", re);
+  out.Set("im", im);
+  return out;
+}
+
+// fxsIrfft(re, im, n) -> Float64Array [R][n]
+Napi::Value FxsIrfft(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  const int n = int_arg(info, 2, "n", 1, 1 << 20);
+  const size_t h = n / 2 + 1;
+  size_t len = 0, len2 = 0;
+  const double* re = typed_exact<double>(env, info[0], napi_float64_array, "Float64Array", 0, "re", &len);
+  const double* im = typed_exact<double>(env, info[1], napi_float64_array, "Float64Array", 0, "im", &len2);
+  if (len != len2 || len % h) throw Napi::RangeError::New(env, "re and im must hold the same whole rows of n/2 + 1");
+  const size_t r = len / h;
+  Napi::Float64Array out = Napi::Float64Array::New(env, r * n);
+  guarded(env, [&] { fxs_irfft(re, im, r, n, out.Data()); });
+  return out;
+}
+
+// fxsMaskSpectra(masks: Uint8Array [S][nq][nphi], counts: Float64Array [S], nq, nphi, pairs) -> { re, im }
+Napi::Value FxsMaskSpectra(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  const int nq = int_arg(info, 2, "nq", 1, 100000), nphi = int_arg(info, 3, "nphi", 1, 100000);
+  size_t ml = 0, cl = 0, np = 0;
+  const uint8_t* masks = typed_exact<uint8_t>(env, info[0], napi_uint8_array, "Uint8Array", 0, "masks", &ml);
+  const double* counts = typed_exact<double>(env, info[1], napi_float64_array, "Float64Array", 0, "counts", &cl);
+  if (ml != cl * nq * nphi) throw Napi::RangeError::New(env, "masks must hold one [nq][nphi] mask per count");
+  const int32_t* pairs = pairs_arg(env, info[4], nq, &np);
+  const size_t h = nphi / 2 + 1;
+  Napi::Float64Array re = Napi::Float64Array::New(env, np * h), im = Napi::Float64Array::New(env, np * h);
+  guarded(env, [&] { fxs_mask_spectra(masks, counts, static_cast<int>(cl), nq, nphi, pairs, np, re.Data(), im.Data()); });
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("re", re);
+  out.Set("im", im);
+  return out;
+}
+// --- end correlate ---
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
 #if defined(__GLIBC__)
   // glibc raises its mmap threshold each time a large block is freed, after
@@ -962,10 +1105,15 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("PedestalAccumulator", PedestalWrap::Define(env));  // calibrate pedestal
   exports.Set("DispersionSpotFinder", DispersionWrap::Define(env));  // spots/dispersion
   exports.Set("Peakfinder8", Peakfinder8Wrap::Define(env));  // spots: peakfinder8
+  exports.Set("Correlator", CorrelatorWrap::Define(env));  // correlate
+  exports.Set("fxsRfft", Napi::Function::New(env, FxsRfft));
+  exports.Set("fxsIrfft", Napi::Function::New(env, FxsIrfft));
+  exports.Set("fxsMaskSpectra", Napi::Function::New(env, FxsMaskSpectra));
   Napi::Object kernels = Napi::Object::New(env);
   kernels.Set("byteOffset", byte_offset_kernel_name());
   kernels.Set("jungfrau", jungfrau_kernel_name());
   kernels.Set("peakfinder8", peakfinder8_kernel_name());
+  kernels.Set("correlate", Correlator::kernel_name());
   exports.Set("kernels", kernels);
   return exports;
 }

@@ -13,6 +13,7 @@ import { dataDir, dataFile } from '../helpers/data';
 import { replayBenchmark, stream2Benchmark } from './e2e';
 import { peakfinder8Benchmark } from './peakfinder8';
 import { dispersionBenchmark } from './spots';
+import { correlateBenchmark, correlateKernel } from './correlate';
 import { jungfrauRows } from './jungfrau';
 import { measure, printTable, type Row, type Timing } from './measure';
 
@@ -237,6 +238,12 @@ function main(): void {
   printTable('Spot finding, one thread. References: DIALS 3.12 threshold classes (python3-dials), OM peakfinder8.cpp built from source (OM_PEAKFINDER8_SRC).', spotRows);
   const spotMs = [...dispersion.map((r) => Number(r['ms/frame'])), Number.parseFloat(spotRows.at(-1)!.ours)];
   process.stdout.write(`\nspot-finding target <= 10 ms per 6M frame: ${spotMs.map((x) => fmt(x)).join(' / ')} ms (dispersion / extended / peakfinder8): ${spotMs.every((x) => x <= 10) ? 'met' : 'NOT met'}\n`);
+  const fxs = correlateBenchmark();
+  printTable(`FXS angular cross-correlation, one thread (${correlateKernel()} kernel). Reference: numpy in the same run, OMP_NUM_THREADS=1 (rfft + batched per-harmonic products); ratio = numpy time / beamedge time.`, fxs.rows);
+  process.stdout.write(
+    `\nFXS target <= 2 ms per frame at 300 q x 256 phi, one thread: ${fmt(fxs.msAt300, 3)} ms wall ${fxs.msAt300 <= 2 ? 'met' : 'NOT met'}, ` +
+      `${fmt(fxs.cpuMsAt300, 3)} ms CPU ${fxs.cpuMsAt300 <= 2 ? 'met' : 'NOT met'} (the seed: 10.6 ms per image on a 32-core node)\n`,
+  );
   const jfMpix = (2048 * 2048) / jf.convertMs / 1e3;
   process.stdout.write(
     `\nJUNGFRAU targets: conversion >= 2000 Mpixel/s: ${fmt(jfMpix, 0)} ${jfMpix >= 2000 ? 'met' : 'NOT met'}; ` +

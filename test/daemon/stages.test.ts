@@ -59,6 +59,6 @@ t.test('pipeline.stages selects the stages, in the data path order whatever the 
 });
 
 t.test('check-config refuses an unknown or repeated stage', async (t) => {
-  t.throws(() => parseConfig('pipeline: { stages: [calibrate, correlate] }', 'test'), /pipeline\.stages: .* must be a list of calibrate, spots, veto, integrate/);
+  t.throws(() => parseConfig('pipeline: { stages: [calibrate, reconstruct] }', 'test'), /pipeline\.stages: .* must be a list of calibrate, spots, veto, integrate, correlate/);
   t.throws(() => parseConfig('pipeline: { stages: [veto, veto] }', 'test'), /pipeline\.stages: .* names a value twice/);
 });

@@ -36,6 +36,8 @@ export interface WorkFrame {
    * tile by tile, or decode() converts it whole when a stage needs pixels.
    */
   jungfrau?: JungfrauPending;
+  /** A later stage integrates the frame again (correlate): a JUNGFRAU frame is then converted whole, not tile by tile inside one pass. */
+  keepPixels?: boolean;
   /** Subtracted in the integration pass (float32 per pixel). */
   dark?: Float32Array;
   flat?: Float32Array;

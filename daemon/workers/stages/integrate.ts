@@ -37,7 +37,27 @@ export class IntegrateStage implements Stage {
   /** Runs the integration pass once per frame (counting lit pixels above `litThreshold` when given) and keeps it on the frame. */
   pass(f: WorkFrame, litThreshold?: number): NonNullable<WorkFrame['integration']> {
     if (f.integration) return f.integration;
-    const ai = this.integrator(f, f.settings.integrate);
+    const { integration } = this.integrateWith(f, f.settings.integrate, litThreshold);
+    f.integration = integration;
+    f.header.excluded = integration.result.excluded;
+    f.header.unit = integration.result.unit;
+    return f.integration;
+  }
+
+  /**
+   * The integration with other settings (the correlate stage's polar image):
+   * the frame's own pass when the settings are the same, else a pass of its
+   * own that leaves the frame's integration alone.
+   */
+  passWith(f: WorkFrame, cfg: IntegrateConfig): NonNullable<WorkFrame['integration']> {
+    if (JSON.stringify(cfg) === JSON.stringify(f.settings.integrate)) return this.pass(f);
+    if (f.jungfrau) f.decode(); // the converted frame is then shared with the frame's own pass
+    if (!f.pixels && f.meta.detector === 'jungfrau') throw new Error('a JUNGFRAU frame converted inside an earlier pass cannot be integrated again');
+    return this.integrateWith(f, cfg).integration;
+  }
+
+  private integrateWith(f: WorkFrame, cfg: IntegrateConfig, litThreshold?: number): { integration: NonNullable<WorkFrame['integration']> } {
+    const ai = this.integrator(f, cfg);
     const options: IntegrateOptions = {
       ...(f.dark ? { dark: f.dark } : {}),
       ...(litThreshold !== undefined ? { litThreshold } : {}),
@@ -46,7 +66,8 @@ export class IntegrateStage implements Stage {
     };
     // Frames still compressed (CBF) or raw (JUNGFRAU) are decoded or converted inside the integration pass.
     let result;
-    if (f.jungfrau && f.dark) f.decode(); // the fused pass does not subtract a dark
+    // The fused pass does not subtract a dark, and leaves no converted frame for a second pass.
+    if (f.jungfrau && (f.dark || f.keepPixels)) f.decode();
     if (f.pixels) result = ai.integrate(f.pixels, options);
     else if (f.jungfrau) {
       const { raw, converter, track, converted } = f.jungfrau;
@@ -54,10 +75,7 @@ export class IntegrateStage implements Stage {
       converted(r.jungfrau);
       result = r;
     } else result = ai.integrateCbf(f.payload, options);
-    f.integration = { result, radial: ai.radial, ...(ai.azimuthal ? { azimuthal: ai.azimuthal } : {}) };
-    f.header.excluded = result.excluded;
-    f.header.unit = ai.unit.name;
-    return f.integration;
+    return { integration: { result, radial: ai.radial, ...(ai.azimuthal ? { azimuthal: ai.azimuthal } : {}) } };
   }
 
   run(f: WorkFrame): void {
