@@ -108,6 +108,7 @@ export interface Config {
   };
   provenance: { path: string; retention_days: number; batch_ms: number };
   stats: { interval_ms: number };
+  http: { enabled: boolean; host: string; port: number };
 }
 
 export interface LoadedConfig {
