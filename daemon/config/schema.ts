@@ -227,6 +227,7 @@ export const SCHEMA: Node = {
         batch_ms: { kind: 'integer', default: 200, min: 10, max: 10000, doc: 'how often queued rows are written in one transaction' },
       },
     },
+    stats: { kind: 'object', fields: { interval_ms: { kind: 'integer', default: 1000, min: 100, doc: 'stats publication period' } } },
     http: {
       kind: 'object',
       restart: true,
@@ -237,7 +238,6 @@ export const SCHEMA: Node = {
         port: { kind: 'integer', default: 8080, min: 0, max: 65535, doc: 'listen port (0: any free port)' },
       },
     },
-    stats: { kind: 'object', fields: { interval_ms: { kind: 'integer', default: 1000, min: 100, doc: 'stats publication period' } } },
   },
 };
 

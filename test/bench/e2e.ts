@@ -83,6 +83,7 @@ export async function replayBenchmark(file: string, opts: { seconds: number; pon
     writeFileSync(
       cfg,
       `instance: bench
+http: { port: 0 }
 log: { level: info }
 ingest: { tcp: { host: 127.0.0.1, port: 0, policy: backpressure } }
 rings: { slots: 16, slot_mb: 8 }
@@ -130,6 +131,7 @@ export async function stream2Benchmark(opts: { seconds: number; shape: [number, 
     writeFileSync(
       cfg,
       `instance: benchv2
+http: { port: 0 }
 ingest: { tcp: { enabled: false }, dectris: { enabled: true, endpoint: "${endpoint}" } }
 rings: { slots: 16, slot_mb: 8 }
 pipeline:

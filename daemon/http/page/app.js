@@ -180,6 +180,7 @@
     }
     $('preview-label').textContent = `series ${p.series} frame ${p.frame} · 1:${p.binning} · log10 ${p.log10Min.toFixed(1)}..${p.log10Max.toFixed(1)}${p.spot_count !== null ? ' · ' + p.spot_count + ' spots' : ''}`;
     body.dataset.previewFrame = String(p.frame);
+    body.dataset.previewSpots = String(p.spots ? p.spots.fs.length : 0);
     bump('previewDraws', 'preview');
   }
 
