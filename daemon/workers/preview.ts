@@ -3,7 +3,7 @@
 // (a Bragg spot survives the binning), on a log scale. Made only when the main
 // thread asks (a page is open, at most about once a second), so a daemon
 // nobody watches never pays for it.
-import type { PixelFrame } from '../native';
+import { native, type PixelFrame } from '../native';
 import type { PreviewInfo } from './protocol';
 
 export const PREVIEW_MAX_SIDE = 512;
@@ -26,22 +26,8 @@ export function makePreview(p: PreviewInput): { info: PreviewInfo; image: Uint8A
   const binning = Math.max(1, Math.ceil(Math.max(rows, cols) / PREVIEW_MAX_SIDE));
   const width = Math.ceil(cols / binning);
   const height = Math.ceil(rows / binning);
-  const best = new Float64Array(width * height).fill(-Infinity);
-  const { pixels, mask } = p;
-  const maxValid = p.maxValid ?? Infinity;
-  const minValid = p.negativeValid ? -Infinity : 0;
-  for (let r = 0; r < rows; r++) {
-    const row = r * cols;
-    const out = Math.floor(r / binning) * width;
-    for (let c = 0; c < cols; c++) {
-      const i = row + c;
-      const v = pixels[i]!;
-      // NaN fails both comparisons and so counts as masked.
-      if (!(v >= minValid && v <= maxValid) || (mask && mask[i])) continue;
-      const o = out + Math.floor(c / binning);
-      if (v > best[o]!) best[o] = v;
-    }
-  }
+  const best = new Float32Array(width * height);
+  native.previewBlockMax(p.pixels, rows, cols, binning, p.mask ?? null, p.negativeValid ? -Infinity : 0, p.maxValid ?? Infinity, best);
   let lo = Infinity;
   let hi = -Infinity;
   const logs = new Float64Array(best.length);
