@@ -37,6 +37,9 @@ t.test('preview: 2x2 blocks of a 1024 x 600 frame, brightest valid pixel, log sc
 
   const sat = makePreview({ pixels: new Float32Array([NaN, 3, 1e9, 0]), shape: [2, 2], maxValid: 1e6 });
   t.same(Array.from(sat.image), [0, 255, 0, 1], 'NaN and pixels above maxValid are masked; a small frame is not binned');
+  const u16 = makePreview({ pixels: new Uint16Array([65535, 7, 0, 65534]), shape: [2, 2], maxValid: 65534 });
+  t.same(Array.from(u16.image), [0, 1 + Math.round((254 * Math.log10(8)) / Math.log10(65535)), 1, 255], '16-bit frames: 65535 above maxValid is masked');
+  t.throws(() => makePreview({ pixels: new Int32Array(6), shape: [2, 2] }), /rows x cols/, 'a shape that does not match the pixels is refused');
   const neg = makePreview({ pixels: new Float32Array([-5, -5, -5, -5]), shape: [2, 2], negativeValid: true });
   t.same(Array.from(neg.image), [1, 1, 1, 1], 'calibrated frames: negative pixels are valid (shown at the bottom)');
 });
