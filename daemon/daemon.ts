@@ -79,7 +79,7 @@ export class Daemon {
   private lastSnapshot = performance.now();
   private http: HttpServer | undefined;
   /** The live page's feed: idle (no per-frame work) while no page is open. */
-  private readonly live = new LiveHub({ status: () => this.liveStatus(), requestPreview: () => this.pool.requestPreview() });
+  private readonly live = new LiveHub({ status: () => this.liveStatus(), requestPreview: () => this.pool.requestPreview(), cancelPreview: () => this.pool?.previewDelivered() });
   private started = false;
 
   private constructor(private readonly opts: DaemonOptions) {
@@ -193,7 +193,10 @@ export class Daemon {
       },
       onLost: (lost, reason) => this.onLost(lost, reason),
     });
-    if (c.http.enabled) this.http = await this.startHttp(c);
+    if (c.http.enabled)
+      this.http = await this.startHttp(c).catch((e: Error) => {
+        throw new Error(`cannot start the HTTP server on ${c.http.host}:${c.http.port}: ${e.message} (choose another http.port, or set http.enabled: false)`);
+      });
     const sink = this.sink();
     if (c.ingest.tcp.enabled) this.sources.push(new TcpSource(c.ingest.tcp));
     if (c.ingest.dectris.enabled)

@@ -29,6 +29,8 @@ export interface LiveSource {
   status(): Record<string, unknown>;
   /** Ask the workers for a picture of the next kept frame. */
   requestPreview(): void;
+  /** The last page closed: a picture still asked for is no longer wanted. */
+  cancelPreview(): void;
 }
 
 interface Client {
@@ -110,6 +112,7 @@ export class LiveHub {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
     this.latest = undefined;
+    this.src.cancelPreview();
   }
 
   private update(): void {

@@ -55,7 +55,7 @@ async function addedWork(): Promise<Row[]> {
     stats.latency(i % 50);
   }
   const status = { state: 'running', instance: 'bench', epoch: 1, totals: { ...stats.totals }, queues: { slots: 16, free_slots: 3 }, hit_rates: { s: { frames: 1000, hits: 333, hit_rate: 0.333 } } };
-  const hub = new LiveHub({ status: () => status, requestPreview: () => {} });
+  const hub = new LiveHub({ status: () => status, requestPreview: () => {}, cancelPreview: () => {} });
   hub.attach(new NullResponse() as unknown as ServerResponse);
   for (let i = 0; i < 300; i++) hub.stats(stats.snapshot(1, { free_slots: 3 }));
   const npt = 1000;

@@ -75,8 +75,9 @@ class FakeResponse extends EventEmitter {
 
 t.test('the hub does nothing while no page is open, and feeds the pages that are', async (t) => {
   let asked = 0;
+  let cancelled = 0;
   let askedResolve: () => void = () => {};
-  const hub = new LiveHub({ status: () => ({ state: 'running' }), requestPreview: () => (asked++, askedResolve()) });
+  const hub = new LiveHub({ status: () => ({ state: 'running' }), requestPreview: () => (asked++, askedResolve()), cancelPreview: () => cancelled++ });
   t.teardown(() => hub.close());
   t.equal(hub.watching, false);
   for (let i = 0; i < 1000; i++) hub.event({ time: '', level: 'info', kind: 'k', message: `m${i}` });
@@ -107,4 +108,5 @@ t.test('the hub does nothing while no page is open, and feeds the pages that are
   const before = asked;
   hub.stats({} as never);
   t.equal(asked, before, 'and the timer is stopped');
+  t.ok(cancelled >= 1, 'a picture still asked for is cancelled');
 });
