@@ -8,8 +8,14 @@ import type { StatsSnapshot } from '../stats/stats';
 import type { PreviewInfo, ResultArrays, ResultHeader } from '../workers/protocol';
 
 export const UPDATE_HZ = 4;
-/** Pictures of the latest kept frame per second while a page is open (each costs a worker a decode and one pass over the frame: ~10 ms CPU for a 2.5 Mpixel frame). */
-export const PREVIEW_HZ = 0.5;
+/** Pictures of the latest kept frame per second while a page is open, at most. */
+export const PREVIEW_MAX_HZ = 1;
+/**
+ * The share of one worker's time pictures may take: each costs a worker a
+ * decode and a pass over the frame (about 10-20 ms for a 2.5 Mpixel CBF on a
+ * busy 2-core machine), so the next is asked for only after cost / budget.
+ */
+export const PREVIEW_BUDGET = 0.005;
 export const MAX_CLIENTS = 16;
 /** Stats intervals kept for the rate plot. */
 const HISTORY = 300;
@@ -48,7 +54,7 @@ export class LiveHub {
   private latest: { header: ResultHeader; arrays: ResultArrays } | undefined;
   private profileSent = true;
   private timer: NodeJS.Timeout | undefined;
-  private lastPreviewAsk = 0;
+  private nextPreviewAt = 0;
   private profileSeq = 0;
   private previewSeq = 0;
 
@@ -69,7 +75,10 @@ export class LiveHub {
       this.latest = { header, arrays };
       this.profileSent = false;
     }
-    if (header.preview && arrays.preview) this.sendPreview(header, header.preview, arrays);
+    if (header.preview && arrays.preview) {
+      this.nextPreviewAt = Date.now() + Math.max(1000 / PREVIEW_MAX_HZ, header.preview.ms / PREVIEW_BUDGET);
+      this.sendPreview(header, header.preview, arrays);
+    }
   }
 
   /** Once per stats interval, watched or not. */
@@ -117,8 +126,9 @@ export class LiveHub {
 
   private update(): void {
     const now = Date.now();
-    if (now - this.lastPreviewAsk >= 1000 / PREVIEW_HZ) {
-      this.lastPreviewAsk = now;
+    if (now >= this.nextPreviewAt) {
+      // Asked once; asked again only after the picture came (kept() moves the time on) or 10 s without one.
+      this.nextPreviewAt = now + 10_000;
       this.src.requestPreview();
     }
     const fresh = this.eventSeq - this.sentEventSeq;

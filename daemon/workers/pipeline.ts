@@ -58,10 +58,11 @@ export class Pipeline {
 
   /** wantPreview: the live page asked for a picture; the frame carries one if it is kept. */
   private preview(f: WorkFrame, arrays: ResultArrays): void {
+    const t0 = performance.now();
     try {
       const p = makePreview({ pixels: f.decode(), shape: f.shape, mask: staticMask(f), ...(f.maxValid !== undefined ? { maxValid: f.maxValid } : {}), ...(f.negativeValid ? { negativeValid: true } : {}) });
       arrays.preview = p.image;
-      f.header.preview = p.info;
+      f.header.preview = { ...p.info, ms: performance.now() - t0 };
     } catch {
       // A picture for the page is not worth failing a kept frame for: the next one will do.
     }

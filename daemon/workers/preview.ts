@@ -21,7 +21,7 @@ export interface PreviewInput {
 }
 
 /** 0: a block with no valid pixel; 1..255: log10(1 + max(value, 0)) over [log10Min, log10Max]. */
-export function makePreview(p: PreviewInput): { info: PreviewInfo; image: Uint8Array } {
+export function makePreview(p: PreviewInput): { info: Omit<PreviewInfo, 'ms'>; image: Uint8Array } {
   const [rows, cols] = p.shape;
   const binning = Math.max(1, Math.ceil(Math.max(rows, cols) / PREVIEW_MAX_SIDE));
   const width = Math.ceil(cols / binning);

@@ -117,6 +117,8 @@ export interface PreviewInfo {
   /** The log10 range mapped onto 1..255 (0 is a masked block). */
   log10Min: number;
   log10Max: number;
+  /** Worker time the picture took (decode if needed, binning), ms: the main thread paces the next request by it. */
+  ms: number;
 }
 
 export interface ResultArrays {
