@@ -108,12 +108,17 @@ export async function livePageBenchmark(): Promise<void> {
   const rows: Row[] = [
     ...added,
     { metric: 'PILATUS 2M at maximum rate: frames/s with the page streaming vs none (median of runs)', ours: fmt(median(watched.map((r) => r.fps))), reference: `${fmt(median(none.map((r) => r.fps)))} (none)`, ratio: `${fmt(ratio, 3)} (pairs: ${ratios.map((x) => fmt(x, 3)).join(', ')})` },
-    { metric: 'target: within 2%', ours: `${fmt((ratio - 1) * 100, 1)}%`, reference: '+-2%', ratio: Math.abs(ratio - 1) <= 0.02 ? 'met' : 'NOT met' },
     {
       metric: 'daemon CPU time per frame (all threads), page streaming vs none: less sensitive than frames/s to a busy machine',
       ours: fmt(median(watched.map((r) => r.cpuMsPerFrame!)), 2),
       reference: `${fmt(median(none.map((r) => r.cpuMsPerFrame!)), 2)} (none)`,
       ratio: `${fmt(median(cpuRatios), 3)} (pairs: ${cpuRatios.map((x) => fmt(x, 3)).join(', ')})`,
+    },
+    {
+      metric: 'target: within 2% (frames/s | daemon CPU per frame)',
+      ours: `${fmt((ratio - 1) * 100, 1)}% | ${fmt((median(cpuRatios) - 1) * 100, 1)}%`,
+      reference: '+-2%',
+      ratio: `${Math.abs(ratio - 1) <= 0.02 ? 'met' : 'NOT met'} | ${Math.abs(median(cpuRatios) - 1) <= 0.02 ? 'met' : 'NOT met'} (frames/s pairs spread ${fmt(Math.min(...ratios), 2)}-${fmt(Math.max(...ratios), 2)})`,
     },
     { metric: 'the client received (median per run): status / profiles / previews', ours: `${median(w.map((x) => x.statusEvents))} / ${median(w.map((x) => x.profiles))} / ${median(w.map((x) => x.previews))}`, reference: `<= ${UPDATE_HZ} Hz / ${UPDATE_HZ} Hz / ${PREVIEW_BUDGET * 100}% of a worker, x ${seconds} s`, ratio: '' },
     { metric: 'lost frames (all runs)', ours: String([...none, ...watched].reduce((a, r) => a + r.lost + r.errors, 0)), reference: 'zero loss', ratio: '' },
