@@ -16,7 +16,8 @@
         "native/src/pedestal.cc",
         "native/src/dispersion.cc",
         "native/src/peakfinder8.cc",
-        "native/src/fxs.cc"
+        "native/src/fxs.cc",
+        "native/src/preview.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],

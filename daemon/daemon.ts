@@ -21,9 +21,12 @@ import { MqttPublisher } from './publish/mqtt-publisher';
 import { Recorder } from './provenance/recorder';
 import { provenanceWatchHistory } from './provenance/watched-files';
 import { FrameSlots } from './rings/frame-slots';
+import { LiveHub } from './http/live';
+import { createMetrics } from './http/metrics';
+import { HttpServer } from './http/server';
 import { Stats } from './stats/stats';
 import { createLogger, type Logger } from './system/logger';
-import { redactUrls } from './system/redact';
+import { redactUrls, redactValue } from './system/redact';
 import { SystemdNotifier } from './system/sd-notify';
 import { VERSION } from './version';
 import { WorkerPool } from './workers/pool';
@@ -77,6 +80,10 @@ export class Daemon {
   /** What the workers convert with now (a tracking snapshot replaces the configured set). */
   private applied!: PipelineCalibration;
   private lastSnapshot = performance.now();
+  private http: HttpServer | undefined;
+  /** The live page's feed: idle (no per-frame work) while no page is open. */
+  private readonly live = new LiveHub({ status: () => this.liveStatus(), requestPreview: () => this.pool.requestPreview(), cancelPreview: () => this.pool?.previewDelivered() });
+  private started = false;
 
   private constructor(private readonly opts: DaemonOptions) {
     this.loaded = opts.loaded;
@@ -111,6 +118,11 @@ export class Daemon {
   /** MQTT delivery state: connected, messages not yet acknowledged, and how many of them are in the spool. */
   get mqttState(): { connected: boolean; queued: number; spooled: number } {
     return { connected: this.publisher.connected, queued: this.publisher.queued, spooled: this.publisher.spooled };
+  }
+
+  /** The live page's address, when http.enabled. */
+  get httpUrl(): string | undefined {
+    return this.http?.url;
   }
 
   get runId(): number {
@@ -180,6 +192,8 @@ export class Daemon {
         this.releaseSlot(h.slot);
         this.funnel.result(h, a);
         this.correlations?.accumulated(h);
+        if (h.preview) this.pool.previewDelivered();
+        if (this.live.watching && h.decision === 'kept') this.live.kept(h, a);
       },
       onLost: (lost, reason) => this.onLost(lost, reason),
     });
@@ -194,6 +208,10 @@ export class Daemon {
       config: () => this.config.pipeline.correlate,
       outputDir: c.output.directory!,
     });
+    if (c.http.enabled)
+      this.http = await this.startHttp(c).catch((e: Error) => {
+        throw new Error(`cannot start the HTTP server on ${c.http.host}:${c.http.port}: ${e.message} (choose another http.port, or set http.enabled: false)`);
+      });
     const sink = this.sink();
     if (c.ingest.tcp.enabled) this.sources.push(new TcpSource(c.ingest.tcp));
     if (c.ingest.dectris.enabled)
@@ -225,9 +243,10 @@ export class Daemon {
       });
     }
     this.publisher.status(this.statusPayload('running'));
-    const summary = `running: ${this.sources.map((s) => JSON.stringify(s.describe())).join(' ')}, ${this.pool.size} worker(s), MQTT ${this.mqttUrl}`;
-    this.log.info('beamedge started', { version: VERSION, instance: c.instance, epoch: this.epoch, sources: this.sources.map((s) => s.describe()), workers: this.pool.size, mqtt: this.mqttUrl, provenance: c.provenance.path, run: this.recorder.runId });
-    this.record('info', 'start', summary, { version: VERSION, epoch: this.epoch, run: this.recorder.runId, workers: this.pool.size, sources: this.sources.map((s) => s.describe()) });
+    const summary = `running: ${this.sources.map((s) => JSON.stringify(s.describe())).join(' ')}, ${this.pool.size} worker(s), MQTT ${this.mqttUrl}${this.http ? `, live page ${this.http.url}` : ''}`;
+    this.log.info('beamedge started', { version: VERSION, instance: c.instance, epoch: this.epoch, sources: this.sources.map((s) => s.describe()), workers: this.pool.size, mqtt: this.mqttUrl, ...(this.http ? { http: this.http.url } : {}), provenance: c.provenance.path, run: this.recorder.runId });
+    this.record('info', 'start', summary, { version: VERSION, epoch: this.epoch, run: this.recorder.runId, workers: this.pool.size, sources: this.sources.map((s) => s.describe()), ...(this.http ? { http: this.http.url } : {}) });
+    this.started = true;
     this.notifier.ready(summary);
     let lastBeat = performance.now();
     const beat = setInterval(() => (lastBeat = performance.now()), 250);
@@ -241,6 +260,49 @@ export class Daemon {
       const stalled = this.free.length < this.slots.slots && now - this.lastProgress > stallMs;
       if (stalled) this.log.error('no frame has finished for a while with slots in use; not feeding the watchdog', { free_slots: this.free.length, in_flight: this.pool.inFlight, stalled_ms: Math.round(now - this.lastProgress) });
       return now - lastBeat < 5000 && !stalled;
+    });
+  }
+
+  private startHttp(c: Config): Promise<HttpServer> {
+    const metrics = createMetrics({
+      stats: this.stats,
+      instance: c.instance,
+      version: VERSION,
+      epoch: () => this.epoch,
+      slots: () => ({ total: this.slots.slots, free: this.free.length, inFlight: this.pool.inFlight }),
+      mqtt: () => this.mqttState,
+      workerRestarts: () => this.pool.restarts,
+    });
+    return HttpServer.start({
+      host: c.http.host,
+      port: c.http.port,
+      view: {
+        hub: this.live,
+        metrics,
+        status: () => this.liveStatus(),
+        ready: () => {
+          if (!this.started || this.stopping) return { ready: false, why: this.stopping ? 'stopping' : 'starting' };
+          if (!this.publisher.connected) return { ready: false, why: `not connected to the MQTT broker ${this.mqttUrl}` };
+          return { ready: true, why: 'running, connected to the MQTT broker' };
+        },
+        config: () => ({ source: this.loaded.source, epoch: this.epoch, sha256: this.loaded.sha256, config: redactValue(this.config), text: this.loaded.text }),
+      },
+    });
+  }
+
+  /** /api/status and the live page's figures: what the status topic says, with the counters, queues and calibration. */
+  private liveStatus(): Record<string, unknown> {
+    return this.statusPayload(this.stopping ? 'stopping' : this.started ? 'running' : 'starting', {
+      calibration: this.applied?.set?.id ?? null,
+      calibration_files: this.applied ? calibrationFingerprint(this.applied) : {},
+      config_sha256: this.loaded.sha256,
+      totals: { ...this.stats.totals },
+      hit_rates: this.funnel?.hits.snapshot() ?? {},
+      queues: { slots: this.slots?.slots ?? 0, free_slots: this.free.length, in_flight: this.pool?.inFlight ?? 0, mqtt_queue: this.publisher?.queued ?? 0, mqtt_spooled: this.publisher?.spooled ?? 0 },
+      mqtt: { url: this.mqttUrl, ...this.mqttState },
+      sources: this.sources.map((s) => s.describe()),
+      workers: this.pool?.size ?? 0,
+      live_clients: this.live.clientCount,
     });
   }
 
@@ -314,7 +376,9 @@ export class Daemon {
   /** An event into provenance and onto MQTT, without its own log line. */
   private record(level: 'info' | 'warn' | 'error', kind: string, message: string, details?: Record<string, unknown>): void {
     this.recorder.event(level, kind, message, details);
-    this.publisher.event({ time: new Date().toISOString(), level, kind, message, ...(details ? { details } : {}) });
+    const time = new Date().toISOString();
+    this.publisher.event({ time, level, kind, message, ...(details ? { details } : {}) });
+    this.live.event({ time, level, kind, message });
     // A DECTRIS end message closes its series' hit-rate count.
     if (kind === 'series_end' && details?.series_id !== undefined) {
       this.funnel.seriesEnded(String(details.series_id), 'end of series');
@@ -331,6 +395,7 @@ export class Daemon {
   private tick(): void {
     const queues = { free_slots: this.free.length, in_flight: this.pool.inFlight, mqtt_queue: this.publisher.queued, mqtt_spooled: this.publisher.spooled, ...this.pool.queueDepths() };
     const snap = this.stats.snapshot(this.epoch, queues);
+    this.live.stats(snap);
     this.publisher.stats({ instance: this.config.instance, ...snap, hit_rates: this.funnel.hits.snapshot() });
     this.funnel.tick((performance.now() - this.lastTick) / 1000);
     this.correlations?.tick();
@@ -437,6 +502,8 @@ export class Daemon {
     this.notifier.stopWatchdog();
     if (this.opts.configPath) unwatchFile(this.opts.configPath);
     this.log.info('stopping', { reason });
+    // Pages and scrapers go first: nothing they show can change any more.
+    if (this.http) await this.http.close().catch((e: Error) => this.log.error('HTTP server close failed', { error: e.message }));
     for (const s of this.sources) await s.stop().catch((e: Error) => this.log.error('source stop failed', { source: s.name, error: e.message }));
     if (this.pool) {
       const drained = await this.pool.idle();

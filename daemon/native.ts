@@ -306,6 +306,8 @@ interface Addon {
     options?: JungfrauConvertOptions,
   ): JungfrauCounts;
   sdNotify(state: string): boolean;
+  /** The live page's preview: per binning x binning block, the largest pixel in [minValid, maxValid] and not masked (-Infinity: none), into out (ceil(rows/binning) x ceil(cols/binning)). */
+  previewBlockMax(frame: PixelFrame, rows: number, cols: number, binning: number, mask: Uint8Array | null, minValid: number, maxValid: number, out: Float32Array): void;
   bslz4Decode<T extends ArrayBufferView>(src: Uint8Array, out: T, elemSize: number): T;
   lz4Decode<T extends ArrayBufferView>(src: Uint8Array, out: T, framed: boolean): T;
   bslz4Encode(src: ArrayBufferView, elemSize: number): Buffer;

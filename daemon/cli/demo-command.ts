@@ -24,11 +24,12 @@ function realFrames(): { name: string; cbf: Buffer }[] | undefined {
 export const demoCommand: Command = {
   name: 'demo',
   summary: 'run broker + daemon + simulated detector on this machine and show the live figures',
-  usage: 'beamedge demo [--rate HZ] [--duration S] [--mqtt-port N] [--hit-fraction F] [--synthetic]',
+  usage: 'beamedge demo [--rate HZ] [--duration S] [--mqtt-port N] [--http-port N] [--hit-fraction F] [--synthetic]',
   options: {
     rate: { kind: 'number', arg: 'HZ', min: 0.1, help: 'frames per second sent (default 20)' },
     duration: { kind: 'number', arg: 'S', min: 1, help: 'seconds to stream (default 10)' },
     'mqtt-port': { kind: 'number', arg: 'N', integer: true, min: 0, max: 65535, help: 'embedded broker port on 127.0.0.1 (default 1883)' },
+    'http-port': { kind: 'number', arg: 'N', integer: true, min: 0, max: 65535, help: 'live page and HTTP API port on 127.0.0.1 (default 8080; 0: any free port)' },
     'hit-fraction': { kind: 'number', arg: 'F', min: 0, help: 'synthetic frames with Bragg spots (default 0.3)' },
     synthetic: { kind: 'flag', help: 'synthetic frames even when the real data set is present' },
   },
@@ -36,6 +37,7 @@ export const demoCommand: Command = {
     const rate = opts.number('rate') ?? 20;
     const duration = opts.number('duration') ?? 10;
     const mqttPort = opts.number('mqtt-port') ?? 1883;
+    const httpPort = opts.number('http-port') ?? 8080;
     const dir = mkdtempSync(path.join(tmpdir(), 'beamedge-demo-'));
     const db = path.join(dir, 'provenance.sqlite');
     const loaded = parseConfig(
@@ -45,6 +47,7 @@ export const demoCommand: Command = {
         'ingest: { tcp: { host: 127.0.0.1, port: 0 } }',
         'rings: { slots: 16, slot_mb: 26 }',
         `mqtt: { embedded_host: 127.0.0.1, embedded_port: ${mqttPort} }`,
+        `http: { host: 127.0.0.1, port: ${httpPort} }`,
         `provenance: { path: ${JSON.stringify(db)} }`,
       ].join('\n'),
       'embedded demo defaults',
@@ -61,9 +64,11 @@ export const demoCommand: Command = {
     }
 
     const daemon = await Daemon.start({ loaded, log: createLogger('warn') }).catch((e: Error) => {
-      throw /already in use/.test(e.message) ? new Error(`${e.message}; for the demo, pick another port with --mqtt-port N (0: any free port)`) : e;
+      const option = e.message.startsWith('cannot start the embedded MQTT broker') ? '--mqtt-port' : e.message.startsWith('cannot start the HTTP server') ? '--http-port' : undefined;
+      throw option ? new Error(`${e.message}; for the demo, pick another port with ${option} N (0: any free port)`) : e;
     });
     io.out(`daemon: TCP ingest 127.0.0.1:${daemon.tcpPort}, MQTT ${daemon.mqttUrl} (topics ${daemon.topicPrefix}#), provenance ${db}\n`);
+    io.out(`live page: ${daemon.httpUrl} (metrics: ${daemon.httpUrl}metrics)\n`);
     const sub = mqtt.connect(daemon.mqttUrl);
     let reducedSeen = 0;
     let lastStats: StatsSnapshot | undefined;

@@ -123,6 +123,7 @@ export interface Config {
   output: { directory: string | null };
   provenance: { path: string; retention_days: number; batch_ms: number };
   stats: { interval_ms: number };
+  http: { enabled: boolean; host: string; port: number };
 }
 
 export interface LoadedConfig {

@@ -252,6 +252,16 @@ export const SCHEMA: Node = {
       },
     },
     stats: { kind: 'object', fields: { interval_ms: { kind: 'integer', default: 1000, min: 100, doc: 'stats publication period' } } },
+    http: {
+      kind: 'object',
+      restart: true,
+      doc: 'the live page, the HTTP API and Prometheus metrics',
+      fields: {
+        enabled: { kind: 'boolean', default: true, doc: 'serve the live page (/), /metrics, /health, /ready and /api/* over HTTP' },
+        host: { kind: 'string', default: '127.0.0.1', doc: 'listen address (0.0.0.0: every interface; the page and API have no authentication)' },
+        port: { kind: 'integer', default: 8080, min: 0, max: 65535, doc: 'listen port (0: any free port)' },
+      },
+    },
   },
 };
 

@@ -64,7 +64,8 @@ export class OutcomeFunnel {
     stats.latency(latency);
     if (h.calibrationExcluded) stats.excludedPixels(h.calibrationExcluded);
     if (h.hit !== undefined) this.hits.judged(h.series, h.hit, h.spots);
-    stats.count(h.decision === 'kept' ? 'kept' : h.decision === 'rejected' ? 'rejected' : 'errored');
+    stats.decided(h.decision, h.reason);
+    if (h.mapBuilt) stats.mapBuilds++;
     recorder.frame({
       seq: h.seq,
       series: h.series,
@@ -115,7 +116,7 @@ export class OutcomeFunnel {
   /** A frame refused before it reached a worker (bad header, too large, metadata that does not fit...). */
   refused(ref: FrameRef, message: string, meta?: FrameMeta): void {
     this.d.stats.count('frames_in');
-    this.d.stats.count('errored');
+    this.d.stats.decided('error', message);
     this.row(ref, 'error', message, meta);
     this.d.event('warn', 'frame_error', `frame rejected: series ${ref.series} frame ${ref.frame ?? '?'} from ${ref.source}: ${message}`, { series: ref.series, frame: ref.frame, source: ref.source });
   }
@@ -123,7 +124,7 @@ export class OutcomeFunnel {
   /** A frame that never got a slot (policy drop, or a queue refused it). */
   dropped(ref: FrameRef, reason: string, countIn = true): void {
     if (countIn) this.d.stats.count('frames_in');
-    this.d.stats.count('dropped');
+    this.d.stats.decided('dropped', reason);
     this.dropsSinceTick++;
     this.d.log.debug('frame dropped', { series: ref.series, frame: ref.frame, reason });
     this.row(ref, 'dropped', reason);
@@ -132,7 +133,7 @@ export class OutcomeFunnel {
   /** Frames a dead worker held: their 'received' rows become errors. */
   lost(metas: FrameMeta[], reason: string): void {
     for (const m of metas) {
-      this.d.stats.count('errored');
+      this.d.stats.decided('error', reason);
       this.row({ series: m.series, frame: m.frame, source: m.source }, 'error', reason, m);
       this.settled(m.seq);
     }

@@ -42,7 +42,8 @@ export interface ReducedMessage {
 }
 
 export function reducedMessage(instance: string, h: ResultHeader, arrays: ResultArrays, latencyMs: number): ReducedMessage {
-  const { spot_fs, spot_ss, spot_intensity, spot_pixels, spot_snr, ...a } = arrays;
+  // The live page's picture is not part of the message.
+  const { spot_fs, spot_ss, spot_intensity, spot_pixels, spot_snr, preview: _preview, ...a } = arrays;
   return {
     instance,
     series: h.series,

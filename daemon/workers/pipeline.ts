@@ -5,6 +5,7 @@
 import type { IntegrateConfig, SeriesOverride, SpotsConfig, VetoConfig } from '../config/config';
 import { globToRegExp } from '../config/glob';
 import { IntegratorCache } from './integrator-cache';
+import { makePreview } from './preview';
 import type { FrameMeta, PipelineUpdate, ResultArrays, ResultHeader, SeriesContext } from './protocol';
 import { SeriesCorrelations } from './correlations';
 import { CalibrateStage } from './stages/calibrate';
@@ -15,6 +16,7 @@ import type { SpotList } from '../spots/spot-list';
 import { IntegrateStage } from './stages/integrate';
 import type { StageName } from './stages/names';
 import { SpotsStage } from './stages/spots';
+import { staticMask } from './stages/static-mask';
 import { VetoStage } from './stages/veto';
 
 /** The spot list as result arrays, capped (the true count travels in the header). */
@@ -66,7 +68,19 @@ export class Pipeline {
     return { spots: { ...base.spots, ...hit?.spots }, veto: { ...base.veto, ...hit?.veto }, integrate: { ...base.integrate, ...hit?.integrate } };
   }
 
-  process(meta: FrameMeta, payload: Uint8Array, slot: number, worker: number): { header: ResultHeader; arrays: ResultArrays } {
+  /** wantPreview: the live page asked for a picture; the frame carries one if it is kept. */
+  private preview(f: WorkFrame, arrays: ResultArrays): void {
+    const t0 = performance.now();
+    try {
+      const p = makePreview({ pixels: f.decode(), shape: f.shape, mask: staticMask(f), ...(f.maxValid !== undefined ? { maxValid: f.maxValid } : {}), ...(f.negativeValid ? { negativeValid: true } : {}) });
+      arrays.preview = p.image;
+      f.header.preview = { ...p.info, ms: performance.now() - t0 };
+    } catch {
+      // A picture for the page is not worth failing a kept frame for: the next one will do.
+    }
+  }
+
+  process(meta: FrameMeta, payload: Uint8Array, slot: number, worker: number, wantPreview = false): { header: ResultHeader; arrays: ResultArrays } {
     const t0 = performance.now();
     const header: ResultHeader = {
       seq: meta.seq,
@@ -119,7 +133,10 @@ export class Pipeline {
       }
       // A JUNGFRAU frame no stage converted (no veto, no integrate) is converted still: its counts and tracking count.
       if (f.jungfrau) f.decode();
-      if (header.decision === 'kept') arrays = { ...f.arrays, ...(f.spots ? spotArrays(f.spots, f.settings.spots.max_published) : {}) };
+      if (header.decision === 'kept') {
+        arrays = { ...f.arrays, ...(f.spots ? spotArrays(f.spots, f.settings.spots.max_published) : {}) };
+        if (wantPreview) this.preview(f, arrays);
+      }
     } catch (e) {
       const message = (e as Error).message;
       Object.assign(header, { decision: 'error', reason: message, error: message });

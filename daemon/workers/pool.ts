@@ -66,6 +66,19 @@ export class WorkerPool {
     return this.handles.length;
   }
 
+  /** Workers put back after exiting unexpectedly, since start. */
+  restarts = 0;
+
+  /** The live page wants a picture: the next kept frame, whichever worker has it, carries one (result header `preview`). */
+  requestPreview(): void {
+    for (const h of this.handles) Atomics.store(h.control, CONTROL.preview, 1);
+  }
+
+  /** A picture arrived: the other workers need not make one. */
+  previewDelivered(): void {
+    for (const h of this.handles) Atomics.store(h.control, CONTROL.preview, 0);
+  }
+
   get inFlight(): number {
     return this.handles.reduce((n, h) => n + h.inFlight.size, 0);
   }
@@ -109,6 +122,7 @@ export class WorkerPool {
         if (lost.length) this.opts.onLost(lost, `worker ${index} exited with code ${code}`);
         setTimeout(() => {
           if (this.closed) return;
+          this.restarts++;
           const fresh = this.spawn(index, delay);
           this.handles[this.handles.indexOf(h)] = fresh;
         }, delay).unref();

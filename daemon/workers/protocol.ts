@@ -87,7 +87,9 @@ export interface WorkerInit {
 
 /** Control words shared with each worker. */
 // generation: bumped with every message posted to the worker, which drains its port when it changes.
-export const CONTROL = { generation: 0, stop: 1, words: 2 } as const;
+// preview: set by the main thread when the live page wants a picture; the
+// worker that next keeps a frame attaches one and clears it (no watcher: never set).
+export const CONTROL = { generation: 0, stop: 1, preview: 2, words: 3 } as const;
 
 export type Decision = 'kept' | 'rejected' | 'error';
 
@@ -123,6 +125,22 @@ export interface ResultHeader {
   correlated?: boolean;
   /** Pixels the calibration stage excluded, by reason (JUNGFRAU: saturated, invalid gain, error word, masked). */
   calibrationExcluded?: Record<string, number>;
+  /** This frame's worker built a new pixel-to-bin map for it. */
+  mapBuilt?: boolean;
+  /** The live page's picture of this frame is in arrays.preview (see workers/preview.ts). */
+  preview?: PreviewInfo;
+}
+
+export interface PreviewInfo {
+  width: number;
+  height: number;
+  /** Detector pixels per preview pixel along each side. */
+  binning: number;
+  /** The log10 range mapped onto 1..255 (0 is a masked block). */
+  log10Min: number;
+  log10Max: number;
+  /** Worker time the picture took (decode if needed, binning), ms: the main thread paces the next request by it. */
+  ms: number;
 }
 
 export interface ResultArrays {
@@ -137,4 +155,6 @@ export interface ResultArrays {
   intensity?: Float32Array;
   sigma?: Float32Array;
   count?: Float32Array;
+  /** Downsampled log-scale picture for the live page: 0 masked, 1..255 log intensity. */
+  preview?: Uint8Array;
 }

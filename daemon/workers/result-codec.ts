@@ -4,7 +4,7 @@
 import type { ResultArrays, ResultHeader } from './protocol';
 
 type ArrayName = keyof ResultArrays;
-const CTORS = { f64: Float64Array, f32: Float32Array } as const;
+const CTORS = { f64: Float64Array, f32: Float32Array, u8: Uint8Array } as const;
 
 interface Layout {
   header: ResultHeader;
@@ -16,13 +16,13 @@ const decoder = new TextDecoder();
 const align8 = (n: number) => (n + 7) & ~7;
 
 export function encodedSize(header: ResultHeader, arrays: ResultArrays): { size: number; write: (target: Uint8Array) => void } {
-  const entries = (Object.entries(arrays) as [ArrayName, Float64Array | Float32Array][]).filter(([, a]) => a);
+  const entries = (Object.entries(arrays) as [ArrayName, Float64Array | Float32Array | Uint8Array][]).filter(([, a]) => a);
   const layout: Layout = { header, arrays: {} };
   // Offsets depend on the JSON length, which depends on the offsets: lay the
   // arrays out relative to the end of the header, then shift once.
   let rel = 0;
   for (const [name, a] of entries) {
-    layout.arrays[name] = [a instanceof Float64Array ? 'f64' : 'f32', rel, a.length];
+    layout.arrays[name] = [a instanceof Float64Array ? 'f64' : a instanceof Uint8Array ? 'u8' : 'f32', rel, a.length];
     rel = align8(rel + a.byteLength);
   }
   const json = encoder.encode(JSON.stringify(layout));

@@ -60,7 +60,8 @@ for (;;) {
     continue;
   }
   const meta = slots.meta<FrameMeta>(slot);
-  const { header, arrays } = pipeline.process(meta, slots.payload(slot), slot, init.index);
+  const { header, arrays } = pipeline.process(meta, slots.payload(slot), slot, init.index, Atomics.load(control, CONTROL.preview) === 1);
+  if (header.preview) Atomics.store(control, CONTROL.preview, 0);
   const record = encodedSize(header, arrays);
   // The main thread drains results continuously; wait for it rather than lose one.
   while (!ring.tryWrite(record.size, record.write)) ring.waitForSpace(50);

@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 
+#include "preview.h"
 #include "byte_offset.h"
 #include "cbf_decode.h"
 #include "cbf_locate.h"
@@ -1079,6 +1080,39 @@ Napi::Value FxsMaskSpectra(const Napi::CallbackInfo& info) {
 }
 // --- end correlate ---
 
+// previewBlockMax(frame, rows, cols, binning, mask | null, minValid, maxValid, out: Float32Array)
+Napi::Value PreviewBlockMax(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 8 || !info[0].IsTypedArray()) throw Napi::TypeError::New(env, "previewBlockMax(frame, rows, cols, binning, mask, minValid, maxValid, out)");
+  napi_typedarray_type type;
+  size_t length = 0;
+  void* data = nullptr;
+  if (napi_get_typedarray_info(env, info[0], &type, &length, &data, nullptr, nullptr) != napi_ok)
+    throw Napi::TypeError::New(env, "cannot read the frame's memory");
+  beamedge::PreviewPixel pt;
+  switch (type) {
+    case napi_int32_array: pt = beamedge::PreviewPixel::i32; break;
+    case napi_uint32_array: pt = beamedge::PreviewPixel::u32; break;
+    case napi_uint16_array: pt = beamedge::PreviewPixel::u16; break;
+    case napi_uint8_array: pt = beamedge::PreviewPixel::u8; break;
+    case napi_float32_array: pt = beamedge::PreviewPixel::f32; break;
+    default: throw Napi::TypeError::New(env, "frame must be Int32, Uint32, Uint16, Uint8 or Float32Array");
+  }
+  const double rows_d = info[1].As<Napi::Number>().DoubleValue();
+  const double cols_d = info[2].As<Napi::Number>().DoubleValue();
+  const double bin_d = info[3].As<Napi::Number>().DoubleValue();
+  if (!(rows_d >= 1 && cols_d >= 1 && bin_d >= 1) || rows_d * cols_d != double(length))
+    throw Napi::RangeError::New(env, "rows x cols must equal the frame's length, binning >= 1");
+  const size_t rows = size_t(rows_d), cols = size_t(cols_d), binning = size_t(bin_d);
+  const uint8_t* mask = nullptr;
+  if (!info[4].IsNull() && !info[4].IsUndefined()) mask = typed_exact<const uint8_t>(env, info[4], napi_uint8_array, "Uint8Array", length, "mask");
+  const size_t out_n = ((rows + binning - 1) / binning) * ((cols + binning - 1) / binning);
+  float* out = typed_exact<float>(env, info[7], napi_float32_array, "Float32Array", out_n, "out");
+  beamedge::preview_block_max(data, pt, rows, cols, binning, mask, info[5].As<Napi::Number>().DoubleValue(),
+                              info[6].As<Napi::Number>().DoubleValue(), out);
+  return env.Undefined();
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
 #if defined(__GLIBC__)
   // glibc raises its mmap threshold each time a large block is freed, after
@@ -1091,6 +1125,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   mallopt(M_MMAP_THRESHOLD, 1 << 20);
 #endif
   exports.Set("sdNotify", Napi::Function::New(env, SdNotify));
+  exports.Set("previewBlockMax", Napi::Function::New(env, PreviewBlockMax));  // live page preview
   exports.Set("bslz4Decode", Napi::Function::New(env, Bslz4Decode));
   exports.Set("lz4Decode", Napi::Function::New(env, Lz4Decode));
   exports.Set("bslz4Encode", Napi::Function::New(env, Bslz4Encode));

@@ -25,6 +25,75 @@ export interface E2eResult {
   p99: number;
   peakRssMb: number;
   workers: number;
+  /** Daemon CPU time (all threads) per frame sent, from the first frame to the last outcome recorded. */
+  cpuMsPerFrame?: number;
+  /** With `watch`: what the live-page client received and the scrapes it made. */
+  watched?: WatchCounts;
+}
+
+export interface WatchCounts {
+  statusEvents: number;
+  profiles: number;
+  previews: number;
+  bytes: number;
+  scrapes: number;
+}
+
+/**
+ * What an operator's page and a Prometheus server do to the daemon: read the
+ * live event stream (the page's whole feed: status, profiles, previews) and
+ * scrape /metrics once a second.
+ */
+class Watcher {
+  readonly counts: WatchCounts = { statusEvents: 0, profiles: 0, previews: 0, bytes: 0, scrapes: 0 };
+  private readonly abort = new AbortController();
+  private readonly reading: Promise<void>;
+  private readonly scraper: NodeJS.Timeout;
+
+  constructor(private readonly base: string) {
+    this.reading = this.read().catch((e: Error) => {
+      if (!this.abort.signal.aborted) throw e;
+    });
+    this.scraper = setInterval(() => {
+      void fetch(`${this.base}metrics`, { signal: this.abort.signal }).then(
+        (r) => r.text().then(() => this.counts.scrapes++),
+        () => {},
+      );
+    }, 1000);
+  }
+
+  private async read(): Promise<void> {
+    const r = await fetch(`${this.base}events`, { signal: this.abort.signal });
+    const decoder = new TextDecoder();
+    let tail = '';
+    for await (const chunk of r.body as unknown as AsyncIterable<Uint8Array>) {
+      this.counts.bytes += chunk.length;
+      const text = tail + decoder.decode(chunk, { stream: true });
+      for (const m of text.matchAll(/^event: (\w+)$/gm)) {
+        if (m[1] === 'status') this.counts.statusEvents++;
+        else if (m[1] === 'profile') this.counts.profiles++;
+        else if (m[1] === 'preview') this.counts.previews++;
+      }
+      tail = text.slice(text.lastIndexOf('\n') + 1);
+    }
+  }
+
+  async stop(): Promise<WatchCounts> {
+    clearInterval(this.scraper);
+    this.abort.abort();
+    await this.reading;
+    return this.counts;
+  }
+}
+
+// example.cbf has no header: a PILATUS 2M geometry with the beam near the centre.
+export const P2M_PONI = 'PixelSize1: 0.000172\nPixelSize2: 0.000172\nDistance: 0.2\nPoni1: 0.1444\nPoni2: 0.1268\nWavelength: 1e-10\n';
+
+/** CPU time (user + system, ms) the process has used so far. */
+function cpuMs(pid: number): number {
+  // Fields after the command name, which is in parentheses and may hold spaces.
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; // utime, stime in USER_HZ (100 on Linux)
 }
 
 function peakRssMb(pid: number): number {
@@ -70,7 +139,7 @@ function recorded(db: string): number {
   }
 }
 
-export async function replayBenchmark(file: string, opts: { seconds: number; poni?: string; label: string; rateHz?: number; stages?: string }): Promise<E2eResult> {
+export async function replayBenchmark(file: string, opts: { seconds: number; poni?: string; label: string; rateHz?: number; stages?: string; watch?: boolean }): Promise<E2eResult> {
   const dir = mkdtempSync(path.join(tmpdir(), 'beamedge-bench-'));
   try {
     const db = path.join(dir, 'p.sqlite');
@@ -83,6 +152,7 @@ export async function replayBenchmark(file: string, opts: { seconds: number; pon
     writeFileSync(
       cfg,
       `instance: bench
+http: { port: 0 }
 log: { level: info }
 ingest: { tcp: { host: 127.0.0.1, port: 0, policy: backpressure } }
 rings: { slots: 16, slot_mb: 8 }
@@ -95,9 +165,11 @@ provenance: { path: ${JSON.stringify(db)}, batch_ms: 500 }
 `,
     );
     const d = DaemonProcess.start(cfg);
-    const { tcpPort } = await d.ready();
+    const { tcpPort, http } = await d.ready();
+    const watcher = opts.watch ? new Watcher(http!) : undefined;
     const payload = readFileSync(file);
     const sender = await FrameSender.connect('127.0.0.1', tcpPort);
+    const cpu0 = cpuMs(d.child.pid!);
     const t0 = performance.now();
     let sent = 0;
     const pacer = new Pacer(opts.rateHz ?? 0);
@@ -109,11 +181,13 @@ provenance: { path: ${JSON.stringify(db)}, batch_ms: 500 }
     // Wait for the last result to be recorded.
     const deadline = Date.now() + 120_000;
     while (recorded(db) < sent && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    const cpuMsPerFrame = (cpuMs(d.child.pid!) - cpu0) / sent;
+    const watched = await watcher?.stop();
     const rss = peakRssMb(d.child.pid!);
     const workers = Number((await d.waitFor((l) => l.msg === 'beamedge started')).workers);
     await d.stop('SIGTERM');
     const info = native.cbfLocate(payload);
-    return summarise(db, { file: path.basename(file), shape: `${info.second} x ${info.fastest}`, sent, t0, rss, workers });
+    return { ...summarise(db, { file: path.basename(file), shape: `${info.second} x ${info.fastest}`, sent, t0, rss, workers }), cpuMsPerFrame, ...(watched ? { watched } : {}) };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -130,6 +204,7 @@ export async function stream2Benchmark(opts: { seconds: number; shape: [number, 
     writeFileSync(
       cfg,
       `instance: benchv2
+http: { port: 0 }
 ingest: { tcp: { enabled: false }, dectris: { enabled: true, endpoint: "${endpoint}" } }
 rings: { slots: 16, slot_mb: 8 }
 pipeline:

@@ -62,6 +62,7 @@ async function main(): Promise<void> {
   writeFileSync(
     cfg,
     `instance: outage
+http: { port: 0 }
 ingest: { tcp: { port: 0, policy: backpressure } }
 rings: { slots: 16, slot_mb: 8 }
 pipeline:

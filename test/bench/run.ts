@@ -10,7 +10,8 @@ import { decodeStream2 } from '../../daemon/decode/stream2';
 import { native } from '../../daemon/native';
 import { SyntheticDetector } from '../../daemon/sim/synthetic';
 import { dataDir, dataFile } from '../helpers/data';
-import { replayBenchmark, stream2Benchmark } from './e2e';
+import { P2M_PONI, replayBenchmark, stream2Benchmark } from './e2e';
+import { livePageBenchmark } from './live';
 import { peakfinder8Benchmark } from './peakfinder8';
 import { dispersionBenchmark } from './spots';
 import { correlateBenchmark, correlateKernel } from './correlate';
@@ -123,8 +124,6 @@ function bslz4Rows(ref: Reference | undefined): Row[] {
 }
 
 const E2E_SECONDS = Math.max(20, Number(process.env.BENCH_E2E_SECONDS ?? 20));
-// example.cbf has no header: a PILATUS 2M geometry with the beam near the centre.
-const P2M_PONI = 'PixelSize1: 0.000172\nPixelSize2: 0.000172\nDistance: 0.2\nPoni1: 0.1444\nPoni2: 0.1268\nWavelength: 1e-10\n';
 
 async function endToEnd(): Promise<void> {
   process.stdout.write(`\nend to end: beamedge run, replay over TCP on loopback at maximum rate, ${E2E_SECONDS} s per file, 1D integration + veto on...\n`);
@@ -259,7 +258,9 @@ function main(): void {
 
 main();
 if (dataDir && !process.env.BENCH_SKIP_E2E)
-  endToEnd().catch((e: unknown) => {
-    process.stderr.write(`end-to-end benchmark failed: ${(e as Error).stack ?? String(e)}\n`);
-    process.exitCode = 1;
-  });
+  endToEnd()
+    .then(() => livePageBenchmark())
+    .catch((e: unknown) => {
+      process.stderr.write(`end-to-end benchmark failed: ${(e as Error).stack ?? String(e)}\n`);
+      process.exitCode = 1;
+    });

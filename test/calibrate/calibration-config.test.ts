@@ -37,7 +37,7 @@ function checkConfig(file: string): { status: number | null; stderr: string } {
 }
 
 const base = (dir: string, pipeline: string) =>
-  `instance: calcfg\nmqtt: { embedded_port: 0 }\ningest: { tcp: { port: 0 } }\nworkers: { threads: 1 }\nrings: { slots: 4, slot_mb: 8 }\n` +
+  `instance: calcfg\nhttp: { port: 0 }\nmqtt: { embedded_port: 0 }\ningest: { tcp: { port: 0 } }\nworkers: { threads: 1 }\nrings: { slots: 4, slot_mb: 8 }\n` +
   `provenance: { path: ${JSON.stringify(path.join(dir, 'p.sqlite'))}, batch_ms: 20 }\npipeline:\n${pipeline}\n`;
 
 t.test('check-config fails, naming the key and the file, when a calibration file cannot be used', async (t) => {

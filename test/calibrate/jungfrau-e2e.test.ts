@@ -39,7 +39,7 @@ t.test('raw JUNGFRAU frames over TCP arrive on MQTT converted, integrated and tr
   writeFileSync(path.join(dir, 'jf.poni'), formatPoni(GEOMETRY));
   const cfg = path.join(dir, 'c.yaml');
   const yaml = (setDir: string) =>
-    `instance: jf\nmqtt: { embedded_port: 0 }\ningest: { tcp: { port: 0 } }\nworkers: { threads: 1 }\nrings: { slots: 4, slot_mb: 2 }\n` +
+    `instance: jf\nhttp: { port: 0 }\nmqtt: { embedded_port: 0 }\ningest: { tcp: { port: 0 } }\nworkers: { threads: 1 }\nrings: { slots: 4, slot_mb: 2 }\n` +
     `provenance: { path: ${JSON.stringify(path.join(dir, 'p.sqlite'))}, batch_ms: 20 }\n` +
     `pipeline:\n  geometry: { poni: jf.poni }\n  calibration: { set: ${setDir} }\n  veto: { enabled: false }\n  integrate: { npt: 300, unit: q_nm^-1 }\n`;
   writeFileSync(cfg, yaml('mod5'));
@@ -114,7 +114,7 @@ t.test('pedestal tracking: dark frames move the G0 pedestal; a snapshot is a der
   const cfg = path.join(dir, 'c.yaml');
   writeFileSync(
     cfg,
-    `instance: jft\nmqtt: { embedded_port: 0 }\ningest: { tcp: { port: 0 } }\nworkers: { threads: 2 }\nrings: { slots: 4, slot_mb: 2 }\n` +
+    `instance: jft\nhttp: { port: 0 }\nmqtt: { embedded_port: 0 }\ningest: { tcp: { port: 0 } }\nworkers: { threads: 2 }\nrings: { slots: 4, slot_mb: 2 }\n` +
       `provenance: { path: ${JSON.stringify(path.join(dir, 'p.sqlite'))}, batch_ms: 20 }\n` +
       `pipeline:\n  geometry: { poni: jf.poni }\n  calibration: { set: base, tracking: true, tracking_window: 128, tracking_k: 1, snapshot_s: 86400 }\n  veto: { enabled: false }\n  integrate: { npt: 100 }\n`,
   );

@@ -162,10 +162,10 @@ t.test('run and demo exit 1 when the embedded broker cannot listen', async (t) =
   t.teardown(() => holder.close());
   const port = (holder.address() as net.AddressInfo).port;
   const cfg = path.join(tmp, 'inuse.yaml');
-  writeFileSync(cfg, `instance: inuse\nmqtt: { embedded_host: 127.0.0.1, embedded_port: ${port} }\ningest: { tcp: { port: 0 } }\nprovenance: { path: ${JSON.stringify(path.join(tmp, 'inuse.sqlite'))} }\n`);
+  writeFileSync(cfg, `instance: inuse\nmqtt: { embedded_host: 127.0.0.1, embedded_port: ${port} }\nhttp: { port: 0 }\ningest: { tcp: { port: 0 } }\nprovenance: { path: ${JSON.stringify(path.join(tmp, 'inuse.sqlite'))} }\n`);
   for (const [args, hint] of [
     [['run', '--config', cfg], /already in use/],
-    [['demo', '--mqtt-port', String(port), '--duration', '1', '--synthetic'], /--mqtt-port N/],
+    [['demo', '--mqtt-port', String(port), '--http-port', '0', '--duration', '1', '--synthetic'], /--mqtt-port N/],
   ] as const) {
     const r = await beamedgeAsync(20_000, ...args);
     t.equal(r.code, 1, `${args[0]}: exit 1 (not killed by the test's timeout: signal ${r.signal})`);

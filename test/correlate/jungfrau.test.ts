@@ -36,7 +36,7 @@ t.test('JUNGFRAU frames are converted once and correlated', async (t) => {
   const cfg = path.join(dir, 'c.yaml');
   writeFileSync(
     cfg,
-    `instance: jf\nmqtt: { embedded_port: 0 }\ningest: { tcp: { port: 0 } }\nworkers: { threads: 1 }\nrings: { slots: 4, slot_mb: 2 }\n` +
+    `instance: jf\nmqtt: { embedded_port: 0 }\nhttp: { port: 0 }\ningest: { tcp: { port: 0 } }\nworkers: { threads: 1 }\nrings: { slots: 4, slot_mb: 2 }\n` +
       `provenance: { path: ${JSON.stringify(path.join(dir, 'p.sqlite'))}, batch_ms: 20 }\noutput: { directory: out }\n` +
       `pipeline:\n  geometry: { poni: jf.poni }\n  calibration: { set: mod5, tracking: false }\n  veto: { enabled: false }\n  integrate: { npt: 300, unit: q_nm^-1 }\n` +
       `  correlate: { enabled: true, npt: 6, npt_azim: 16, unit: q_nm^-1 }\n`,

@@ -113,7 +113,7 @@ async function run(t: Test, threads: number): Promise<Run> {
   const db = path.join(dir, 'p.sqlite');
   const loaded = parseConfig(
     `instance: fxs\ningest: { tcp: { enabled: false }, dectris: { enabled: true, endpoint: "${endpoint}" } }\nrings: { slots: 8, slot_mb: 1 }\nworkers: { threads: ${threads} }\n` +
-      `mqtt: { embedded_port: 0 }\nprovenance: { path: ${JSON.stringify(db)}, batch_ms: 20 }\noutput: { directory: out }\n` +
+      `mqtt: { embedded_port: 0 }\nhttp: { port: 0 }\nprovenance: { path: ${JSON.stringify(db)}, batch_ms: 20 }\noutput: { directory: out }\n` +
       `pipeline:\n  veto: { threshold: 20, min_pixels: 1000 }\n  integrate: { npt: 50 }\n` +
       `  correlate: { enabled: true, npt: ${NPT}, npt_azim: ${NAZIM}, unit: q_nm^-1, publish_every: ${PUBLISH_EVERY}, q_pairs: [[1, 3], [5, 2]] }\n`,
     'fxs',

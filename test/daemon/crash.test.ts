@@ -55,7 +55,7 @@ t.test('SIGKILL mid-replay, restart: nothing received goes unrecorded, acknowled
   const mqttPort = await freePort();
   const cfg = writeYaml(
     path.join(dir, 'c.yaml'),
-    `instance: crash\ningest: { tcp: { port: 0, ack: durable } }\nrings: { slots: 8, slot_mb: 1 }\nworkers: { threads: 1 }\nmqtt: { embedded_port: ${mqttPort} }\nprovenance: { path: ${JSON.stringify(db)}, batch_ms: 100 }\n`,
+    `instance: crash\nhttp: { port: 0 }\ningest: { tcp: { port: 0, ack: durable } }\nrings: { slots: 8, slot_mb: 1 }\nworkers: { threads: 1 }\nmqtt: { embedded_port: ${mqttPort} }\nprovenance: { path: ${JSON.stringify(db)}, batch_ms: 100 }\n`,
   );
   const cbf = readData('cbf', 'in16c_010001.cbf');
 

@@ -106,7 +106,7 @@ t.before(async () => {
   const endpoint = `tcp://127.0.0.1:${await freePort()}`;
   pusher = await DcuPusher.bind(endpoint);
   const loaded = parseConfig(
-    `instance: hostile\ningest: { tcp: { enabled: false }, dectris: { enabled: true, endpoint: "${endpoint}" } }\nrings: { slots: ${SLOTS}, slot_mb: ${SLOT_MB} }\nworkers: { threads: 1 }\nmqtt: { embedded_port: 0 }\nprovenance: { path: ${JSON.stringify(dbPath)}, batch_ms: 20 }\npipeline: { veto: { enabled: false } }\n`,
+    `instance: hostile\nhttp: { port: 0 }\ningest: { tcp: { enabled: false }, dectris: { enabled: true, endpoint: "${endpoint}" } }\nrings: { slots: ${SLOTS}, slot_mb: ${SLOT_MB} }\nworkers: { threads: 1 }\nmqtt: { embedded_port: 0 }\nprovenance: { path: ${JSON.stringify(dbPath)}, batch_ms: 20 }\npipeline: { veto: { enabled: false } }\n`,
     'hostile',
     dir,
   );
@@ -376,7 +376,7 @@ t.test('stream v1: a stray end, an oversized image, an oversized JSON part and a
   const v1 = await DcuPusher.bind(endpoint);
   const v1db = path.join(dir, 'v1.sqlite');
   const loaded = parseConfig(
-    `instance: hostile1\ningest: { tcp: { enabled: false }, dectris: { enabled: true, endpoint: "${endpoint}", protocol: v1 } }\nrings: { slots: ${SLOTS}, slot_mb: ${SLOT_MB} }\nworkers: { threads: 1 }\nmqtt: { embedded_port: 0 }\nprovenance: { path: ${JSON.stringify(v1db)}, batch_ms: 20 }\npipeline: { veto: { enabled: false } }\n`,
+    `instance: hostile1\nhttp: { port: 0 }\ningest: { tcp: { enabled: false }, dectris: { enabled: true, endpoint: "${endpoint}", protocol: v1 } }\nrings: { slots: ${SLOTS}, slot_mb: ${SLOT_MB} }\nworkers: { threads: 1 }\nmqtt: { embedded_port: 0 }\nprovenance: { path: ${JSON.stringify(v1db)}, batch_ms: 20 }\npipeline: { veto: { enabled: false } }\n`,
     'hostile1',
     dir,
   );

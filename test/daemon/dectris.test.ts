@@ -26,7 +26,7 @@ async function instance(t: Test, name: string, endpoint: string, pipeline = '{ v
   const db = path.join(dir, 'p.sqlite');
   writeFileSync(path.join(dir, 'g.poni'), 'PixelSize1: 75e-6\nPixelSize2: 75e-6\nDistance: 0.1\nPoni1: 0.0193\nPoni2: 0.0386\nWavelength: 1e-10\n');
   const loaded = parseConfig(
-    `instance: ${name}\ningest: { tcp: { enabled: false }, dectris: { enabled: true, endpoint: "${endpoint}", protocol: ${protocol} } }\nrings: { slots: 8, slot_mb: 12 }\nworkers: { threads: 1 }\nmqtt: { embedded_port: 0 }\nprovenance: { path: ${JSON.stringify(db)}, batch_ms: 20 }\npipeline: ${pipeline}\n`,
+    `instance: ${name}\nhttp: { port: 0 }\ningest: { tcp: { enabled: false }, dectris: { enabled: true, endpoint: "${endpoint}", protocol: ${protocol} } }\nrings: { slots: 8, slot_mb: 12 }\nworkers: { threads: 1 }\nmqtt: { embedded_port: 0 }\nprovenance: { path: ${JSON.stringify(db)}, batch_ms: 20 }\npipeline: ${pipeline}\n`,
     name,
     dir,
   );

@@ -19,6 +19,7 @@ import { Collector } from '../helpers/mqtt-collector';
 
 function config(db: string, mqtt: string, veto: { threshold: number; min_pixels: number }, threads = 1): string {
   return `instance: e2e
+http: { port: 0 }
 log: { level: info }
 ingest: { tcp: { host: 127.0.0.1, port: 0 } }
 rings: { slots: 8, slot_mb: 8 }

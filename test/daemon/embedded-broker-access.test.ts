@@ -21,6 +21,7 @@ const PREFIX = `beamedge/${INSTANCE}/`;
 
 function yaml(dir: string, extraMqtt = ''): string {
   return `instance: ${INSTANCE}
+http: { port: 0 }
 ingest: { tcp: { port: 0 } }
 rings: { slots: 2, slot_mb: 1 }
 workers: { threads: 1 }

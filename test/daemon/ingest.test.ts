@@ -14,7 +14,7 @@ import { dataFile, needData, readData } from '../helpers/data';
 async function daemonWith(t: Test, yaml: string): Promise<{ d: Daemon; dir: string; db: string }> {
   const dir = mkdtempSync(path.join(tmpdir(), 'beamedge-ingest-'));
   const db = path.join(dir, 'p.sqlite');
-  const loaded = parseConfig(`instance: ingest\nmqtt: { embedded_port: 0 }\nprovenance: { path: ${JSON.stringify(db)}, batch_ms: 20 }\nworkers: { threads: 1 }\n${yaml}`, 'test');
+  const loaded = parseConfig(`instance: ingest\nhttp: { port: 0 }\nmqtt: { embedded_port: 0 }\nprovenance: { path: ${JSON.stringify(db)}, batch_ms: 20 }\nworkers: { threads: 1 }\n${yaml}`, 'test');
   const d = await Daemon.start({ loaded, log: createLogger('error') });
   t.teardown(async () => {
     await d.stop('test end');

@@ -32,6 +32,7 @@ async function broker(t: Test, security: (dir: string) => MosquittoSecurity) {
 
 function config(db: string, mqtt: string): string {
   return `instance: sec
+http: { port: 0 }
 ingest: { tcp: { port: 0 } }
 rings: { slots: 2, slot_mb: 1 }
 workers: { threads: 1 }

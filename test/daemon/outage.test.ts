@@ -35,7 +35,7 @@ async function setup(instance: string, mqttExtra: string, statsMs = 60_000): Pro
   const cfg = path.join(dir, 'c.yaml');
   writeFileSync(
     cfg,
-    `instance: ${instance}\ningest: { tcp: { port: 0 } }\nrings: { slots: 4, slot_mb: 1 }\nworkers: { threads: 1 }\n` +
+    `instance: ${instance}\nhttp: { port: 0 }\ningest: { tcp: { port: 0 } }\nrings: { slots: 4, slot_mb: 1 }\nworkers: { threads: 1 }\n` +
       `mqtt: { url: "mqtt://127.0.0.1:${port}"${mqttExtra} }\nprovenance: { path: ${JSON.stringify(db)}, batch_ms: 50 }\nstats: { interval_ms: ${statsMs} }\n`,
   );
   return { dir, db, cfg, port };
@@ -232,7 +232,7 @@ t.test('with the spool disabled, the memory queue is bounded and overflow is cou
 t.test('an edit of the configuration file is picked up without a signal', async (t) => {
   const dir = mkdtempSync(path.join(tmpdir(), 'beamedge-watchcfg-'));
   const cfg = path.join(dir, 'c.yaml');
-  const yaml = (min: number) => `instance: w\ningest: { tcp: { port: 0 } }\nrings: { slots: 2, slot_mb: 1 }\nworkers: { threads: 1 }\npipeline: { veto: { min_pixels: ${min} } }\nmqtt: { embedded_port: 0 }\nprovenance: { path: ${JSON.stringify(path.join(dir, 'p.sqlite'))} }\n`;
+  const yaml = (min: number) => `instance: w\nhttp: { port: 0 }\ningest: { tcp: { port: 0 } }\nrings: { slots: 2, slot_mb: 1 }\nworkers: { threads: 1 }\npipeline: { veto: { min_pixels: ${min} } }\nmqtt: { embedded_port: 0 }\nprovenance: { path: ${JSON.stringify(path.join(dir, 'p.sqlite'))} }\n`;
   writeFileSync(cfg, yaml(30));
   const d = await Daemon.start({ loaded: loadConfig(cfg), configPath: cfg, watchConfig: true, log: createLogger('error') });
   t.teardown(async () => {

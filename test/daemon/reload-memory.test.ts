@@ -26,7 +26,7 @@ t.test(`${RELOADS} reloads with frames flowing: RSS stays within 50 MB`, async (
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const cfgPath = path.join(dir, 'c.yaml');
   const config = (i: number) =>
-    `instance: reloads\nlog: { level: info }\ningest: { tcp: { port: 0 } }\nrings: { slots: 4, slot_mb: 8 }\nworkers: { threads: 1 }\nmqtt: { embedded_port: 0 }\n` +
+    `instance: reloads\nhttp: { port: 0 }\nlog: { level: info }\ningest: { tcp: { port: 0 } }\nrings: { slots: 4, slot_mb: 8 }\nworkers: { threads: 1 }\nmqtt: { embedded_port: 0 }\n` +
     `provenance: { path: ${JSON.stringify(path.join(dir, 'p.sqlite'))}, batch_ms: 20 }\n` +
     `pipeline: { veto: { threshold: ${20 + i} }, integrate: { npt: ${NPTS[Math.floor(i / 5) % NPTS.length]} } }\n`;
   writeYaml(cfgPath, config(0));

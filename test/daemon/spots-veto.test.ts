@@ -18,7 +18,7 @@ import { Collector } from '../helpers/mqtt-collector';
 import { until } from '../helpers/wait';
 
 const config = (dir: string, minSpots: number) =>
-  `instance: sv\nmqtt: { embedded_port: 0 }\ningest: { tcp: { port: 0 } }\nworkers: { threads: 1 }\nrings: { slots: 4, slot_mb: 4 }\n` +
+  `instance: sv\nhttp: { port: 0 }\nmqtt: { embedded_port: 0 }\ningest: { tcp: { port: 0 } }\nworkers: { threads: 1 }\nrings: { slots: 4, slot_mb: 4 }\n` +
   `provenance: { path: ${JSON.stringify(path.join(dir, 'p.sqlite'))}, batch_ms: 20 }\nstats: { interval_ms: 200 }\n` +
   `pipeline:\n  spots: { algorithm: dispersion, max_published: 25 }\n  veto: { method: spots, min_spots: ${minSpots} }\n  integrate: { npt: 200 }\n`;
 

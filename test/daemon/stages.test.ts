@@ -30,7 +30,7 @@ t.test('pipeline.stages selects the stages, in the data path order whatever the 
   writeFileSync(path.join(dir, 'all.npy'), encodeNpy(mask, [rows, cols]));
   const run = async (stages: string, veto: string) => {
     const loaded = parseConfig(
-      `instance: st\nmqtt: { embedded_port: 0 }\ningest: { tcp: { port: 0 } }\nworkers: { threads: 1 }\nrings: { slots: 2, slot_mb: 4 }\n` +
+      `instance: st\nhttp: { port: 0 }\nmqtt: { embedded_port: 0 }\ningest: { tcp: { port: 0 } }\nworkers: { threads: 1 }\nrings: { slots: 2, slot_mb: 4 }\n` +
         `provenance: { path: ${JSON.stringify(path.join(dir, `${Math.random()}.sqlite`))}, batch_ms: 20 }\n` +
         `pipeline: { stages: ${stages}, mask: all.npy, veto: ${veto}, integrate: { npt: 100 } }\n`,
       'test',

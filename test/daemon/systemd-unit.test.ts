@@ -77,6 +77,7 @@ t.test("every system call and socket family the daemon uses is allowed by the un
   const cfg = writeYaml(
     path.join(dir, 'c.yaml'),
     `instance: unit
+http: { port: 0 }
 ingest:
   tcp: { port: 0 }
   dectris: { enabled: true, endpoint: "tcp://127.0.0.1:${await freePort()}" }

@@ -41,6 +41,7 @@ t.test('READY, RELOADING, WATCHDOG, STATUS and STOPPING reach NOTIFY_SOCKET', as
     receiver.once('exit', (code) => reject(new Error(`python receiver exited with ${code}`)));
   });
   const yaml = (threshold: number) => `instance: sd
+http: { port: 0 }
 ingest: { tcp: { port: 0 } }
 rings: { slots: 2, slot_mb: 1 }
 workers: { threads: 1 }

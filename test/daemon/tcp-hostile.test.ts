@@ -22,7 +22,7 @@ async function daemonWith(t: Test, tcp: string): Promise<{ d: Daemon; db: string
   const dir = mkdtempSync(path.join(tmpdir(), 'beamedge-hostile-'));
   const db = path.join(dir, 'p.sqlite');
   const loaded = parseConfig(
-    `instance: hostile\ningest: { tcp: { port: 0, ${tcp} } }\nrings: { slots: ${SLOTS}, slot_mb: 1 }\nworkers: { threads: 1 }\nmqtt: { embedded_port: 0 }\nprovenance: { path: ${JSON.stringify(db)}, batch_ms: 20 }\n`,
+    `instance: hostile\nhttp: { port: 0 }\ningest: { tcp: { port: 0, ${tcp} } }\nrings: { slots: ${SLOTS}, slot_mb: 1 }\nworkers: { threads: 1 }\nmqtt: { embedded_port: 0 }\nprovenance: { path: ${JSON.stringify(db)}, batch_ms: 20 }\n`,
     'test',
   );
   const d = await Daemon.start({ loaded, log: createLogger('error') });
@@ -212,7 +212,7 @@ t.test('the systemd watchdog is not fed while slots are busy and nothing finishe
   t.teardown(() => (saved === undefined ? delete process.env.WATCHDOG_USEC : (process.env.WATCHDOG_USEC = saved)));
   const dir = mkdtempSync(path.join(tmpdir(), 'beamedge-stall-'));
   const loaded = parseConfig(
-    `instance: stall\ningest: { tcp: { port: 0, frame_timeout_ms: 60000 } }\nrings: { slots: ${SLOTS}, slot_mb: 1 }\nworkers: { threads: 1, stall_timeout_ms: 500 }\nmqtt: { embedded_port: 0 }\nprovenance: { path: ${JSON.stringify(path.join(dir, 'p.sqlite'))} }\n`,
+    `instance: stall\nhttp: { port: 0 }\ningest: { tcp: { port: 0, frame_timeout_ms: 60000 } }\nrings: { slots: ${SLOTS}, slot_mb: 1 }\nworkers: { threads: 1, stall_timeout_ms: 500 }\nmqtt: { embedded_port: 0 }\nprovenance: { path: ${JSON.stringify(path.join(dir, 'p.sqlite'))} }\n`,
     'test',
   );
   const d = await Daemon.start({ loaded, log: createLogger('error'), notifier: new Recording() });

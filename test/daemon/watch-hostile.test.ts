@@ -45,7 +45,7 @@ function layout(t: Test, prefix: string, cbf: Buffer): { incoming: string; outsi
 
 function watchYaml(incoming: string, db: string, extra = ''): string {
   return [
-    'instance: watchtest',
+    'instance: watchtest', 'http: { port: 0 }',
     'mqtt: { embedded_port: 0 }',
     `provenance: { path: ${JSON.stringify(db)}, batch_ms: 20 }`,
     'workers: { threads: 1 }',

@@ -63,8 +63,8 @@ export class DaemonProcess {
     });
   }
 
-  /** Waits for start-up; returns the TCP ingest port and the MQTT URL. */
-  async ready(): Promise<{ tcpPort: number; mqtt: string; run: number }> {
+  /** Waits for start-up; returns the TCP ingest port, the MQTT URL and the live page's address (when http.enabled). */
+  async ready(): Promise<{ tcpPort: number; mqtt: string; run: number; http: string | undefined }> {
     const l = await Promise.race([
       this.waitFor((x) => x.msg === 'beamedge started'),
       this.exited.then((code) => {
@@ -72,7 +72,7 @@ export class DaemonProcess {
       }),
     ]);
     const tcp = (l.sources as { kind: string; port: number }[]).find((s) => s.kind === 'tcp');
-    return { tcpPort: tcp?.port ?? 0, mqtt: l.mqtt as string, run: l.run as number };
+    return { tcpPort: tcp?.port ?? 0, mqtt: l.mqtt as string, run: l.run as number, http: l.http as string | undefined };
   }
 
   async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {

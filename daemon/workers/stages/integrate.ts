@@ -31,6 +31,7 @@ export class IntegrateStage implements Stage {
       ...(f.flat ? { flat: f.flat } : {}),
     });
     this.integrators.set(key, ai);
+    f.header.mapBuilt = true;
     return ai;
   }
 
