@@ -110,7 +110,8 @@ export const spotsCommand: Command = {
           io.out(JSON.stringify({ file, count: spots.count, fs: Array.from(spots.fs), ss: Array.from(spots.ss), intensity: Array.from(spots.intensity), pixels: Array.from(spots.pixels), ...(spots.snr ? { snr: Array.from(spots.snr) } : {}) }) + '\n');
         else io.out(table(file, spots));
       } catch (e) {
-        io.err(`${file}: ${(e as Error).message}\n`);
+        const message = (e as Error).message;
+        io.err(message.startsWith(`${file}: `) ? `${message}\n` : `${file}: ${message}\n`);
         status = 1;
       }
     }

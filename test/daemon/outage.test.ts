@@ -162,7 +162,8 @@ t.test('a tiny spool: overflow drops the oldest, each counted per topic, and pro
   d0.close();
   t.same(
     ev.map((e) => (JSON.parse(e.details) as { by_topic: Record<string, number> }).by_topic),
-    [{ 'beamedge/tiny/reduced': dropped }],
+    // The start event was the oldest message in the spool: it went first.
+    [{ 'beamedge/tiny/events': 1, 'beamedge/tiny/reduced': dropped }],
     'an undeliverable event with the counts by topic',
   );
 });
@@ -216,9 +217,9 @@ t.test('with the spool disabled, the memory queue is bounded and overflow is cou
   await sendFrames(d.tcpPort!, 'n', 0, 8);
   await until(() => d.stats.totals.processed === 8, 'processing without a broker');
   await d.sync();
-  // 8 reduced messages against a limit of 4: the 4 oldest are dropped.
-  t.equal(d.stats.totals.undeliverable, 4);
-  t.same(d.stats.snapshot(1, {}).undeliverable_by_topic, { 'beamedge/nospool/reduced': 4 });
+  // The start event and 8 reduced messages against a limit of 4: the 5 oldest are dropped.
+  t.equal(d.stats.totals.undeliverable, 5);
+  t.same(d.stats.snapshot(1, {}).undeliverable_by_topic, { 'beamedge/nospool/events': 1, 'beamedge/nospool/reduced': 4 });
   t.notOk(readdirSync(s.dir).some((f) => f.startsWith('spool-')), 'no spool directory');
   await until(() => frameRows(s.db).filter((r) => r.published === -1).length === 4, 'provenance marks frames 0-3');
   t.same(
