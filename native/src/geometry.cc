@@ -69,7 +69,7 @@ inline double chi_distance(double corner, double centre) {
 
 }  // namespace
 
-PixelArrays compute_pixel_arrays(const Geometry& g, size_t rows, size_t cols, const PixelArrayRequest& req) {
+PixelArrays compute_pixel_arrays(const Geometry& g, size_t rows, size_t cols, const PixelArrayRequest& req, int threads) {
   const size_t n = rows * cols;
   const Evaluator ev(g, req.radial);
   PixelArrays out;

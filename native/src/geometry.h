@@ -36,6 +36,7 @@ struct PixelArrayRequest {
   double polarization_factor = 0;
 };
 
-PixelArrays compute_pixel_arrays(const Geometry& g, size_t rows, size_t cols, const PixelArrayRequest& req);
+// threads: rows are shared out between this many threads (results do not depend on it).
+PixelArrays compute_pixel_arrays(const Geometry& g, size_t rows, size_t cols, const PixelArrayRequest& req, int threads = 1);
 
 }  // namespace beamedge

@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <string>
 #include <vector>
 
 namespace beamedge {
@@ -80,22 +81,53 @@ struct IntegrationResult {
   uint64_t excluded = 0;
 };
 
+// A built map is one contiguous blob (header + 8-byte aligned sections), so it
+// can live in a SharedArrayBuffer read by every worker, or in a file of the
+// on-disk cache, and an Integrator can read it in place without a copy.
+struct MapHeader {
+  uint64_t magic;
+  uint32_t version;
+  uint32_t flags;  // kMapDirect | kMapTwoD | kMapIndex16 | kMapNorm
+  uint64_t npix;
+  int32_t bins0, bins1;
+  double axis0[4];  // min, max_in, max, delta
+  double axis1[4];
+  uint64_t mapped;
+  uint64_t entries;     // split maps: contributions
+  uint64_t total_bytes; // whole blob, header included
+  uint64_t checksum;    // of the bytes after the header
+  // Section offsets from the start of the blob (0: absent).
+  uint64_t static_norm, static_count, norm, bins, ptr, ebin, eweight;
+  uint64_t reserved[9];
+};
+static_assert(sizeof(MapHeader) == 256, "map header layout is part of the cache format");
+constexpr uint64_t kMapMagic = 0x3150414d45474542ull;  // "BEGEMAP1"
+constexpr uint32_t kMapVersion = 1;
+constexpr uint32_t kMapDirect = 1, kMapTwoD = 2, kMapIndex16 = 4, kMapNorm = 8;
+
+// Builds the blob of a map (throws std::invalid_argument on bad inputs).
+std::vector<uint8_t> build_map(const MapInputs& in);
+// Checksum of a blob's body (what follows the header).
+uint64_t map_checksum(const uint8_t* blob, size_t len);
+// Empty string when `blob` is a well-formed map (checksum included when
+// `checksum`), else what is wrong with it. Bin indices are checked too, so a
+// damaged file can never make the per-frame loop write out of bounds.
+std::string check_map(const uint8_t* blob, size_t len, bool checksum);
+
 class Integrator {
  public:
   explicit Integrator(const MapInputs& in);
+  // Reads a blob in place (checked with check_map); the caller keeps it alive.
+  Integrator(const uint8_t* blob, size_t len);
 
   const Axis& axis0() const { return axis0_; }
   const Axis& axis1() const { return axis1_; }
   size_t npix() const { return npix_; }
   size_t bins() const { return static_cast<size_t>(axis0_.bins) * axis1_.bins; }
-  size_t entries() const { return direct_ ? mapped_ : ebin_.size(); }
-  // Heap bytes held by the map, reported to V8 so a dropped integrator is collected promptly.
-  size_t memory_bytes() const {
-    return bin16_.capacity() * sizeof(uint16_t) + bin32_.capacity() * sizeof(uint32_t) +
-           ptr_.capacity() * sizeof(uint32_t) + ebin_.capacity() * sizeof(uint32_t) +
-           eweight_.capacity() * sizeof(float) + norm_.capacity() * sizeof(float) +
-           (static_norm_.capacity() + static_count_.capacity()) * sizeof(double);
-  }
+  size_t entries() const { return direct_ ? mapped_ : entries_; }
+  // Heap bytes held by the map (0 when it reads a blob owned elsewhere).
+  size_t memory_bytes() const { return owned_.capacity(); }
+  size_t map_bytes() const { return blob_len_; }
 
   Accumulator start() const;
   // Adds pixels [first, first + n) whose values are data[0 .. n).
@@ -103,6 +135,7 @@ class Integrator {
   void finish(Accumulator& acc, double empty, IntegrationResult& out) const;
 
  private:
+  void view(const uint8_t* blob, size_t len);
   template <typename T, typename Index, bool kLit, bool kMax>
   void run_packed(Accumulator& acc, const Index* map, const T* data, int64_t lit_above, double max_valid, size_t first,
                   size_t n) const;
@@ -118,20 +151,23 @@ class Integrator {
   template <typename T>
   void dispatch(Accumulator& acc, const T* data, const FrameInputs& f, size_t first, size_t n) const;
 
+  std::vector<uint8_t> owned_;      // the blob, when this integrator built it
+  size_t blob_len_ = 0;
   size_t npix_ = 0;
   Axis axis0_, axis1_;
   bool direct_ = true;              // every mapped pixel falls in exactly one bin, weight 1
-  size_t mapped_ = 0;
+  size_t mapped_ = 0, entries_ = 0;
   // Direct map: bin per pixel (bins() when unmapped). 16-bit indices when the
   // bins allow it: the map is the largest thing read per frame, and half the
   // size keeps it (with a compressed frame) inside the last-level cache.
-  std::vector<uint16_t> bin16_;
-  std::vector<uint32_t> bin32_;
-  std::vector<uint32_t> ptr_;       // split map: pixel i owns entries [ptr_[i], ptr_[i+1])
-  std::vector<uint32_t> ebin_;
-  std::vector<float> eweight_;
-  std::vector<float> norm_;         // per-pixel normalisation (empty: all ones)
-  std::vector<double> static_norm_, static_count_;
+  const uint16_t* bin16_ = nullptr;
+  const uint32_t* bin32_ = nullptr;
+  const uint32_t* ptr_ = nullptr;   // split map: pixel i owns entries [ptr_[i], ptr_[i+1])
+  const uint32_t* ebin_ = nullptr;
+  const float* eweight_ = nullptr;
+  const float* norm_ = nullptr;     // per-pixel normalisation (null: all ones)
+  const double* static_norm_ = nullptr;
+  const double* static_count_ = nullptr;
 };
 
 }  // namespace beamedge
