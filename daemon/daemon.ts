@@ -24,6 +24,7 @@ import { createLogger, type Logger } from './system/logger';
 import { redactUrls } from './system/redact';
 import { SystemdNotifier } from './system/sd-notify';
 import { VERSION } from './version';
+import { MapStore } from './maps/map-store';
 import { WorkerPool } from './workers/pool';
 import type { FrameMeta } from './workers/protocol';
 
@@ -59,6 +60,8 @@ export class Daemon {
   private publisher!: MqttPublisher;
   private slots!: FrameSlots;
   private pool!: WorkerPool;
+  /** Pixel-to-bin maps, built once and shared by the workers. */
+  maps!: MapStore;
   private readonly free: number[] = [];
   private readonly slotWaiters: (() => void)[] = [];
   private readonly sources: FrameSource[] = [];
@@ -167,6 +170,15 @@ export class Daemon {
     const payloadBytes = Math.ceil((c.rings.slot_mb * 1024 * 1024) / 8) * 8;
     this.slots = FrameSlots.create({ slots: c.rings.slots, payloadBytes });
     for (let i = c.rings.slots - 1; i >= 0; i--) this.free.push(i);
+    this.maps = new MapStore({
+      maxCount: c.maps.max_count,
+      maxBytes: c.maps.max_mb * 1024 * 1024,
+      buildThreads: c.maps.build_threads > 0 ? c.maps.build_threads : os.availableParallelism(),
+      directory: c.maps.disk_cache ? c.maps.directory : null,
+      diskBytes: c.maps.disk_mb * 1024 * 1024,
+      event: (level, kind, message, details) => this.event(level, kind, message, details),
+      onEvict: (key) => this.pool.mapEvicted(key),
+    });
     this.pool = new WorkerPool({
       threads: workerThreads(c),
       slots: this.slots,
@@ -178,6 +190,8 @@ export class Daemon {
         this.funnel.result(h, a);
       },
       onLost: (lost, reason) => this.onLost(lost, reason),
+      map: (key, spec) => this.maps.get(key, spec),
+      maxMaps: c.maps.max_count,
     });
     const sink = this.sink();
     if (c.ingest.tcp.enabled) this.sources.push(new TcpSource(c.ingest.tcp));
@@ -308,7 +322,7 @@ export class Daemon {
   private tick(): void {
     const queues = { free_slots: this.free.length, in_flight: this.pool.inFlight, mqtt_queue: this.publisher.queued, mqtt_spooled: this.publisher.spooled, ...this.pool.queueDepths() };
     const snap = this.stats.snapshot(this.epoch, queues);
-    this.publisher.stats({ instance: this.config.instance, ...snap, hit_rates: this.funnel.hits.snapshot() });
+    this.publisher.stats({ instance: this.config.instance, ...snap, hit_rates: this.funnel.hits.snapshot(), maps: this.maps.stats() });
     this.funnel.tick((performance.now() - this.lastTick) / 1000);
     this.lastTick = performance.now();
   }

@@ -91,6 +91,8 @@ export interface Config {
   };
   rings: { slots: number; slot_mb: number; result_mb: number };
   workers: { threads: number; stall_timeout_ms: number };
+  /** directory: resolved, never null after loading. */
+  maps: { max_count: number; max_mb: number; build_threads: number; disk_cache: boolean; directory: string | null; disk_mb: number };
   pipeline: PipelineConfig;
   series: SeriesOverride[];
   mqtt: {
@@ -140,6 +142,7 @@ function resolvePaths(c: Config, baseDir: string): Config {
       flat: abs(c.pipeline.flat),
     },
     provenance: { ...c.provenance, path: provenance },
+    maps: { ...c.maps, directory: abs(c.maps.directory) ?? path.join(path.dirname(provenance), `maps-${c.instance}`) },
     mqtt: {
       ...c.mqtt,
       password_file: abs(c.mqtt.password_file),

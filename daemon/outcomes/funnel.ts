@@ -46,7 +46,7 @@ export class OutcomeFunnel {
 
   /** A complete frame's identity: its sequence number and the moment it arrived. */
   stamp(meta: IncomingMeta): FrameMeta {
-    return { ...meta, seq: ++this.seq, receivedAt: performance.now(), receivedWall: Date.now() };
+    return { ...meta, seq: ++this.seq, epoch: this.d.epoch(), receivedAt: performance.now(), receivedWall: Date.now() };
   }
 
   /** A stamped frame is in its slot, on its way to a worker: its 'received' row. */

@@ -18,6 +18,8 @@ export interface FrameMeta {
   /** Key of the series context (geometry, mask, saturation) sent ahead by the source. */
   context?: string;
   shape?: [number, number];
+  /** Configuration epoch when the frame was received: the worker processes it with that epoch's pipeline. */
+  epoch?: number;
   /** Main-thread monotonic time (ms) when the frame was complete. */
   receivedAt: number;
   /** Wall-clock time (ms since the epoch) of the same moment. */
@@ -51,7 +53,21 @@ export interface SeriesContext {
   maxValid?: number;
 }
 
-export type WorkerMessage = { kind: 'pipeline'; update: PipelineUpdate } | { kind: 'series'; context: SeriesContext };
+export type WorkerMessage =
+  | { kind: 'pipeline'; update: PipelineUpdate }
+  | { kind: 'series'; context: SeriesContext }
+  /** The map store's answer to a map request: a view on its SharedArrayBuffer, read in place. */
+  | { kind: 'map'; key: string; blob: Uint8Array }
+  | { kind: 'map-error'; key: string; message: string }
+  /** The store let go of this map: the worker drops its views on it. */
+  | { kind: 'map-evicted'; key: string };
+
+/** Posted by a worker on its port: it needs the map of `key`, built from `spec` if the store has none. */
+export interface MapRequest {
+  kind: 'map-request';
+  key: string;
+  spec: import('../native').NativeMapSpec;
+}
 
 export interface WorkerInit {
   index: number;
@@ -63,6 +79,8 @@ export interface WorkerInit {
   control: SharedArrayBuffer;
   port: MessagePort;
   initial: PipelineUpdate;
+  /** Integrators (views on the store's maps) a worker keeps. */
+  maxMaps: number;
 }
 
 /** Control words shared with each worker. */
