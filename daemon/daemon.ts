@@ -424,6 +424,8 @@ export class Daemon {
       if (!drained) this.log.error('frames still in flight after 30 s; stopping anyway', { in_flight: this.pool.inFlight });
       await this.pool.close();
     }
+    // Cache files being written finish before the recorder closes (a failed write is an event).
+    if (this.maps) await this.maps.close();
     for (const t of this.timers) clearInterval(t);
     if (this.publisher) {
       this.tick();

@@ -26,6 +26,8 @@ export interface MapStoreStats {
   bytes: number;
   /** Requests answered from memory, from disk, and by a build. */
   hits: number;
+  /** Requests that joined a load or build already under way (a second worker asking for the same new map). */
+  joined: number;
   disk_loads: number;
   builds: number;
   build_ms_total: number;
@@ -43,7 +45,9 @@ interface Entry {
 export class MapStore {
   private readonly maps = new Map<string, Entry>();
   private readonly pending = new Map<string, Promise<Uint8Array>>();
-  readonly counters: MapStoreStats = { maps: 0, bytes: 0, hits: 0, disk_loads: 0, builds: 0, build_ms_total: 0, build_ms_last: null, evictions: 0, disk_rejected: 0, failures: 0 };
+  /** Cache files being written: close() waits for them. */
+  private readonly writes = new Set<Promise<void>>();
+  readonly counters: MapStoreStats = { maps: 0, bytes: 0, hits: 0, joined: 0, disk_loads: 0, builds: 0, build_ms_total: 0, build_ms_last: null, evictions: 0, disk_rejected: 0, failures: 0 };
 
   constructor(private readonly opts: MapStoreOptions) {}
 
@@ -71,7 +75,8 @@ export class MapStore {
       return Promise.resolve(hit.blob);
     }
     let p = this.pending.get(key);
-    if (!p) {
+    if (p) this.counters.joined++;
+    else {
       p = this.obtain(key, spec).finally(() => this.pending.delete(key));
       this.pending.set(key, p);
     }
@@ -132,11 +137,23 @@ export class MapStore {
       bytes: built.byteLength,
     });
     const dir = this.opts.directory;
-    if (dir)
-      void saveMap(dir, key, built)
+    if (dir) {
+      const w = saveMap(dir, key, built)
         .then(() => pruneMaps(dir, this.opts.diskBytes, key))
-        .catch((e: Error) => this.opts.event('warn', 'map_cache_write_failed', `map ${key.slice(0, 12)} not written to the disk cache: ${e.message}`, { key, error: e.message }));
+        .then(
+          () => {},
+          (e: Error) => this.opts.event('warn', 'map_cache_write_failed', `map ${key.slice(0, 12)} not written to the disk cache: ${e.message}`, { key, error: e.message }),
+        )
+        .finally(() => this.writes.delete(w));
+      this.writes.add(w);
+    }
     return blob;
+  }
+
+  /** Waits for the builds and loads under way and for the cache files being written. */
+  async close(): Promise<void> {
+    await Promise.allSettled([...this.pending.values()]);
+    await Promise.allSettled([...this.writes]);
   }
 
   private insert(key: string, blob: Uint8Array): void {
