@@ -115,6 +115,8 @@ export interface NativeMapSpec {
   range1?: [number, number];
   /** Threads for the per-pixel geometry (the result does not depend on it). */
   threads?: number;
+  /** Every pixel through libm (the fast path must give the same blob, byte for byte). */
+  reference?: boolean;
 }
 
 export interface NativeIntegrator {

@@ -1009,6 +1009,7 @@ MapSpec map_spec(const Napi::Env& env, const Napi::Value& v) {
   if (s.two_d) range("range1", s.axis1);
   const Napi::Value th = o.Get("threads");
   s.threads = th.IsNumber() ? std::max(1, std::min(64, th.As<Napi::Number>().Int32Value())) : 1;
+  s.reference = o.Get("reference").ToBoolean();
   return s;
 }
 

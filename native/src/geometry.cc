@@ -2,6 +2,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <thread>
+#include <type_traits>
+
+#include "cpu.h"
 
 namespace beamedge {
 namespace {
@@ -69,37 +74,287 @@ inline double chi_distance(double corner, double centre) {
 
 }  // namespace
 
+namespace {
+
+// One pixel exactly as pyFAI rounds it: the reference every fast result must equal.
+struct Exact {
+  double radial, chi;
+  float solid_angle, polarization;
+};
+
+inline Exact exact_pixel(const Geometry& g, const Evaluator& ev, const PixelArrayRequest& req, double p1, double p2) {
+  const Point p = ev.at(p1, p2);
+  Exact e{p.radial, p.chi, 0.0f, 0.0f};
+  if (req.solid_angle) {
+    const double cosa = g.dist / std::sqrt(g.dist * g.dist + (p1 * p1 + p2 * p2));
+    e.solid_angle = static_cast<float>(std::pow(cosa, 3.0));
+  }
+  if (req.polarization) {
+    const double c = std::cos(p.tth);
+    const double cc = c * c;
+    e.polarization = static_cast<float>(0.5 * (1.0 + cc - req.polarization_factor * std::cos(2.0 * p.chi) * (1.0 - cc)));
+  }
+  return e;
+}
+
+// Rows [r0, r1) the reference way: libm per pixel.
+void exact_rows(const Geometry& g, const Evaluator& ev, const PixelArrayRequest& req, size_t cols, const double* c2,
+                size_t r0, size_t r1, PixelArrays& out) {
+  for (size_t i = r0; i < r1; ++i) {
+    const double p1 = centre_coordinate(i, g.pixel1, g.poni1);
+    for (size_t j = 0; j < cols; ++j) {
+      const size_t k = i * cols + j;
+      const Exact e = exact_pixel(g, ev, req, p1, c2[j]);
+      out.radial[k] = e.radial;
+      if (req.chi) out.chi[k] = e.chi;
+      if (req.solid_angle) out.solid_angle[k] = e.solid_angle;
+      if (req.polarization) out.polarization[k] = e.polarization;
+    }
+  }
+}
+
+// Relative error bound of the fast q against libm's: both are within a few
+// ulp of the true value; 64 ulp leaves a wide margin. Certification relies on
+// it only being an upper bound.
+constexpr double kFastRelErr = 64 * 1.1102230246251565e-16;
+
+// Rounds v to float when every value within rel * |v| (plus abs) rounds the
+// same way; NaN otherwise (the caller evaluates exactly then).
+inline bool certain_float(double v, double rel, double abs, float& out) {
+  const double m = std::fabs(v) * rel + abs;
+  const float lo = static_cast<float>(v - m), hi = static_cast<float>(v + m);
+  out = lo;
+  return lo == hi;
+}
+
+// The fast path, one row: everything pyFAI gets from atan2, sin, cos and pow
+// rewritten with sqrt and divisions (exact identities: sin(tth/2) =
+// sqrt(r^2 / (2R(R + t3))), cos(tth) = t3 / R, cos(2 chi) = (t2^2 - t1^2) / r^2),
+// which vectorise. The radial value stays an approximation (its bin is
+// certified by the map builder); the float32 corrections are kept only when
+// their rounding is certain, and evaluated with libm otherwise.
+// Written with vector types (explicit sqrtpd: std::sqrt's errno path keeps
+// the compiler from vectorising the loop); every operation is IEEE-exact
+// rounding of the same expression whatever the width, so the lanes and the
+// scalar tail give identical values.
+// The AVX vectors only ever live inside the target("avx2") kernels (inlined
+// there): GCC's note about their ABI on baseline x86-64 does not apply.
+#pragma GCC diagnostic ignored "-Wpsabi"
+typedef double v2d __attribute__((vector_size(16)));
+typedef double v4d __attribute__((vector_size(32)));
+
+struct Sse2 {
+  using V = v2d;
+  static constexpr int L = 2;
+  static inline V sqrt(V x) { return __builtin_ia32_sqrtpd(x); }
+};
+
+struct Avx {
+  using V = v4d;
+  static constexpr int L = 4;
+  __attribute__((target("avx2"))) static inline V sqrt(V x) { return __builtin_ia32_sqrtpd256(x); }
+};
+
+template <typename T>
+struct Scalar {
+  static inline T sqrt(T x) { return std::sqrt(x); }
+};
+
+template <bool kQ, bool kSA, bool kPol, typename T, typename Sq>
+__attribute__((always_inline)) inline void fast_pixel(const Geometry& g, const Rotation& rot, double q_scale, double factor, double p1, T p2,
+                                                      T& radial, T& sa, T& pol) {
+  const T t1 = p1 * rot.c2 * rot.c3 + p2 * (rot.c3 * rot.s1 * rot.s2 - rot.c1 * rot.s3) - rot.L * (rot.c1 * rot.c3 * rot.s2 + rot.s1 * rot.s3);
+  const T t2 = p1 * rot.c2 * rot.s3 + p2 * (rot.c1 * rot.c3 + rot.s1 * rot.s2 * rot.s3) - rot.L * (-rot.c3 * rot.s1 + rot.c1 * rot.s2 * rot.s3);
+  const T t3 = p1 * rot.s2 - p2 * rot.c2 * rot.s1 + rot.L * rot.c1 * rot.c2;
+  const T r2 = t1 * t1 + t2 * t2;
+  const T R = Sq::sqrt(r2 + t3 * t3);
+  if (kQ) {
+    const T q = q_scale * Sq::sqrt(r2 / (2.0 * R * (R + t3)));
+    // Behind the sample (t3 <= 0) the identity cancels: NaN asks for the exact value.
+    radial = t3 > 0 ? q : q * 0.0 + NAN;
+  } else {
+    radial = Sq::sqrt(r2);  // r: the same operations as the reference
+  }
+  if (kSA) {
+    const T cosa = g.dist / Sq::sqrt(g.dist * g.dist + (p1 * p1 + p2 * p2));
+    sa = cosa * cosa * cosa;
+  }
+  if (kPol) {
+    // cos^2(tth) = t3^2 / R^2, and cos(2 chi) (1 - cos^2(tth)) = (t2^2 - t1^2) / R^2: one division.
+    const T t3s = t3 * t3;
+    pol = 0.5 * (1.0 + (t3s - factor * (t2 * t2 - t1 * t1)) / (r2 + t3s));
+  }
+}
+
+typedef float v2f __attribute__((vector_size(8)));
+typedef float v4f __attribute__((vector_size(16)));
+template <typename V> struct FloatOf;
+template <> struct FloatOf<v2d> { using type = v2f; };
+template <> struct FloatOf<v4d> { using type = v4f; };
+template <> struct FloatOf<double> { using type = float; };
+
+template <typename D, typename F>
+__attribute__((always_inline)) inline F to_float(D v) {
+  if constexpr (std::is_same<D, double>::value) return static_cast<float>(v);
+  else return __builtin_convertvector(v, F);
+}
+
+// The float results of one group of pixels: the radial approximation, and
+// the normalisation when both roundings are certain (every value within the
+// error bound rounds to the same float); a NaN radial asks for the exact path.
+template <bool kQ, bool kSA, bool kPol, typename V, typename Sq>
+__attribute__((always_inline)) inline void fast_floats(const Geometry& g, const Rotation& rot, double q_scale, double factor, double p1,
+                                                       V p2, typename FloatOf<V>::type& rf, typename FloatOf<V>::type& nf) {
+  using F = typename FloatOf<V>::type;
+  V r, sa{}, pol{};
+  fast_pixel<kQ, kSA, kPol, V, Sq>(g, rot, q_scale, factor, p1, p2, r, sa, pol);
+  F fr = to_float<V, F>(r);
+  auto ok = fr == fr;  // NaN: behind the sample
+  F n = fr * 0.0f + 1.0f;
+  if (kSA) {
+    // cosa^3 by two products: within 2 ulp of pow's.
+    const V m = sa * (8 * 1.1102230246251565e-16);
+    const F lo = to_float<V, F>(sa - m), hi = to_float<V, F>(sa + m);
+    ok = ok & (lo == hi);
+    n = lo;
+  }
+  if (kPol) {
+    // A few ulp absolute: its terms are at most ~2.
+    const F lo = to_float<V, F>(pol - 256 * 1.1102230246251565e-16), hi = to_float<V, F>(pol + 256 * 1.1102230246251565e-16);
+    ok = ok & (lo == hi);
+    n = kSA ? n * lo : lo;
+  }
+  if constexpr (std::is_same<V, double>::value) rf = ok ? fr : NAN;
+  else rf = ok ? fr : fr * 0.0f + NAN;
+  nf = n;
+}
+
+template <bool kQ, bool kSA, bool kPol, typename Vec>
+__attribute__((always_inline)) inline void fast_row_body(const Geometry& g, const Rotation& rot, double q_scale, double factor, double p1,
+                                                         const double* c2, size_t cols, float* rf, float* nf) {
+  using V = typename Vec::V;
+  using F = typename FloatOf<V>::type;
+  constexpr int L = Vec::L;
+  size_t j = 0;
+  for (; j + L <= cols; j += L) {
+    V p2;
+    F r, n;
+    std::memcpy(&p2, c2 + j, sizeof p2);
+    fast_floats<kQ, kSA, kPol, V, Vec>(g, rot, q_scale, factor, p1, p2, r, n);
+    std::memcpy(rf + j, &r, sizeof r);
+    if (kSA || kPol) std::memcpy(nf + j, &n, sizeof n);
+  }
+  for (; j < cols; ++j) {
+    float r, n;
+    fast_floats<kQ, kSA, kPol, double, Scalar<double>>(g, rot, q_scale, factor, p1, c2[j], r, n);
+    rf[j] = r;
+    if (kSA || kPol) nf[j] = n;
+  }
+}
+
+template <bool kQ, bool kSA, bool kPol>
+__attribute__((target("avx2"))) void fast_row_avx2(const Geometry& g, const Rotation& rot, double q_scale, double factor, double p1,
+                                                   const double* c2, size_t cols, float* rf, float* nf) {
+  fast_row_body<kQ, kSA, kPol, Avx>(g, rot, q_scale, factor, p1, c2, cols, rf, nf);
+}
+
+template <bool kQ, bool kSA, bool kPol>
+void fast_row_sse2(const Geometry& g, const Rotation& rot, double q_scale, double factor, double p1, const double* c2, size_t cols,
+                   float* rf, float* nf) {
+  fast_row_body<kQ, kSA, kPol, Sse2>(g, rot, q_scale, factor, p1, c2, cols, rf, nf);
+}
+
+using FastRow = void (*)(const Geometry&, const Rotation&, double, double, double, const double*, size_t, float*, float*);
+
+template <bool kQ, bool kSA, bool kPol>
+FastRow pick_row() {
+  return cpu_has_avx2() ? fast_row_avx2<kQ, kSA, kPol> : fast_row_sse2<kQ, kSA, kPol>;
+}
+
+FastRow fast_row_kernel(bool q, bool sa, bool pol) {
+  static const FastRow table[8] = {pick_row<false, false, false>(), pick_row<false, false, true>(), pick_row<false, true, false>(),
+                                   pick_row<false, true, true>(),   pick_row<true, false, false>(),  pick_row<true, false, true>(),
+                                   pick_row<true, true, false>(),   pick_row<true, true, true>()};
+  return table[(q ? 4 : 0) | (sa ? 2 : 0) | (pol ? 1 : 0)];
+}
+
+void fast_rows(const Geometry& g, const Evaluator& ev, const PixelArrayRequest& req, size_t cols, const double* c2, size_t r0,
+               size_t r1, PixelArrays& out) {
+  const bool q = req.radial == RadialKind::q_nm;
+  const FastRow row = fast_row_kernel(q, req.solid_angle, req.polarization);
+  const bool norm = req.solid_angle || req.polarization;
+  std::vector<float> scratch(norm ? 0 : cols);
+  for (size_t i = r0; i < r1; ++i) {
+    const double p1 = centre_coordinate(i, g.pixel1, g.poni1);
+    const size_t k0 = i * cols;
+    float* rf = out.radial_approx.data() + k0;
+    float* nf = norm ? out.norm.data() + k0 : scratch.data();
+    row(g, ev.rot, ev.q_scale, req.polarization_factor, p1, c2, cols, rf, nf);
+    // The rare pixels whose results were not certain: the exact path.
+    for (size_t j = 0; j < cols; ++j) {
+      if (__builtin_expect(!std::isnan(rf[j]), 1)) continue;
+      const Exact e = exact_pixel(g, ev, req, p1, c2[j]);
+      rf[j] = static_cast<float>(e.radial);
+      if (norm) nf[j] = req.solid_angle && req.polarization ? e.solid_angle * e.polarization : (req.solid_angle ? e.solid_angle : e.polarization);
+    }
+    if (req.chi)
+      for (size_t j = 0; j < cols; ++j) {
+        double t1, t2, t3;
+        ev.rot.apply(p1, c2[j], t1, t2, t3);
+        out.chi[k0 + j] = std::atan2(t1, t2);
+      }
+  }
+}
+
+// Runs f(r0, r1) on row bands, on up to `threads` threads.
+template <typename F>
+void parallel_rows(size_t rows, int threads, F&& f) {
+  const size_t n = std::max<size_t>(1, std::min<size_t>(threads < 1 ? 1 : size_t(threads), rows / 64 + 1));
+  if (n == 1) {
+    f(size_t(0), rows);
+    return;
+  }
+  std::vector<std::thread> pool;
+  const size_t band = (rows + n - 1) / n;
+  for (size_t t = 1; t < n; ++t) {
+    const size_t r0 = std::min(rows, t * band), r1 = std::min(rows, r0 + band);
+    pool.emplace_back([&f, r0, r1] { f(r0, r1); });
+  }
+  f(size_t(0), std::min(rows, band));
+  for (auto& th : pool) th.join();
+}
+
+}  // namespace
+
+double exact_radial(const Geometry& g, RadialKind kind, size_t i, size_t j) {
+  const Evaluator ev(g, kind);
+  return ev.at(centre_coordinate(i, g.pixel1, g.poni1), centre_coordinate(j, g.pixel2, g.poni2)).radial;
+}
+
 PixelArrays compute_pixel_arrays(const Geometry& g, size_t rows, size_t cols, const PixelArrayRequest& req, int threads) {
   const size_t n = rows * cols;
   const Evaluator ev(g, req.radial);
   PixelArrays out;
-  out.radial.resize(n);
+  // The fast path: for q and r without corners (bbox weights need the exact values).
+  const bool fast = req.approximate_radial && !req.corners && req.radial != RadialKind::tth_rad;
   if (req.chi) out.chi.resize(n);
-  if (req.solid_angle) out.solid_angle.resize(n);
-  if (req.polarization) out.polarization.resize(n);
+  if (fast) {
+    // Float rounding of the approximation on top of its own error.
+    out.radial_rel_err = 5.9604644775390625e-08 * (1 + 1e-6) + (req.radial == RadialKind::q_nm ? kFastRelErr : 0.0);
+    out.radial_approx.resize(n);
+    if (req.solid_angle || req.polarization) out.norm.resize(n);
+  } else {
+    out.radial.resize(n);
+    if (req.solid_angle) out.solid_angle.resize(n);
+    if (req.polarization) out.polarization.resize(n);
+  }
 
   std::vector<double> c2(cols);
   for (size_t j = 0; j < cols; ++j) c2[j] = centre_coordinate(j, g.pixel2, g.poni2);
-  for (size_t i = 0; i < rows; ++i) {
-    const double p1 = centre_coordinate(i, g.pixel1, g.poni1);
-    for (size_t j = 0; j < cols; ++j) {
-      const size_t k = i * cols + j;
-      const double p2 = c2[j];
-      const Point p = ev.at(p1, p2);
-      out.radial[k] = p.radial;
-      if (req.chi) out.chi[k] = p.chi;
-      if (req.solid_angle) {
-        const double cosa = g.dist / std::sqrt(g.dist * g.dist + (p1 * p1 + p2 * p2));
-        out.solid_angle[k] = static_cast<float>(std::pow(cosa, 3.0));
-      }
-      if (req.polarization) {
-        const double c = std::cos(p.tth);
-        const double cc = c * c;
-        out.polarization[k] = static_cast<float>(
-            0.5 * (1.0 + cc - req.polarization_factor * std::cos(2.0 * p.chi) * (1.0 - cc)));
-      }
-    }
-  }
+  parallel_rows(rows, threads, [&](size_t r0, size_t r1) {
+    if (fast) fast_rows(g, ev, req, cols, c2.data(), r0, r1, out);
+    else exact_rows(g, ev, req, cols, c2.data(), r0, r1, out);
+  });
 
   if (req.corners) {
     // Corners are shared by up to four pixels: evaluate the (rows+1) x (cols+1) grid once.
@@ -108,15 +363,18 @@ PixelArrays compute_pixel_arrays(const Geometry& g, size_t rows, size_t cols, co
     if (req.chi) cchi.resize((rows + 1) * cc);
     // Corners are in double but their radial and chi values are rounded to
     // float32, again as pyFAI stores them.
-    for (size_t i = 0; i <= rows; ++i)
-      for (size_t j = 0; j <= cols; ++j) {
-        const Point p = ev.at(g.pixel1 * static_cast<double>(i) - g.poni1, g.pixel2 * static_cast<double>(j) - g.poni2);
-        crad[i * cc + j] = static_cast<float>(p.radial);
-        if (req.chi) cchi[i * cc + j] = static_cast<float>(p.chi);
-      }
+    parallel_rows(rows + 1, threads, [&](size_t r0, size_t r1) {
+      for (size_t i = r0; i < r1; ++i)
+        for (size_t j = 0; j <= cols; ++j) {
+          const Point p = ev.at(g.pixel1 * static_cast<double>(i) - g.poni1, g.pixel2 * static_cast<double>(j) - g.poni2);
+          crad[i * cc + j] = static_cast<float>(p.radial);
+          if (req.chi) cchi[i * cc + j] = static_cast<float>(p.chi);
+        }
+    });
     out.radial_delta.resize(n);
     if (req.chi) out.chi_delta.resize(n);
-    for (size_t i = 0; i < rows; ++i)
+    parallel_rows(rows, threads, [&](size_t r0, size_t r1) {
+    for (size_t i = r0; i < r1; ++i)
       for (size_t j = 0; j < cols; ++j) {
         const size_t k = i * cols + j;
         const size_t c[4] = {i * cc + j, i * cc + j + 1, (i + 1) * cc + j, (i + 1) * cc + j + 1};
@@ -128,6 +386,7 @@ PixelArrays compute_pixel_arrays(const Geometry& g, size_t rows, size_t cols, co
         out.radial_delta[k] = dr;
         if (req.chi) out.chi_delta[k] = dc;
       }
+    });
   }
   return out;
 }

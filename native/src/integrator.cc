@@ -32,8 +32,8 @@ constexpr size_t kPackedLanes = 4;
 // no gain from four).
 constexpr size_t kSumLanes = 2;
 
-// Float32 pi: pyFAI clips the azimuthal range of split pixels to it.
-constexpr double kPi32 = 3.1415927410125732;
+
+}  // namespace
 
 Axis resolve_axis(const AxisSpec& spec, double data_lo, double data_hi) {
   if (spec.bins < 1) throw std::invalid_argument("the number of bins must be at least 1");
@@ -55,6 +55,8 @@ Axis resolve_axis(const AxisSpec& spec, double data_lo, double data_hi) {
   a.delta = (a.max - a.min) / a.bins;
   return a;
 }
+
+namespace {
 
 // Fractional bin coordinates of [lo, hi] and the clamped bin span, with
 // pyFAI's rules: C truncation, not floor, and a pixel is dropped only when it
@@ -89,12 +91,12 @@ void split_bbox(const Axis& a, double lo, double hi, std::vector<std::pair<int, 
   out.emplace_back(s.bhi, inv * (s.fhi - s.bhi));
 }
 
+}  // namespace
+
 int histogram_bin(const Axis& a, double x) {
   Span s;
   return span_of(a, x, x, s) ? s.blo : -1;
 }
-
-}  // namespace
 
 namespace {
 
@@ -204,7 +206,8 @@ std::string check_map(const uint8_t* blob, size_t len, bool checksum) {
 }
 
 std::vector<uint8_t> build_map(const MapInputs& in) {
-  if (!in.pos0) throw std::invalid_argument("radial positions are required");
+  const bool decided = in.bin0 && in.has_range0 && !in.dpos0;
+  if (!in.pos0 && !decided) throw std::invalid_argument("radial positions are required");
   if (in.npix == 0) throw std::invalid_argument("no pixels");
   if (in.npix >= kUnmapped) throw std::invalid_argument("too many pixels");
   const bool two_d = in.pos1 != nullptr;
@@ -213,11 +216,17 @@ std::vector<uint8_t> build_map(const MapInputs& in) {
 
   // Default ranges span the unmasked pixels (their bounding boxes when splitting).
   double lo0 = INFINITY, hi0 = -INFINITY, lo1 = INFINITY, hi1 = -INFINITY;
-  for (size_t i = 0; i < in.npix; ++i) {
+  if (decided) {
+    lo0 = in.data_lo0;
+    hi0 = in.data_hi0;
+  }
+  for (size_t i = 0; i < in.npix && (!decided || two_d); ++i) {
     if (in.mask && in.mask[i]) continue;
-    const double d0 = split ? in.dpos0[i] : 0.0;
-    lo0 = std::min(lo0, in.pos0[i] - d0);
-    hi0 = std::max(hi0, in.pos0[i] + d0);
+    if (!decided) {
+      const double d0 = split ? in.dpos0[i] : 0.0;
+      lo0 = std::min(lo0, in.pos0[i] - d0);
+      hi0 = std::max(hi0, in.pos0[i] + d0);
+    }
     if (two_d) {
       const double d1 = split ? in.dpos1[i] : 0.0;
       lo1 = std::min(lo1, in.pos1[i] - d1);
@@ -262,20 +271,38 @@ std::vector<uint8_t> build_map(const MapInputs& in) {
     uint16_t* m16 = reinterpret_cast<uint16_t*>(blob.data() + h.bins);
     uint32_t* m32 = reinterpret_cast<uint32_t*>(blob.data() + h.bins);
     size_t mapped = 0;
+    // Neighbouring pixels mostly share a bin: the bin's running sums stay in
+    // registers while they do (the same additions in the same order as
+    // through memory, so the same sums, without a store-to-load wait each).
+    uint32_t cur = static_cast<uint32_t>(nb);
+    double run_norm = 0, run_count = 0;
     for (size_t i = 0; i < in.npix; ++i) {
       uint32_t b = static_cast<uint32_t>(nb);
       if (!(in.mask && in.mask[i])) {
-        const int b0 = histogram_bin(axis0, in.pos0[i]);
+        const int b0 = decided ? in.bin0[i] : histogram_bin(axis0, in.pos0[i]);
         int b1 = 0;
         if (b0 >= 0 && (!two_d || (b1 = histogram_bin(axis1, in.pos1[i])) >= 0)) {
           b = static_cast<uint32_t>(b1) * axis0.bins + b0;
           ++mapped;
-          static_norm[b] += norm_of(i);
-          static_count[b] += 1.0;
+          if (b != cur) {
+            if (cur < nb) {
+              static_norm[cur] = run_norm;
+              static_count[cur] = run_count;
+            }
+            cur = b;
+            run_norm = static_norm[b];
+            run_count = static_count[b];
+          }
+          run_norm += norm_of(i);
+          run_count += 1.0;
         }
       }
       if (narrow) m16[i] = static_cast<uint16_t>(b);
       else m32[i] = b;
+    }
+    if (cur < nb) {
+      static_norm[cur] = run_norm;
+      static_count[cur] = run_count;
     }
     h.mapped = mapped;
   } else {

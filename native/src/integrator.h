@@ -33,6 +33,13 @@ struct Axis {
   }
 };
 
+// The bin grid build_map uses for data spanning [data_lo, data_hi] (radial quantities clamped at 0 unless allowed).
+Axis resolve_axis(const AxisSpec& spec, double data_lo, double data_hi);
+// pyFAI's histogram bin of x, or -1 when outside.
+int histogram_bin(const Axis& a, double x);
+// Float32 pi: pyFAI clips the azimuthal range of split pixels to it.
+constexpr double kPi32 = 3.1415927410125732;
+
 struct MapInputs {
   size_t npix = 0;
   const double* pos0 = nullptr;   // radial position of each pixel centre
@@ -41,6 +48,12 @@ struct MapInputs {
   const double* dpos1 = nullptr;
   const uint8_t* mask = nullptr;  // non-zero: excluded
   const float* norm = nullptr;    // per-pixel normalisation (solid angle x polarisation x flat), null: 1
+  // Radial bins already decided (histogram_bin(axis0, exact value) or -1)
+  // for the unmasked pixels of a direct map, with the exact extremes of those
+  // pixels' values: then pos0 is not needed.
+  const int32_t* bin0 = nullptr;
+  bool has_range0 = false;
+  double data_lo0 = 0, data_hi0 = 0;
   AxisSpec axis0, axis1;
 };
 

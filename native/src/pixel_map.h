@@ -20,6 +20,9 @@ struct MapSpec {
   std::vector<float> flat;    // empty: none
   AxisSpec axis0, axis1;
   int threads = 1;
+  // Every pixel through libm, the way the map was always built: tests check
+  // the fast path against it bit for bit.
+  bool reference = false;
 };
 
 std::vector<uint8_t> build_pixel_map(const MapSpec& spec);
