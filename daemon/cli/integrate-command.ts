@@ -1,10 +1,16 @@
 // beamedge integrate FILE...: azimuthal integration with pyFAI's semantics.
 import { readFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { expectShape, readPixelImage } from '../calibrate/pixel-image';
-import { readCbf, type CbfFrame } from '../decode/cbf';
+import { readCbf, readCbfHeader } from '../decode/cbf';
+import { FrameError } from '../decode/frame-error';
 import { geometryFromCbfHeader, type Geometry } from '../geometry/geometry';
 import { parsePoni } from '../geometry/poni';
-import { AzimuthalIntegrator, type Integration, type IntegrationSetup } from '../integrate/azimuthal';
+import { AzimuthalIntegrator, mapSpec, type Integration, type IntegrationSetup } from '../integrate/azimuthal';
+import { loadMapSync, pruneMaps, saveMapSync, touchMapSync } from '../maps/map-cache';
+import { mapKey } from '../maps/map-key';
+import { native } from '../native';
 import { UNIT_NAMES } from '../integrate/units';
 import { UsageError } from './args';
 import type { Command, Io } from './command';
@@ -84,12 +90,42 @@ function loadCalibration(opts: import('./args').Options, shape: [number, number]
   return cal;
 }
 
+function defaultMapCache(): string {
+  return path.join(process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache'), 'beamedge', 'maps');
+}
+
+/**
+ * The map of `setup` from the on-disk cache (checked), else built on all
+ * cores and written there, so the next run starts at full speed. A damaged
+ * file is said, removed and replaced; a cache that cannot be written only
+ * costs the next run the build.
+ */
+function cachedMap(setup: IntegrationSetup, dir: string | null, io: Io, onBuild: () => void): Uint8Array {
+  const spec = mapSpec(setup, os.availableParallelism());
+  if (!dir) return native.buildMap(spec);
+  const key = mapKey(spec);
+  const hit = loadMapSync(dir, key);
+  if (hit && 'blob' in hit) {
+    touchMapSync(dir, key);
+    return hit.blob;
+  }
+  if (hit) io.err(`beamedge integrate: cached map ${key.slice(0, 12)} in ${dir} failed its check (${hit.problem}); building it again\n`);
+  const blob = native.buildMap(spec);
+  onBuild();
+  try {
+    saveMapSync(dir, key, blob);
+  } catch (e) {
+    io.err(`beamedge integrate: map not cached in ${dir}: ${(e as Error).message}\n`);
+  }
+  return blob;
+}
+
 export const integrateCommand: Command = {
   name: 'integrate',
   summary: 'azimuthal integration (1D or 2D) with pyFAI-compatible geometry and output',
   usage:
     'beamedge integrate FILE... (--poni P | --from-header) --npt N [--npt-azim M] --unit U [--split no|bbox] ' +
-    '[--mask FILE] [--dark FILE] [--flat FILE] [--polarization F] [--no-solid-angle] [--range LO HI] [--json]',
+    '[--mask FILE] [--dark FILE] [--flat FILE] [--polarization F] [--no-solid-angle] [--range LO HI] [--json] [--map-cache DIR | --no-map-cache]',
   options: {
     poni: { kind: 'string', arg: 'FILE', help: 'pyFAI PONI file with the geometry' },
     'from-header': { kind: 'flag', help: 'take the geometry from the CBF header (Beam_xy, Detector_distance, Pixel_size)' },
@@ -107,6 +143,9 @@ export const integrateCommand: Command = {
     range: { kind: 'pair', arg: 'LO HI', help: 'radial range in the output unit' },
     'azimuth-range': { kind: 'pair', arg: 'LO HI', help: 'azimuthal range in degrees (2D)' },
     json: { kind: 'flag', help: 'print one JSON object per file instead of tables' },
+    'map-cache': { kind: 'string', arg: 'DIR', help: 'on-disk cache of pixel-to-bin maps (default $XDG_CACHE_HOME/beamedge/maps or ~/.cache/beamedge/maps)' },
+    'no-map-cache': { kind: 'flag', help: 'build the map without reading or writing the cache' },
+    'map-cache-mb': { kind: 'number', arg: 'MB', min: 1, help: 'size the cache is kept within, oldest maps removed first (default 4096)' },
   },
   async run(opts, io: Io) {
     const files = opts.positional;
@@ -122,6 +161,8 @@ export const integrateCommand: Command = {
     const poniFile = opts.string('poni');
     const poni = poniFile ? parsePoni(readFileSync(poniFile, 'utf8'), poniFile) : undefined;
 
+    const cacheDir = opts.flag('no-map-cache') ? null : (opts.string('map-cache') ?? defaultMapCache());
+    let built = false;
     let integrator: AzimuthalIntegrator | undefined;
     let integratorKey = '';
     let calibration: Calibration | undefined;
@@ -130,13 +171,27 @@ export const integrateCommand: Command = {
       try {
         const buf = readFileSync(file);
         let t0 = process.hrtime.bigint();
-        const frame: CbfFrame = readCbf(buf, { source: file });
+        // The header first: with the map of this geometry at hand, the frame is
+        // decoded inside the integration pass (no full-frame buffer).
+        const head = readCbfHeader(buf, file);
         let setupMs = 0;
-        const geometry = poni ?? geometryFromCbfHeader(frame.header, file);
-        calibration ??= loadCalibration(opts, frame.shape);
+        const geometry = poni ?? geometryFromCbfHeader(head.header, file);
         // One pixel-to-bin map serves every file with the same geometry and shape.
-        const key = JSON.stringify([geometry, frame.shape]);
-        if (!integrator || key !== integratorKey) {
+        const key = JSON.stringify([geometry, head.shape]);
+        const frameOptions = {
+          ...(calibration?.dark ? { dark: calibration.dark } : {}),
+          ...(opts.has('dummy') ? { dummy: opts.number('dummy')!, deltaDummy: opts.number('delta-dummy') ?? 0 } : {}),
+        };
+        let result: Integration;
+        if (integrator && key === integratorKey) {
+          try {
+            result = integrator.integrateCbf(buf, frameOptions);
+          } catch (e) {
+            throw new FrameError((e as Error).message, file);
+          }
+        } else {
+          const frame = readCbf(buf, { source: file });
+          calibration ??= loadCalibration(opts, frame.shape);
           // The static mask is the mask file plus the detector's markers
           // (negative pixels) in this frame, as pyFAI users pass `data < 0`.
           const mask = calibration.mask ? calibration.mask.slice() : new Uint8Array(frame.pixels.length);
@@ -156,15 +211,15 @@ export const integrateCommand: Command = {
             ...(opts.has('azimuth-range') ? { azimuthRange: opts.pair('azimuth-range')! } : {}),
           };
           const s0 = process.hrtime.bigint();
-          integrator = new AzimuthalIntegrator(setup);
+          integrator = new AzimuthalIntegrator(setup, cachedMap(setup, cacheDir, io, () => (built = true)));
           integratorKey = key;
           setupMs = Number(process.hrtime.bigint() - s0) / 1e6;
           t0 += process.hrtime.bigint() - s0;
+          result = integrator.integrate(frame.pixels, {
+            ...(calibration.dark ? { dark: calibration.dark } : {}),
+            ...(opts.has('dummy') ? { dummy: opts.number('dummy')!, deltaDummy: opts.number('delta-dummy') ?? 0 } : {}),
+          });
         }
-        const result = integrator.integrate(frame.pixels, {
-          ...(calibration.dark ? { dark: calibration.dark } : {}),
-          ...(opts.has('dummy') ? { dummy: opts.number('dummy')!, deltaDummy: opts.number('delta-dummy') ?? 0 } : {}),
-        });
         const ms = Number(process.hrtime.bigint() - t0) / 1e6;
         io.out(opts.flag('json') ? profileJson(result, file, ms, setupMs) + '\n' : formatProfile(result, geometry, file, ms, setupMs));
       } catch (err) {
@@ -172,6 +227,7 @@ export const integrateCommand: Command = {
         io.err(`beamedge integrate: ${(err as Error).message}\n`);
       }
     }
+    if (cacheDir && built) await pruneMaps(cacheDir, (opts.number('map-cache-mb') ?? 4096) * 1048576).catch(() => []);
     return failures ? 1 : 0;
   },
 };

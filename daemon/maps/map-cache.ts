@@ -2,7 +2,7 @@
 // built, its checksum inside), written to a temporary name and renamed, so a
 // crash never leaves a half-written map under a real name. A file that fails
 // its check is removed and the map rebuilt.
-import { existsSync, mkdirSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { mkdir, readdir, rename, stat, unlink, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { native } from '../native';
@@ -50,6 +50,15 @@ export async function pruneMaps(directory: string, maxBytes: number, keep?: stri
 export async function touchMap(directory: string, key: string): Promise<void> {
   const now = new Date();
   await utimes(mapFile(directory, key), now, now).catch(() => {});
+}
+
+export function touchMapSync(directory: string, key: string): void {
+  const now = new Date();
+  try {
+    utimesSync(mapFile(directory, key), now, now);
+  } catch {
+    // Removed meanwhile: the next run builds it again.
+  }
 }
 
 export type SyncLoad = { blob: Buffer } | { problem: string } | undefined;
