@@ -263,7 +263,10 @@ export class Daemon {
       acquire: () => {
         // Leaving the all-free state starts the clock the watchdog's stall test reads.
         if (this.free.length === this.slots.slots) this.lastProgress = performance.now();
-        return this.free.pop();
+        const slot = this.free.pop();
+        // Ingest found every slot taken (it waits, or drops under policy drop): the workers are behind.
+        if (slot === undefined) this.stats.count('slots_full');
+        return slot;
       },
       whenSlotFree: (cb) => this.slotWaiters.push(cb),
       payloadTarget: (slot, size) => this.slots.payloadTarget(slot, size),

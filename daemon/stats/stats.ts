@@ -11,6 +11,8 @@ export interface Counters {
   published: number;
   undeliverable: number;
   reloads: number;
+  /** Times ingest wanted a slot and every one was taken. */
+  slots_full: number;
 }
 
 export interface StatsSnapshot {
@@ -33,7 +35,7 @@ function percentile(sorted: number[], q: number): number | null {
 }
 
 export class Stats {
-  readonly totals: Counters = { frames_in: 0, processed: 0, kept: 0, rejected: 0, dropped: 0, errored: 0, published: 0, undeliverable: 0, reloads: 0 };
+  readonly totals: Counters = { frames_in: 0, processed: 0, kept: 0, rejected: 0, dropped: 0, errored: 0, published: 0, undeliverable: 0, reloads: 0, slots_full: 0 };
   private readonly undeliverableByTopic: Record<string, number> = {};
   private readonly pixelsExcluded: Record<string, number> = {};
   private last: Counters = { ...this.totals };

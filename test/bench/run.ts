@@ -11,6 +11,7 @@ import { native } from '../../daemon/native';
 import { SyntheticDetector } from '../../daemon/sim/synthetic';
 import { dataDir, dataFile } from '../helpers/data';
 import { replayBenchmark, stream2Benchmark } from './e2e';
+import { mapsBenchmark } from './maps';
 import { peakfinder8Benchmark } from './peakfinder8';
 import { dispersionBenchmark } from './spots';
 import { jungfrauRows } from './jungfrau';
@@ -251,8 +252,11 @@ function main(): void {
 }
 
 main();
-if (dataDir && !process.env.BENCH_SKIP_E2E)
-  endToEnd().catch((e: unknown) => {
-    process.stderr.write(`end-to-end benchmark failed: ${(e as Error).stack ?? String(e)}\n`);
+if (dataDir)
+  (async () => {
+    if (!process.env.BENCH_SKIP_MAPS) await mapsBenchmark();
+    if (!process.env.BENCH_SKIP_E2E) await endToEnd();
+  })().catch((e: unknown) => {
+    process.stderr.write(`benchmark failed: ${(e as Error).stack ?? String(e)}\n`);
     process.exitCode = 1;
   });
