@@ -45,6 +45,8 @@ interface Entry {
 export class MapStore {
   private readonly maps = new Map<string, Entry>();
   private readonly pending = new Map<string, Promise<Uint8Array>>();
+  /** Keys whose build failed (every pixel masked, an empty range...): answered at once, not rebuilt per frame. */
+  private readonly failed = new Map<string, Error>();
   /** Cache files being written: close() waits for them. */
   private readonly writes = new Set<Promise<void>>();
   readonly counters: MapStoreStats = { maps: 0, bytes: 0, hits: 0, joined: 0, disk_loads: 0, builds: 0, build_ms_total: 0, build_ms_last: null, evictions: 0, disk_rejected: 0, failures: 0 };
@@ -74,6 +76,8 @@ export class MapStore {
       this.counters.hits++;
       return Promise.resolve(hit.blob);
     }
+    const failure = this.failed.get(key);
+    if (failure) return Promise.reject(failure);
     let p = this.pending.get(key);
     if (p) this.counters.joined++;
     else {
@@ -120,6 +124,8 @@ export class MapStore {
       );
     } catch (e) {
       this.counters.failures++;
+      this.failed.set(key, e as Error);
+      while (this.failed.size > 16) this.failed.delete(this.failed.keys().next().value!);
       this.opts.event('error', 'map_build_failed', `map ${key.slice(0, 12)} could not be built: ${(e as Error).message}`, { key, error: (e as Error).message });
       throw e;
     }

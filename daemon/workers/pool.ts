@@ -155,6 +155,8 @@ export class WorkerPool {
   private post(h: Handle, message: WorkerMessage): void {
     h.port.postMessage(message);
     Atomics.add(h.control, CONTROL.generation, 1);
+    // Wakes a worker waiting for a map answer as well as one waiting for frames.
+    Atomics.notify(h.control, CONTROL.generation);
     h.queue.wake();
   }
 

@@ -161,3 +161,13 @@ t.test('a damaged map never reaches the per-frame loop', async (t) => {
   t.throws(() => new native.Integrator({ map: bad }), /bin index out of range/, 'and the integrator refuses it');
   t.throws(() => new native.Integrator({ map: blob.subarray(0, 100) }), /shorter than its header/);
 });
+
+t.test('a map that cannot be built fails once, is reported once, and is not rebuilt per frame', async (t) => {
+  const { s, events } = store();
+  const spec = { ...mapSpec(setup(20)), mask: new Uint8Array(shape[0] * shape[1]).fill(1) };
+  const key = mapKey(spec);
+  await t.rejects(s.get(key, spec), /every pixel is masked/);
+  await t.rejects(s.get(key, spec), /every pixel is masked/, 'the same answer for the next frame');
+  t.equal(s.stats().failures, 1, 'one failed build');
+  t.equal(events.filter((e) => e.kind === 'map_build_failed').length, 1, 'reported once');
+});
