@@ -176,7 +176,9 @@ export class Daemon {
       buildThreads: c.maps.build_threads > 0 ? c.maps.build_threads : os.availableParallelism(),
       directory: c.maps.disk_cache ? c.maps.directory : null,
       diskBytes: c.maps.disk_mb * 1024 * 1024,
-      event: (level, kind, message, details) => this.event(level, kind, message, details),
+      // Builds, loads and evictions are routine: logged and kept in provenance (and counted in
+      // stats), not published as events; a rejected cache file or a failed build is.
+      event: (level, kind, message, details) => (level === 'info' ? this.note(kind, message, details) : this.event(level, kind, message, details)),
       onEvict: (key) => this.pool.mapEvicted(key),
     });
     this.pool = new WorkerPool({
@@ -314,6 +316,12 @@ export class Daemon {
     this.publisher.event({ time: new Date().toISOString(), level, kind, message, ...(details ? { details } : {}) });
     // A DECTRIS end message closes its series' hit-rate count.
     if (kind === 'series_end' && details?.series_id !== undefined) this.funnel.seriesEnded(String(details.series_id), 'end of series');
+  }
+
+  /** Logged and recorded in provenance, not published on MQTT. */
+  private note(kind: string, message: string, details?: Record<string, unknown>): void {
+    this.log.info(message, { kind, ...details });
+    this.recorder.event('info', kind, message, details);
   }
 
   private onLost(lost: number[], reason: string): void {

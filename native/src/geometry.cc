@@ -118,157 +118,60 @@ void exact_rows(const Geometry& g, const Evaluator& ev, const PixelArrayRequest&
 // it only being an upper bound.
 constexpr double kFastRelErr = 64 * 1.1102230246251565e-16;
 
-// Rounds v to float when every value within rel * |v| (plus abs) rounds the
-// same way; NaN otherwise (the caller evaluates exactly then).
-inline bool certain_float(double v, double rel, double abs, float& out) {
-  const double m = std::fabs(v) * rel + abs;
-  const float lo = static_cast<float>(v - m), hi = static_cast<float>(v + m);
-  out = lo;
-  return lo == hi;
-}
-
 // The fast path, one row: everything pyFAI gets from atan2, sin, cos and pow
 // rewritten with sqrt and divisions (exact identities: sin(tth/2) =
 // sqrt(r^2 / (2R(R + t3))), cos(tth) = t3 / R, cos(2 chi) = (t2^2 - t1^2) / r^2),
 // which vectorise. The radial value stays an approximation (its bin is
 // certified by the map builder); the float32 corrections are kept only when
 // their rounding is certain, and evaluated with libm otherwise.
-// Written with vector types (explicit sqrtpd: std::sqrt's errno path keeps
-// the compiler from vectorising the loop); every operation is IEEE-exact
-// rounding of the same expression whatever the width, so the lanes and the
-// scalar tail give identical values.
-// The AVX vectors only ever live inside the target("avx2") kernels (inlined
-// there): GCC's note about their ABI on baseline x86-64 does not apply.
-#pragma GCC diagnostic ignored "-Wpsabi"
 typedef double v2d __attribute__((vector_size(16)));
 typedef double v4d __attribute__((vector_size(32)));
-
-struct Sse2 {
-  using V = v2d;
-  static constexpr int L = 2;
-  static inline V sqrt(V x) { return __builtin_ia32_sqrtpd(x); }
-};
-
-struct Avx {
-  using V = v4d;
-  static constexpr int L = 4;
-  __attribute__((target("avx2"))) static inline V sqrt(V x) { return __builtin_ia32_sqrtpd256(x); }
-};
-
-template <typename T>
-struct Scalar {
-  static inline T sqrt(T x) { return std::sqrt(x); }
-};
-
-template <bool kQ, bool kSA, bool kPol, typename T, typename Sq>
-__attribute__((always_inline)) inline void fast_pixel(const Geometry& g, const Rotation& rot, double q_scale, double factor, double p1, T p2,
-                                                      T& radial, T& sa, T& pol) {
-  const T t1 = p1 * rot.c2 * rot.c3 + p2 * (rot.c3 * rot.s1 * rot.s2 - rot.c1 * rot.s3) - rot.L * (rot.c1 * rot.c3 * rot.s2 + rot.s1 * rot.s3);
-  const T t2 = p1 * rot.c2 * rot.s3 + p2 * (rot.c1 * rot.c3 + rot.s1 * rot.s2 * rot.s3) - rot.L * (-rot.c3 * rot.s1 + rot.c1 * rot.s2 * rot.s3);
-  const T t3 = p1 * rot.s2 - p2 * rot.c2 * rot.s1 + rot.L * rot.c1 * rot.c2;
-  const T r2 = t1 * t1 + t2 * t2;
-  const T R = Sq::sqrt(r2 + t3 * t3);
-  if (kQ) {
-    const T q = q_scale * Sq::sqrt(r2 / (2.0 * R * (R + t3)));
-    // Behind the sample (t3 <= 0) the identity cancels: NaN asks for the exact value.
-    radial = t3 > 0 ? q : q * 0.0 + NAN;
-  } else {
-    radial = Sq::sqrt(r2);  // r: the same operations as the reference
-  }
-  if (kSA) {
-    const T cosa = g.dist / Sq::sqrt(g.dist * g.dist + (p1 * p1 + p2 * p2));
-    sa = cosa * cosa * cosa;
-  }
-  if (kPol) {
-    // cos^2(tth) = t3^2 / R^2, and cos(2 chi) (1 - cos^2(tth)) = (t2^2 - t1^2) / R^2: one division.
-    const T t3s = t3 * t3;
-    pol = 0.5 * (1.0 + (t3s - factor * (t2 * t2 - t1 * t1)) / (r2 + t3s));
-  }
-}
-
 typedef float v2f __attribute__((vector_size(8)));
 typedef float v4f __attribute__((vector_size(16)));
-template <typename V> struct FloatOf;
-template <> struct FloatOf<v2d> { using type = v2f; };
-template <> struct FloatOf<v4d> { using type = v4f; };
-template <> struct FloatOf<double> { using type = float; };
 
-template <typename D, typename F>
-__attribute__((always_inline)) inline F to_float(D v) {
-  if constexpr (std::is_same<D, double>::value) return static_cast<float>(v);
-  else return __builtin_convertvector(v, F);
-}
+// The AVX2 kernels: every function in this region is compiled for AVX2 (and
+// picked at run time only where the CPU has it), so AVX vectors never cross
+// a baseline function's boundary.
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx2")
+#endif
+namespace k_avx2 {
+#define FAST_V v4d
+#define FAST_F v4f
+#define FAST_SQRT(x) __builtin_ia32_sqrtpd256(x)
+#define FAST_KERNEL fast_row
+#include "geometry_fast.inc"
+#undef FAST_V
+#undef FAST_F
+#undef FAST_SQRT
+#undef FAST_KERNEL
+}  // namespace k_avx2
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
 
-// The float results of one group of pixels: the radial approximation, and
-// the normalisation when both roundings are certain (every value within the
-// error bound rounds to the same float); a NaN radial asks for the exact path.
-template <bool kQ, bool kSA, bool kPol, typename V, typename Sq>
-__attribute__((always_inline)) inline void fast_floats(const Geometry& g, const Rotation& rot, double q_scale, double factor, double p1,
-                                                       V p2, typename FloatOf<V>::type& rf, typename FloatOf<V>::type& nf) {
-  using F = typename FloatOf<V>::type;
-  V r, sa{}, pol{};
-  fast_pixel<kQ, kSA, kPol, V, Sq>(g, rot, q_scale, factor, p1, p2, r, sa, pol);
-  F fr = to_float<V, F>(r);
-  auto ok = fr == fr;  // NaN: behind the sample
-  F n = fr * 0.0f + 1.0f;
-  if (kSA) {
-    // cosa^3 by two products: within 2 ulp of pow's.
-    const V m = sa * (8 * 1.1102230246251565e-16);
-    const F lo = to_float<V, F>(sa - m), hi = to_float<V, F>(sa + m);
-    ok = ok & (lo == hi);
-    n = lo;
-  }
-  if (kPol) {
-    // A few ulp absolute: its terms are at most ~2.
-    const F lo = to_float<V, F>(pol - 256 * 1.1102230246251565e-16), hi = to_float<V, F>(pol + 256 * 1.1102230246251565e-16);
-    ok = ok & (lo == hi);
-    n = kSA ? n * lo : lo;
-  }
-  if constexpr (std::is_same<V, double>::value) rf = ok ? fr : NAN;
-  else rf = ok ? fr : fr * 0.0f + NAN;
-  nf = n;
-}
-
-template <bool kQ, bool kSA, bool kPol, typename Vec>
-__attribute__((always_inline)) inline void fast_row_body(const Geometry& g, const Rotation& rot, double q_scale, double factor, double p1,
-                                                         const double* c2, size_t cols, float* rf, float* nf) {
-  using V = typename Vec::V;
-  using F = typename FloatOf<V>::type;
-  constexpr int L = Vec::L;
-  size_t j = 0;
-  for (; j + L <= cols; j += L) {
-    V p2;
-    F r, n;
-    std::memcpy(&p2, c2 + j, sizeof p2);
-    fast_floats<kQ, kSA, kPol, V, Vec>(g, rot, q_scale, factor, p1, p2, r, n);
-    std::memcpy(rf + j, &r, sizeof r);
-    if (kSA || kPol) std::memcpy(nf + j, &n, sizeof n);
-  }
-  for (; j < cols; ++j) {
-    float r, n;
-    fast_floats<kQ, kSA, kPol, double, Scalar<double>>(g, rot, q_scale, factor, p1, c2[j], r, n);
-    rf[j] = r;
-    if (kSA || kPol) nf[j] = n;
-  }
-}
-
-template <bool kQ, bool kSA, bool kPol>
-__attribute__((target("avx2"))) void fast_row_avx2(const Geometry& g, const Rotation& rot, double q_scale, double factor, double p1,
-                                                   const double* c2, size_t cols, float* rf, float* nf) {
-  fast_row_body<kQ, kSA, kPol, Avx>(g, rot, q_scale, factor, p1, c2, cols, rf, nf);
-}
-
-template <bool kQ, bool kSA, bool kPol>
-void fast_row_sse2(const Geometry& g, const Rotation& rot, double q_scale, double factor, double p1, const double* c2, size_t cols,
-                   float* rf, float* nf) {
-  fast_row_body<kQ, kSA, kPol, Sse2>(g, rot, q_scale, factor, p1, c2, cols, rf, nf);
-}
+namespace k_sse2 {
+#define FAST_V v2d
+#define FAST_F v2f
+#define FAST_SQRT(x) __builtin_ia32_sqrtpd(x)
+#define FAST_KERNEL fast_row
+#include "geometry_fast.inc"
+#undef FAST_V
+#undef FAST_F
+#undef FAST_SQRT
+#undef FAST_KERNEL
+}  // namespace k_sse2
 
 using FastRow = void (*)(const Geometry&, const Rotation&, double, double, double, const double*, size_t, float*, float*);
 
 template <bool kQ, bool kSA, bool kPol>
 FastRow pick_row() {
-  return cpu_has_avx2() ? fast_row_avx2<kQ, kSA, kPol> : fast_row_sse2<kQ, kSA, kPol>;
+  return cpu_has_avx2() ? k_avx2::fast_row<kQ, kSA, kPol> : k_sse2::fast_row<kQ, kSA, kPol>;
 }
 
 FastRow fast_row_kernel(bool q, bool sa, bool pol) {
