@@ -983,12 +983,12 @@ MapSpec map_spec(const Napi::Env& env, const Napi::Value& v) {
   else throw Napi::TypeError::New(env, "spec.radial must be q, 2th or r");
   s.request.corners = o.Get("split").ToBoolean();
   s.two_d = o.Get("twoD").ToBoolean();
-  s.request.chi = s.two_d || o.Get("chi").ToBoolean();
+  s.request.chi = s.two_d;
   s.request.solid_angle = o.Get("solidAngle").ToBoolean();
   const Napi::Value pf = o.Get("polarization");
   if (pf.IsNumber()) {
+    // The exact path takes chi from the same evaluation; a chi array is for 2D bins only.
     s.request.polarization = true;
-    s.request.chi = true;
     s.request.polarization_factor = pf.As<Napi::Number>().DoubleValue();
   }
   auto mask = typed_array_or_null<Napi::Uint8Array>(o, "mask", napi_uint8_array, n, "Uint8Array");
