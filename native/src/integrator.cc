@@ -174,6 +174,11 @@ std::string check_map(const uint8_t* blob, size_t len, bool checksum) {
   if (direct) {
     if (!inside(h.bins, h.npix * ((h.flags & kMapIndex16) ? 2 : 4))) return "map sections out of bounds";
     if ((h.flags & kMapIndex16) && nb >= 0xFFFF) return "16-bit map with too many bins";
+  } else if (h.flags & kMapCompact) {
+    const uint64_t nw = h.reserved[0];
+    if ((h.flags & kMapTwoD) || !inside(h.bins, h.npix * ((h.flags & kMapIndex16) ? 2 : 4)) || !inside(h.counts, h.npix) ||
+        !inside(h.checkpoints, ((h.npix + kCheckpoint - 1) / kCheckpoint) * 4) || nw >= kUnmapped || !inside(h.weights, nw * 4))
+      return "map sections out of bounds";
   } else {
     if (h.entries >= kUnmapped || !inside(h.ptr, (h.npix + 1) * 4) || !inside(h.ebin, h.entries * 4) || !inside(h.eweight, h.entries * 4))
       return "map sections out of bounds";
@@ -192,6 +197,23 @@ std::string check_map(const uint8_t* blob, size_t len, bool checksum) {
       for (uint64_t i = 0; i < h.npix; ++i) worst = std::max(worst, m[i]);
       if (worst > nb) return "map bin index out of range";
     }
+  } else if (h.flags & kMapCompact) {
+    // Every pixel's bins inside the grid, and the checkpoints the running weight count.
+    const uint8_t* counts = blob + h.counts;
+    const uint32_t* cp = reinterpret_cast<const uint32_t*>(blob + h.checkpoints);
+    const uint16_t* b16 = reinterpret_cast<const uint16_t*>(blob + h.bins);
+    const uint32_t* b32 = reinterpret_cast<const uint32_t*>(blob + h.bins);
+    const bool narrow = h.flags & kMapIndex16;
+    uint64_t w = 0;
+    for (uint64_t i = 0; i < h.npix; ++i) {
+      if (i % kCheckpoint == 0 && cp[i / kCheckpoint] != w) return "map weight checkpoints inconsistent";
+      const uint64_t c = counts[i];
+      if (c == 0) continue;
+      const uint64_t b = narrow ? b16[i] : b32[i];
+      if (b + c > nb) return "map bin index out of range";
+      w += c == 1 ? 0 : (c == 2 ? 2 : 3);
+    }
+    if (w != h.reserved[0]) return "map weight table inconsistent";
   } else {
     const uint32_t* ptr = reinterpret_cast<const uint32_t*>(blob + h.ptr);
     if (ptr[0] != 0 || ptr[h.npix] != h.entries) return "map entry table inconsistent";
@@ -331,6 +353,56 @@ std::vector<uint8_t> build_map(const MapInputs& in) {
     ptr[in.npix] = static_cast<uint32_t>(ebin.size());
     h.mapped = mapped;
     h.entries = ebin.size();
+    // 1D: a pixel's bins are consecutive and its interior weights equal, so
+    // its first bin, its bin count and at most three weights say it all (a
+    // pixel in one bin has weight 1 and stores none). Same weights, same order:
+    // the same sums as the entry table.
+    bool compact = !two_d;
+    std::vector<uint8_t> counts;
+    std::vector<uint32_t> first_bin, checkpoints;
+    std::vector<float> weights;
+    if (compact) {
+      counts.resize(in.npix);
+      first_bin.resize(in.npix, static_cast<uint32_t>(nb));
+      checkpoints.reserve(in.npix / kCheckpoint + 1);
+      weights.reserve(ebin.size() - mapped + mapped / 4);
+      for (size_t i = 0; i < in.npix && compact; ++i) {
+        if (i % kCheckpoint == 0) checkpoints.push_back(static_cast<uint32_t>(weights.size()));
+        const uint32_t e0 = ptr[i], c = ptr[i + 1] - e0;
+        if (c > 255) compact = false;
+        if (c == 0 || !compact) continue;
+        counts[i] = static_cast<uint8_t>(c);
+        first_bin[i] = ebin[e0];
+        for (uint32_t k = 1; k < c; ++k) compact = compact && ebin[e0 + k] == ebin[e0] + k;
+        for (uint32_t k = 2; k + 1 < c; ++k) compact = compact && eweight[e0 + k] == eweight[e0 + 1];
+        if (c == 1) compact = compact && eweight[e0] == 1.0f;
+        else {
+          weights.push_back(eweight[e0]);
+          if (c > 2) weights.push_back(eweight[e0 + 1]);
+          weights.push_back(eweight[e0 + c - 1]);
+        }
+      }
+    }
+    if (compact) {
+      const bool narrow = nb < 0xFFFF;
+      h.flags |= kMapCompact | (narrow ? kMapIndex16 : 0);
+      h.bins = lay.take(in.npix * (narrow ? 2 : 4));
+      h.counts = lay.take(in.npix);
+      h.checkpoints = lay.take(checkpoints.size() * 4);
+      h.weights = lay.take(weights.size() * 4);
+      h.reserved[0] = weights.size();
+      h.total_bytes = lay.at;
+      blob.assign(lay.at, 0);
+      uint16_t* b16 = reinterpret_cast<uint16_t*>(blob.data() + h.bins);
+      uint32_t* b32 = reinterpret_cast<uint32_t*>(blob.data() + h.bins);
+      for (size_t i = 0; i < in.npix; ++i) {
+        if (narrow) b16[i] = static_cast<uint16_t>(first_bin[i]);
+        else b32[i] = first_bin[i];
+      }
+      std::memcpy(blob.data() + h.counts, counts.data(), in.npix);
+      std::memcpy(blob.data() + h.checkpoints, checkpoints.data(), checkpoints.size() * 4);
+      if (!weights.empty()) std::memcpy(blob.data() + h.weights, weights.data(), weights.size() * 4);
+    } else {
     h.ptr = lay.take(ptr.size() * 4);
     h.ebin = lay.take(ebin.size() * 4);
     h.eweight = lay.take(eweight.size() * 4);
@@ -340,6 +412,7 @@ std::vector<uint8_t> build_map(const MapInputs& in) {
     if (!ebin.empty()) {
       std::memcpy(blob.data() + h.ebin, ebin.data(), ebin.size() * 4);
       std::memcpy(blob.data() + h.eweight, eweight.data(), eweight.size() * 4);
+    }
     }
   }
   std::memcpy(blob.data() + h.static_norm, static_norm.data(), nb * 8);
@@ -377,6 +450,12 @@ void Integrator::view(const uint8_t* blob, size_t len) {
   if (direct_) {
     if (h.flags & kMapIndex16) bin16_ = reinterpret_cast<const uint16_t*>(blob + h.bins);
     else bin32_ = reinterpret_cast<const uint32_t*>(blob + h.bins);
+  } else if (h.flags & kMapCompact) {
+    if (h.flags & kMapIndex16) bin16_ = reinterpret_cast<const uint16_t*>(blob + h.bins);
+    else bin32_ = reinterpret_cast<const uint32_t*>(blob + h.bins);
+    counts_ = blob + h.counts;
+    checkpoints_ = reinterpret_cast<const uint32_t*>(blob + h.checkpoints);
+    weights_ = reinterpret_cast<const float*>(blob + h.weights);
   } else {
     ptr_ = reinterpret_cast<const uint32_t*>(blob + h.ptr);
     ebin_ = reinterpret_cast<const uint32_t*>(blob + h.ebin);
@@ -632,13 +711,67 @@ void Integrator::run_split(Accumulator& acc, const T* data, const FrameInputs& f
   acc.lit += lit;
 }
 
+template <typename T, typename Index, bool kDark, bool kDummy, bool kLit>
+void Integrator::run_compact(Accumulator& acc, const Index* bin, const T* data, const FrameInputs& f, size_t first, size_t n) const {
+  double* sums = acc.sums.data();
+  uint64_t lit = 0;
+  // The weight index at `first`: its block's checkpoint plus the pixels before it in the block.
+  size_t w = checkpoints_[first / kCheckpoint];
+  for (size_t i = first - first % kCheckpoint; i < first; ++i) w += counts_[i] < 2 ? 0 : (counts_[i] == 2 ? 2 : 3);
+  for (size_t k = 0; k < n; ++k) {
+    const size_t i = first + k;
+    const uint32_t c = counts_[i];
+    if (c == 0) continue;
+    const uint32_t b0 = bin[i];
+    const float* wp = weights_ + w;
+    w += c == 1 ? 0 : (c == 2 ? 2 : 3);
+    // The weight of the pixel's j-th bin, as the entry table had it.
+    auto weight = [&](uint32_t j) -> double { return c == 1 ? 1.0 : (j == 0 ? wp[0] : (j + 1 == c ? wp[c == 2 ? 1 : 2] : wp[1])); };
+    const T raw = data[k];
+    if (__builtin_expect(excluded<T, kDummy>(raw, f), 0)) {
+      const double w_norm = !norm_ ? 1.0 : norm_[i];
+      for (uint32_t j = 0; j < c; ++j) {
+        acc.lost_norm[b0 + j] += weight(j) * w_norm;
+        acc.lost_count[b0 + j] += weight(j);
+      }
+      ++acc.excluded;
+      continue;
+    }
+    const double x = static_cast<double>(raw);
+    const double s = kDark ? x - f.dark[i] : x;
+    const double v = at_least_one(x);
+    if (kLit) lit += s > f.lit_threshold;
+    if (c == 1) {
+      double* slot = sums + 2 * b0;
+      slot[0] += 1.0 * s;
+      slot[1] += 1.0 * 1.0 * v;
+      continue;
+    }
+    auto add = [&](uint32_t b, double wj) {
+      double* slot = sums + 2 * b;
+      slot[0] += wj * s;
+      slot[1] += wj * wj * v;
+    };
+    // In bin order, as the entry table adds them.
+    add(b0, wp[0]);
+    if (c > 2) {
+      const double wi = wp[1];
+      for (uint32_t j = 1; j + 1 < c; ++j) add(b0 + j, wi);
+    }
+    add(b0 + c - 1, wp[c == 2 ? 1 : 2]);
+  }
+  acc.lit += lit;
+}
+
 template <typename T, bool kDark, bool kDummy, bool kLit>
 void Integrator::run(Accumulator& acc, const T* data, const FrameInputs& f, size_t first, size_t n) const {
   constexpr bool kPackable = std::is_integral<T>::value && sizeof(T) <= 4 && !kDark && !kDummy;
   // For integer pixels, x > t is x > floor(t).
   const int64_t lit_above = kLit ? static_cast<int64_t>(std::floor(std::max(-1.0, std::min(f.lit_threshold, 4294967296.0)))) : 0;
   if (!direct_) {
-    run_split<T, kDark, kDummy, kLit>(acc, data, f, first, n);
+    if (!counts_) run_split<T, kDark, kDummy, kLit>(acc, data, f, first, n);
+    else if (bin16_) run_compact<T, uint16_t, kDark, kDummy, kLit>(acc, bin16_, data, f, first, n);
+    else run_compact<T, uint32_t, kDark, kDummy, kLit>(acc, bin32_, data, f, first, n);
     return;
   }
   if constexpr (kPackable) {

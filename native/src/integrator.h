@@ -111,12 +111,19 @@ struct MapHeader {
   uint64_t checksum;    // of the bytes after the header
   // Section offsets from the start of the blob (0: absent).
   uint64_t static_norm, static_count, norm, bins, ptr, ebin, eweight;
-  uint64_t reserved[9];
+  // Compact 1D bbox maps (kMapCompact): per pixel its first bin (in `bins`)
+  // and its number of bins (u8, `counts`); weights only where a pixel spans
+  // bins (first, interior, last: the interior ones are all equal), with the
+  // weight index at every kCheckpoint-th pixel (`checkpoints`), so a tile can
+  // start anywhere.
+  uint64_t counts, checkpoints, weights;
+  uint64_t reserved[6];
 };
 static_assert(sizeof(MapHeader) == 256, "map header layout is part of the cache format");
 constexpr uint64_t kMapMagic = 0x3150414d45474542ull;  // "BEGEMAP1"
 constexpr uint32_t kMapVersion = 1;
-constexpr uint32_t kMapDirect = 1, kMapTwoD = 2, kMapIndex16 = 4, kMapNorm = 8;
+constexpr uint32_t kMapDirect = 1, kMapTwoD = 2, kMapIndex16 = 4, kMapNorm = 8, kMapCompact = 16;
+constexpr size_t kCheckpoint = 4096;
 
 // Builds the blob of a map (throws std::invalid_argument on bad inputs).
 std::vector<uint8_t> build_map(const MapInputs& in);
@@ -159,6 +166,8 @@ class Integrator {
   void run_float(Accumulator& acc, const Index* map, const float* data, const FrameInputs& f, size_t first, size_t n) const;
   template <typename T, bool kDark, bool kDummy, bool kLit>
   void run_split(Accumulator& acc, const T* data, const FrameInputs& f, size_t first, size_t n) const;
+  template <typename T, typename Index, bool kDark, bool kDummy, bool kLit>
+  void run_compact(Accumulator& acc, const Index* bin, const T* data, const FrameInputs& f, size_t first, size_t n) const;
   template <typename T, bool kDark, bool kDummy, bool kLit>
   void run(Accumulator& acc, const T* data, const FrameInputs& f, size_t first, size_t n) const;
   template <typename T>
@@ -179,6 +188,9 @@ class Integrator {
   const uint32_t* ebin_ = nullptr;
   const float* eweight_ = nullptr;
   const float* norm_ = nullptr;     // per-pixel normalisation (null: all ones)
+  const uint8_t* counts_ = nullptr; // compact bbox map (see MapHeader)
+  const uint32_t* checkpoints_ = nullptr;
+  const float* weights_ = nullptr;
   const double* static_norm_ = nullptr;
   const double* static_count_ = nullptr;
 };
