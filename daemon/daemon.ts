@@ -29,6 +29,7 @@ import { createLogger, type Logger } from './system/logger';
 import { redactUrls, redactValue } from './system/redact';
 import { SystemdNotifier } from './system/sd-notify';
 import { VERSION } from './version';
+import { MapStore } from './maps/map-store';
 import { WorkerPool } from './workers/pool';
 import type { FrameMeta } from './workers/protocol';
 
@@ -65,6 +66,8 @@ export class Daemon {
   private slots!: FrameSlots;
   private pool!: WorkerPool;
   private correlations!: CorrelationCoordinator;
+  /** Pixel-to-bin maps, built once and shared by the workers. */
+  maps!: MapStore;
   private readonly free: number[] = [];
   private readonly slotWaiters: (() => void)[] = [];
   private readonly sources: FrameSource[] = [];
@@ -182,6 +185,17 @@ export class Daemon {
     const payloadBytes = Math.ceil((c.rings.slot_mb * 1024 * 1024) / 8) * 8;
     this.slots = FrameSlots.create({ slots: c.rings.slots, payloadBytes });
     for (let i = c.rings.slots - 1; i >= 0; i--) this.free.push(i);
+    this.maps = new MapStore({
+      maxCount: c.maps.max_count,
+      maxBytes: c.maps.max_mb * 1024 * 1024,
+      buildThreads: c.maps.build_threads > 0 ? c.maps.build_threads : os.availableParallelism(),
+      directory: c.maps.disk_cache ? c.maps.directory : null,
+      diskBytes: c.maps.disk_mb * 1024 * 1024,
+      // Builds, loads and evictions are routine: logged and kept in provenance (and counted in
+      // stats), not published as events; a rejected cache file or a failed build is.
+      event: (level, kind, message, details) => (level === 'info' ? this.note(kind, message, details) : this.event(level, kind, message, details)),
+      onEvict: (key) => this.pool.mapEvicted(key),
+    });
     this.pool = new WorkerPool({
       threads: workerThreads(c),
       slots: this.slots,
@@ -196,6 +210,8 @@ export class Daemon {
         if (this.live.watching && h.decision === 'kept') this.live.kept(h, a);
       },
       onLost: (lost, reason) => this.onLost(lost, reason),
+      map: (key, spec) => this.maps.get(key, spec),
+      maxMaps: c.maps.max_count,
     });
     this.correlations = new CorrelationCoordinator({
       source: this.pool,
@@ -272,6 +288,7 @@ export class Daemon {
       slots: () => ({ total: this.slots.slots, free: this.free.length, inFlight: this.pool.inFlight }),
       mqtt: () => this.mqttState,
       workerRestarts: () => this.pool.restarts,
+      mapBuilds: () => this.maps.stats().builds,
     });
     return HttpServer.start({
       host: c.http.host,
@@ -326,7 +343,10 @@ export class Daemon {
       acquire: () => {
         // Leaving the all-free state starts the clock the watchdog's stall test reads.
         if (this.free.length === this.slots.slots) this.lastProgress = performance.now();
-        return this.free.pop();
+        const slot = this.free.pop();
+        // Ingest found every slot taken (it waits, or drops under policy drop): the workers are behind.
+        if (slot === undefined) this.stats.count('slots_full');
+        return slot;
       },
       whenSlotFree: (cb) => this.slotWaiters.push(cb),
       payloadTarget: (slot, size) => this.slots.payloadTarget(slot, size),
@@ -386,6 +406,12 @@ export class Daemon {
     }
   }
 
+  /** Logged and recorded in provenance, not published on MQTT. */
+  private note(kind: string, message: string, details?: Record<string, unknown>): void {
+    this.log.info(message, { kind, ...details });
+    this.recorder.event('info', kind, message, details);
+  }
+
   private onLost(lost: number[], reason: string): void {
     const metas = lost.map((slot) => this.slots.meta<FrameMeta>(slot));
     for (const slot of lost) this.releaseSlot(slot);
@@ -396,7 +422,7 @@ export class Daemon {
     const queues = { free_slots: this.free.length, in_flight: this.pool.inFlight, mqtt_queue: this.publisher.queued, mqtt_spooled: this.publisher.spooled, ...this.pool.queueDepths() };
     const snap = this.stats.snapshot(this.epoch, queues);
     this.live.stats(snap);
-    this.publisher.stats({ instance: this.config.instance, ...snap, hit_rates: this.funnel.hits.snapshot() });
+    this.publisher.stats({ instance: this.config.instance, ...snap, hit_rates: this.funnel.hits.snapshot(), maps: this.maps.stats() });
     this.funnel.tick((performance.now() - this.lastTick) / 1000);
     this.correlations?.tick();
     this.lastTick = performance.now();
@@ -512,6 +538,8 @@ export class Daemon {
       await this.correlations?.close();
       await this.pool.close();
     }
+    // Cache files being written finish before the recorder closes (a failed write is an event).
+    if (this.maps) await this.maps.close();
     for (const t of this.timers) clearInterval(t);
     if (this.publisher) {
       this.tick();

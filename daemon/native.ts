@@ -95,6 +95,30 @@ export interface NativeAxis {
 
 export type PixelFrame = Int32Array | Uint32Array | Uint16Array | Uint8Array | Float32Array;
 
+/** What a pixel-to-bin map depends on: the native map builder's input (daemon/integrate/map-spec.ts makes it). */
+export interface NativeMapSpec {
+  geometry: NativeGeometry;
+  rows: number;
+  cols: number;
+  radial: 'q' | '2th' | 'r';
+  /** bbox splitting */
+  split: boolean;
+  twoD: boolean;
+  solidAngle: boolean;
+  polarization?: number;
+  mask?: Uint8Array;
+  flat?: Float32Array;
+  bins0: number;
+  bins1?: number;
+  /** In pyFAI's internal units (radial unscaled, azimuth in rad). */
+  range0?: [number, number];
+  range1?: [number, number];
+  /** Threads for the per-pixel geometry (the result does not depend on it). */
+  threads?: number;
+  /** Every pixel through libm (the fast path must give the same blob, byte for byte). */
+  reference?: boolean;
+}
+
 export interface NativeIntegrator {
   integrate(frame: PixelFrame, options?: FrameOptions): NativeIntegration;
   integrateCbf(cbf: Uint8Array, options?: FrameOptions): NativeIntegration;
@@ -104,7 +128,7 @@ export interface NativeIntegrator {
    * jungfrauConvert followed by integrate(out, { negativeValid: true }), bit for bit.
    */
   integrateJungfrau(raw: Uint16Array, cal: JungfrauCalibrationArrays, options?: JungfrauIntegrateOptions): JungfrauIntegration;
-  axes(): { radial: NativeAxis; azimuthal: NativeAxis; entries: number };
+  axes(): { radial: NativeAxis; azimuthal: NativeAxis; entries: number; mapBytes: number };
   /** Frees the map now; the integrator cannot be used afterwards. */
   dispose(): void;
   memoryBytes(): number;
@@ -286,7 +310,15 @@ interface Addon {
   byteOffsetDecode(bytes: Uint8Array, count: number, out?: Int32Array): Int32Array;
   byteOffsetEncode(values: Int32Array): Buffer;
   pixelArrays(g: NativeGeometry, rows: number, cols: number, req: PixelArrayRequest): PixelArrays;
-  Integrator: new (options: IntegratorOptions) => NativeIntegrator;
+  Integrator: new (options: IntegratorOptions | { map: Uint8Array }) => NativeIntegrator;
+  /** The map blob (header, sums, per-pixel bins or split entries), built on the calling thread. */
+  buildMap(spec: NativeMapSpec): Buffer;
+  /** Same, on a libuv thread; ms: the build's own time. */
+  buildMapAsync(spec: NativeMapSpec, cb: (err: Error | null, blob: Buffer, ms: number) => void): void;
+  /** '' when the blob is a well-formed map (and its checksum matches, when asked), else what is wrong. */
+  checkMap(blob: Uint8Array, checksum?: boolean): string;
+  /** Reads a cache file into target (exactly its size) and verifies it, off the main thread; '' when usable. */
+  loadMapAsync(path: string, target: Uint8Array, cb: (problem: string) => void): void;
   kernels: { byteOffset: string; jungfrau: string; peakfinder8: string; correlate: string };
   Correlator: new (nq: number, nphi: number, batch: number) => NativeCorrelator;
   /** First n/2 + 1 harmonics of each real row ([rows][n]). */

@@ -3,22 +3,45 @@
 import { VERSION } from '../version';
 import { formatOptions, Options, parseArgs, UsageError } from './args';
 import type { Command, Io } from './command';
-import { calibrateCommand } from './calibrate-command';
-import { checkConfigCommand } from './check-config-command';
-import { convertCommand } from './convert-command';
-import { decodeCommand } from './decode-command';
-import { demoCommand } from './demo-command';
-import { integrateCommand } from './integrate-command';
-import { correlateCommand } from './correlate-command';
-import { provenanceCommand } from './provenance-command';
-import { replayCommand } from './replay-command';
-import { runCommand } from './run-command';
-import { simulateCommand } from './simulate-command';
-import { spotsCommand } from './spots-command';
+import type * as Calibrate from './calibrate-command';
+import type * as CheckConfig from './check-config-command';
+import type * as Convert from './convert-command';
+import type * as Decode from './decode-command';
+import type * as Demo from './demo-command';
+import type * as Integrate from './integrate-command';
+import type * as Correlate from './correlate-command';
+import type * as Provenance from './provenance-command';
+import type * as Replay from './replay-command';
+import type * as Run from './run-command';
+import type * as Simulate from './simulate-command';
+import type * as Spots from './spots-command';
 
-const COMMANDS: Command[] = [demoCommand, runCommand, checkConfigCommand, provenanceCommand, replayCommand, simulateCommand, decodeCommand, integrateCommand, correlateCommand, calibrateCommand, convertCommand, spotsCommand];
+// A command's module is loaded when that command runs (all of them only for
+// the command list): `beamedge integrate` does not pay at start-up for the
+// daemon's MQTT, SQLite and ZeroMQ modules. In the order the help lists them.
+/* eslint-disable @typescript-eslint/no-require-imports */
+const LOADERS: [string, () => Command][] = [
+  ['demo', () => (require('./demo-command') as typeof Demo).demoCommand],
+  ['run', () => (require('./run-command') as typeof Run).runCommand],
+  ['check-config', () => (require('./check-config-command') as typeof CheckConfig).checkConfigCommand],
+  ['provenance', () => (require('./provenance-command') as typeof Provenance).provenanceCommand],
+  ['replay', () => (require('./replay-command') as typeof Replay).replayCommand],
+  ['simulate', () => (require('./simulate-command') as typeof Simulate).simulateCommand],
+  ['decode', () => (require('./decode-command') as typeof Decode).decodeCommand],
+  ['integrate', () => (require('./integrate-command') as typeof Integrate).integrateCommand],
+  ['correlate', () => (require('./correlate-command') as typeof Correlate).correlateCommand],
+  ['calibrate', () => (require('./calibrate-command') as typeof Calibrate).calibrateCommand],
+  ['convert', () => (require('./convert-command') as typeof Convert).convertCommand],
+  ['spots', () => (require('./spots-command') as typeof Spots).spotsCommand],
+];
+/* eslint-enable @typescript-eslint/no-require-imports */
+
+function allCommands(): Command[] {
+  return LOADERS.map(([, load]) => load());
+}
 
 function mainHelp(): string {
+  const COMMANDS = allCommands();
   const width = Math.max(...COMMANDS.map((c) => c.name.length)) + 2;
   return [
     'beamedge: edge processing for X-ray area detectors',
@@ -45,7 +68,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
     io.out(VERSION + '\n');
     return 0;
   }
-  let command = COMMANDS.find((c) => c.name === name);
+  let command = LOADERS.find(([n]) => n === name)?.[1]();
   if (!command) {
     io.err(`beamedge: unknown command '${name}' (try beamedge --help)\n`);
     return 2;

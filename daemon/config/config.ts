@@ -104,6 +104,8 @@ export interface Config {
   };
   rings: { slots: number; slot_mb: number; result_mb: number };
   workers: { threads: number; stall_timeout_ms: number };
+  /** directory: resolved, never null after loading. */
+  maps: { max_count: number; max_mb: number; build_threads: number; disk_cache: boolean; directory: string | null; disk_mb: number };
   pipeline: PipelineConfig;
   series: SeriesOverride[];
   mqtt: {
@@ -157,6 +159,7 @@ function resolvePaths(c: Config, baseDir: string): Config {
     },
     provenance: { ...c.provenance, path: provenance },
     output: { directory: abs(c.output.directory) ?? path.join(path.dirname(provenance), `output-${c.instance}`) },
+    maps: { ...c.maps, directory: abs(c.maps.directory) ?? path.join(path.dirname(provenance), `maps-${c.instance}`) },
     mqtt: {
       ...c.mqtt,
       password_file: abs(c.mqtt.password_file),

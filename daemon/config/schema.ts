@@ -156,6 +156,19 @@ export const SCHEMA: Node = {
         stall_timeout_ms: { kind: 'integer', default: 120000, min: 100, doc: 'slots in use and no frame finished for this long: the systemd watchdog is no longer fed, so systemd restarts the daemon' },
       },
     },
+    maps: {
+      kind: 'object',
+      restart: true,
+      doc: 'geometry map store: pixel-to-bin maps built once on the main thread, shared read-only by every worker',
+      fields: {
+        max_count: { kind: 'integer', default: 8, min: 1, max: 256, doc: 'maps kept in memory (least recently used evicted beyond)' },
+        max_mb: { kind: 'number', default: 1024, min: 1, doc: 'memory of the kept maps, MiB (the map in use is kept even when larger)' },
+        build_threads: { kind: 'integer', default: 0, min: 0, max: 64, doc: 'threads one map build uses (0: the cores)' },
+        disk_cache: { kind: 'boolean', default: true, doc: 'keep built maps on disk, so a restarted daemon or a new beamedge integrate run does not build them again' },
+        directory: { kind: 'string', nullable: true, default: null, doc: 'on-disk cache directory (null: maps-<instance> beside the provenance database)' },
+        disk_mb: { kind: 'number', default: 4096, min: 1, doc: 'size of the on-disk cache, MiB (oldest files removed beyond)' },
+      },
+    },
     pipeline: {
       kind: 'object',
       doc: 'processing stages, reloadable',

@@ -46,6 +46,17 @@ export function cbfHeaderText(buf: Uint8Array, binary: CbfBinaryInfo): string {
   return Buffer.from(buf.buffer, buf.byteOffset, binary.sectionOffset).toString('latin1');
 }
 
+/** Shape and header without decoding the pixels (a fused decode+integrate pass decodes them later). */
+export function readCbfHeader(buf: Uint8Array, source?: string): Omit<CbfFrame, 'pixels' | 'md5'> {
+  try {
+    const binary = native.cbfLocate(buf);
+    return { shape: shapeOf(binary), binary, header: parsePilatusHeader(cbfHeaderText(buf, binary)) };
+  } catch (err) {
+    if (err instanceof FrameError) throw err;
+    throw new FrameError((err as Error).message, source);
+  }
+}
+
 export function readCbf(buf: Uint8Array, options: ReadCbfOptions = {}): CbfFrame {
   try {
     const { binary, pixels } = native.cbfDecode(buf, options.out);

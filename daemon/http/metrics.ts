@@ -14,6 +14,7 @@ export interface MetricsSource {
   slots(): { total: number; free: number; inFlight: number };
   mqtt(): { connected: boolean; queued: number; spooled: number };
   workerRestarts(): number;
+  mapBuilds(): number;
 }
 
 const DECISIONS: FrameDecision[] = ['kept', 'rejected', 'error', 'dropped'];
@@ -72,9 +73,9 @@ export function createMetrics(src: MetricsSource): Registry {
     this.reset();
     setCounter(this, src.workerRestarts());
   } });
-  new Counter({ name: 'beamedge_map_builds_total', help: 'Pixel-to-bin integration maps built by the workers', registers, collect() {
+  new Counter({ name: 'beamedge_map_builds_total', help: 'Pixel-to-bin integration maps built by the map store', registers, collect() {
     this.reset();
-    setCounter(this, stats.mapBuilds);
+    setCounter(this, src.mapBuilds());
   } });
   new Counter({ name: 'beamedge_reloads_total', help: 'Configuration reloads that changed something', registers, collect() {
     this.reset();

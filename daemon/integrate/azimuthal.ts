@@ -1,7 +1,7 @@
 // Azimuthal integration set up once per geometry, mask and options; each
 // frame is then one pass of the native pixel-to-bin map.
 import type { Geometry } from '../geometry/geometry';
-import { native, type FrameOptions, type JungfrauCalibrationArrays, type JungfrauCounts, type JungfrauIntegrateOptions, type NativeIntegration, type NativeIntegrator, type PixelFrame } from '../native';
+import { native, type FrameOptions, type JungfrauCalibrationArrays, type JungfrauCounts, type JungfrauIntegrateOptions, type NativeIntegration, type NativeIntegrator, type NativeMapSpec, type PixelFrame } from '../native';
 import { radialUnit, type RadialUnit } from './units';
 
 export type Splitting = 'no' | 'bbox';
@@ -41,12 +41,38 @@ export type IntegrateOptions = Pick<FrameOptions, 'dark' | 'dummy' | 'deltaDummy
 
 const RAD = 180 / Math.PI;
 
-function product(a: Float32Array | undefined, b: Float32Array | undefined): Float32Array | undefined {
-  if (!a) return b;
-  if (!b) return a;
-  const out = new Float32Array(a.length);
-  for (let i = 0; i < a.length; i++) out[i] = a[i]! * b[i]!;
-  return out;
+/**
+ * What the pixel-to-bin map of `setup` depends on, checked, as the native
+ * builder takes it. The same spec gives the same map: the map store keys maps
+ * by its content hash (integrate/map-key.ts).
+ */
+export function mapSpec(setup: IntegrationSetup, threads = 1): NativeMapSpec {
+  const { geometry: g, shape, split = 'no' } = setup;
+  const [rows, cols] = shape;
+  const npix = rows * cols;
+  const unit = radialUnit(setup.unit);
+  if (unit.space === 'q' && !(g.wavelength! > 0)) throw new RangeError(`unit ${unit.name} needs the wavelength`);
+  if (setup.mask && setup.mask.length !== npix) throw new RangeError(`mask has ${setup.mask.length} pixels, frame ${npix}`);
+  if (setup.flat && setup.flat.length !== npix) throw new RangeError(`flat has ${setup.flat.length} pixels, frame ${npix}`);
+  const twoD = setup.nptAzim !== undefined;
+  const { dist, poni1, poni2, rot1, rot2, rot3, pixel1, pixel2 } = g;
+  return {
+    geometry: { dist, poni1, poni2, rot1, rot2, rot3, pixel1, pixel2, wavelength: g.wavelength ?? 0 },
+    rows,
+    cols,
+    radial: unit.space,
+    split: split === 'bbox',
+    twoD,
+    solidAngle: setup.solidAngle !== false,
+    ...(setup.polarization !== undefined ? { polarization: setup.polarization } : {}),
+    ...(setup.mask ? { mask: setup.mask } : {}),
+    ...(setup.flat ? { flat: setup.flat } : {}),
+    bins0: setup.npt,
+    ...(twoD ? { bins1: setup.nptAzim! } : {}),
+    ...(setup.radialRange ? { range0: [setup.radialRange[0] / unit.scale, setup.radialRange[1] / unit.scale] as [number, number] } : {}),
+    ...(twoD && setup.azimuthRange ? { range1: [setup.azimuthRange[0] / RAD, setup.azimuthRange[1] / RAD] as [number, number] } : {}),
+    threads,
+  };
 }
 
 // Empty bins read as the dummy value when one is given, else 0, as in pyFAI.
@@ -59,39 +85,24 @@ export class AzimuthalIntegrator {
   readonly radial: Float64Array;
   readonly azimuthal: Float64Array | undefined;
   readonly npix: number;
+  /** The map blob this integrator reads (a SharedArrayBuffer view when it came from the map store). */
+  readonly map: Uint8Array;
   private readonly engine: NativeIntegrator;
 
-  constructor(readonly setup: IntegrationSetup) {
-    const { geometry: g, shape, split = 'no' } = setup;
-    const [rows, cols] = shape;
-    this.npix = rows * cols;
+  /** Builds the map on this thread, unless `map` (built from mapSpec(setup)) is given: then it is read in place. */
+  constructor(
+    readonly setup: IntegrationSetup,
+    map?: Uint8Array,
+  ) {
+    this.npix = setup.shape[0] * setup.shape[1];
     this.unit = radialUnit(setup.unit);
-    if (this.unit.space === 'q' && !(g.wavelength! > 0)) throw new RangeError(`unit ${this.unit.name} needs the wavelength`);
-    if (setup.mask && setup.mask.length !== this.npix) throw new RangeError(`mask has ${setup.mask.length} pixels, frame ${this.npix}`);
-    if (setup.flat && setup.flat.length !== this.npix) throw new RangeError(`flat has ${setup.flat.length} pixels, frame ${this.npix}`);
-    const twoD = setup.nptAzim !== undefined;
-    const arrays = native.pixelArrays({ ...g, wavelength: g.wavelength ?? 0 }, rows, cols, {
-      radial: this.unit.space,
-      corners: split === 'bbox',
-      chi: twoD || setup.polarization !== undefined,
-      solidAngle: setup.solidAngle !== false,
-      ...(setup.polarization !== undefined ? { polarization: setup.polarization } : {}),
-    });
-    const norm = product(product(arrays.solidAngle, arrays.polarization), setup.flat);
-    const scale = this.unit.scale;
-    this.engine = new native.Integrator({
-      pos0: arrays.radial,
-      ...(split === 'bbox' ? { dpos0: arrays.radialDelta! } : {}),
-      ...(twoD ? { pos1: arrays.chi!, bins1: setup.nptAzim!, ...(split === 'bbox' ? { dpos1: arrays.chiDelta! } : {}) } : {}),
-      ...(setup.mask ? { mask: setup.mask } : {}),
-      ...(norm ? { norm } : {}),
-      bins0: setup.npt,
-      ...(setup.radialRange ? { range0: [setup.radialRange[0] / scale, setup.radialRange[1] / scale] as [number, number] } : {}),
-      ...(twoD && setup.azimuthRange ? { range1: [setup.azimuthRange[0] / RAD, setup.azimuthRange[1] / RAD] as [number, number] } : {}),
-    });
+    this.map = map ?? native.buildMap(mapSpec(setup));
+    this.engine = new native.Integrator({ map: this.map });
     const axes = this.engine.axes();
+    if (axes.radial.centres.length !== setup.npt || (setup.nptAzim ?? 1) !== axes.azimuthal.centres.length) throw new RangeError('the map does not match the integration setup');
+    const scale = this.unit.scale;
     this.radial = axes.radial.centres.map((x) => x * scale);
-    this.azimuthal = twoD ? axes.azimuthal.centres.map((x) => x * RAD) : undefined;
+    this.azimuthal = setup.nptAzim !== undefined ? axes.azimuthal.centres.map((x) => x * RAD) : undefined;
   }
 
   /** Entries in the pixel-to-bin map (for diagnostics and memory accounting). */
@@ -99,9 +110,9 @@ export class AzimuthalIntegrator {
     return this.engine.axes().entries;
   }
 
-  /** Heap bytes of the pixel-to-bin map. */
+  /** Bytes of the pixel-to-bin map (shared with other workers when it came from the map store). */
   get memoryBytes(): number {
-    return this.engine.memoryBytes();
+    return this.map.byteLength;
   }
 
   /** Frees the map at once (an evicted integrator must not wait for the GC to notice it). */

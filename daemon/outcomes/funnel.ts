@@ -46,7 +46,7 @@ export class OutcomeFunnel {
 
   /** A complete frame's identity: its sequence number and the moment it arrived. */
   stamp(meta: IncomingMeta): FrameMeta {
-    return { ...meta, seq: ++this.seq, receivedAt: performance.now(), receivedWall: Date.now() };
+    return { ...meta, seq: ++this.seq, epoch: this.d.epoch(), receivedAt: performance.now(), receivedWall: Date.now() };
   }
 
   /** A stamped frame is in its slot, on its way to a worker: its 'received' row. */
@@ -65,7 +65,6 @@ export class OutcomeFunnel {
     if (h.calibrationExcluded) stats.excludedPixels(h.calibrationExcluded);
     if (h.hit !== undefined) this.hits.judged(h.series, h.hit, h.spots);
     stats.decided(h.decision, h.reason);
-    if (h.mapBuilt) stats.mapBuilds++;
     recorder.frame({
       seq: h.seq,
       series: h.series,

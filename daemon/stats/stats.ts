@@ -11,6 +11,8 @@ export interface Counters {
   published: number;
   undeliverable: number;
   reloads: number;
+  /** Times ingest wanted a slot and every one was taken. */
+  slots_full: number;
 }
 
 export interface StatsSnapshot {
@@ -55,16 +57,13 @@ function percentile(sorted: number[], q: number): number | null {
 }
 
 export class Stats {
-  readonly totals: Counters = { frames_in: 0, processed: 0, kept: 0, rejected: 0, dropped: 0, errored: 0, published: 0, undeliverable: 0, reloads: 0 };
+  readonly totals: Counters = { frames_in: 0, processed: 0, kept: 0, rejected: 0, dropped: 0, errored: 0, published: 0, undeliverable: 0, reloads: 0, slots_full: 0 };
   private readonly undeliverableByTopic: Record<string, number> = {};
   private readonly pixelsExcluded: Record<string, number> = {};
   /** Frames by decision and reason class (reasonClass), since start: the same events as totals, finer. */
   readonly byReason: Record<FrameDecision, Map<string, number>> = { kept: new Map(), rejected: new Map(), error: new Map(), dropped: new Map() };
   /** Cumulative latency histogram since start: counts per LATENCY_BUCKETS_MS bucket (the last one: above all), with sum and count. */
   readonly latencyHistogram = { buckets: new Array<number>(LATENCY_BUCKETS_MS.length + 1).fill(0), sum: 0, count: 0 };
-  /** Pixel-to-bin maps the workers built, and workers restarted after a crash, since start. */
-  mapBuilds = 0;
-  workerRestarts = 0;
   private last: Counters = { ...this.totals };
   private lastTime = process.hrtime.bigint();
   private latencies: number[] = [];

@@ -4,7 +4,7 @@
 // builds them and runs a frame through them.
 import type { IntegrateConfig, SeriesOverride, SpotsConfig, VetoConfig } from '../config/config';
 import { globToRegExp } from '../config/glob';
-import { IntegratorCache } from './integrator-cache';
+import { buildLocally, IntegratorCache, type MapSource } from './integrator-cache';
 import { makePreview } from './preview';
 import type { FrameMeta, PipelineUpdate, ResultArrays, ResultHeader, SeriesContext } from './protocol';
 import { SeriesCorrelations } from './correlations';
@@ -45,12 +45,13 @@ export class Pipeline {
     private readonly contexts: Map<string, SeriesContext> = new Map(),
     integrators: IntegratorCache = new IntegratorCache(4),
     correlations: SeriesCorrelations = new SeriesCorrelations(),
+    maps: MapSource = buildLocally,
   ) {
     this.epoch = update.epoch;
     this.calibrationId = update.calibration.set?.id;
     this.overrides = update.series.map((o) => ({ re: globToRegExp(o.match), o }));
     // The veto's count comes from the integration pass, so it needs the integrate stage even when that is not named.
-    const integrate = new IntegrateStage(integrators);
+    const integrate = new IntegrateStage(integrators, maps);
     const all: Record<StageName, Stage> = {
       calibrate: new CalibrateStage(update.calibration),
       spots: new SpotsStage(),

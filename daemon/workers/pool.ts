@@ -7,7 +7,8 @@ import { IndexQueue } from '../rings/index-queue';
 import { RecordRing } from '../rings/record-ring';
 import type { Logger } from '../system/logger';
 import type { CorrelationState } from '../correlate/accumulator';
-import { CONTROL, type CorrelationReply, type PipelineUpdate, type ResultArrays, type ResultHeader, type SeriesContext, type WorkerInit, type WorkerMessage } from './protocol';
+import type { NativeMapSpec } from '../native';
+import { CONTROL, type CorrelationReply, type MapRequest, type PipelineUpdate, type ResultArrays, type ResultHeader, type SeriesContext, type WorkerInit, type WorkerMessage } from './protocol';
 import { decodeResult } from './result-codec';
 
 export type ResultHandler = (header: ResultHeader, arrays: ResultArrays) => void;
@@ -36,6 +37,10 @@ export interface PoolOptions {
   onResult: ResultHandler;
   /** A worker died with these slots in flight; they are given back as errors. */
   onLost: (slots: number[], reason: string) => void;
+  /** A worker needs a map: the map store's answer (a view on a SharedArrayBuffer). */
+  map: (key: string, spec: NativeMapSpec) => Promise<Uint8Array>;
+  /** Integrator views each worker keeps. */
+  maxMaps: number;
 }
 
 interface PendingCorrelation {
@@ -103,6 +108,7 @@ export class WorkerPool {
       control: control.buffer as SharedArrayBuffer,
       port: port2,
       initial: this.current,
+      maxMaps: this.opts.maxMaps,
     };
     const worker = new Worker(path.join(__dirname, 'worker.js'), { workerData: init, transferList: [port2] });
     const h: Handle = { index, worker, queue, ring, control, port: port1, inFlight: new Set(), exited: Promise.resolve(), stopping: false, born: Date.now(), restartDelay, dead: false };
@@ -128,8 +134,17 @@ export class WorkerPool {
         }, delay).unref();
       });
     });
-    port1.on('message', (m: CorrelationReply) => this.onReply(h, m));
+    port1.on('message', (m: CorrelationReply) => m?.kind === 'correlation' && this.onReply(h, m));
     worker.on('error', (err) => this.opts.log.error('worker error', { worker: index, error: err.stack ?? String(err) }));
+    port1.on('message', (m: MapRequest) => {
+      if (m?.kind !== 'map-request') return;
+      this.opts.map(m.key, m.spec).then(
+        (blob) => !h.dead && this.post(h, { kind: 'map', key: m.key, blob }),
+        (e: Error) => !h.dead && this.post(h, { kind: 'map-error', key: m.key, message: `pixel-to-bin map: ${e.message}` }),
+      );
+    });
+    // Listening must not keep the process alive: the worker does that.
+    port1.unref();
     for (const context of this.contexts.values()) this.post(h, { kind: 'series', context });
     void this.collect(h);
     return h;
@@ -170,6 +185,8 @@ export class WorkerPool {
   private post(h: Handle, message: WorkerMessage): void {
     h.port.postMessage(message);
     Atomics.add(h.control, CONTROL.generation, 1);
+    // Wakes a worker waiting for a map answer as well as one waiting for frames.
+    Atomics.notify(h.control, CONTROL.generation);
     h.queue.wake();
   }
 
@@ -177,6 +194,11 @@ export class WorkerPool {
   update(next: PipelineUpdate): void {
     this.current = next;
     for (const h of this.handles) this.post(h, { kind: 'pipeline', update: next });
+  }
+
+  /** The map store let go of a map: workers drop their views on it. */
+  mapEvicted(key: string): void {
+    for (const h of this.handles) this.post(h, { kind: 'map-evicted', key });
   }
 
   /** Posted before any frame of the series is dispatched, so every worker has it when the first arrives. */

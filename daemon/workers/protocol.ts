@@ -18,6 +18,8 @@ export interface FrameMeta {
   /** Key of the series context (geometry, mask, saturation) sent ahead by the source. */
   context?: string;
   shape?: [number, number];
+  /** Configuration epoch when the frame was received: the worker processes it with that epoch's pipeline. */
+  epoch?: number;
   /** Main-thread monotonic time (ms) when the frame was complete. */
   receivedAt: number;
   /** Wall-clock time (ms since the epoch) of the same moment. */
@@ -60,7 +62,22 @@ export interface CorrelationRequest {
   end: boolean;
 }
 
-export type WorkerMessage = { kind: 'pipeline'; update: PipelineUpdate } | { kind: 'series'; context: SeriesContext } | CorrelationRequest;
+export type WorkerMessage =
+  | { kind: 'pipeline'; update: PipelineUpdate }
+  | { kind: 'series'; context: SeriesContext }
+  | CorrelationRequest
+  /** The map store's answer to a map request: a view on its SharedArrayBuffer, read in place. */
+  | { kind: 'map'; key: string; blob: Uint8Array }
+  | { kind: 'map-error'; key: string; message: string }
+  /** The store let go of this map: the worker drops its views on it. */
+  | { kind: 'map-evicted'; key: string };
+
+/** Posted by a worker on its port: it needs the map of `key`, built from `spec` if the store has none. */
+export interface MapRequest {
+  kind: 'map-request';
+  key: string;
+  spec: import('../native').NativeMapSpec;
+}
 
 /** A worker's answer on its port (state null: it has none of that series). */
 export interface CorrelationReply {
@@ -83,6 +100,8 @@ export interface WorkerInit {
   control: SharedArrayBuffer;
   port: MessagePort;
   initial: PipelineUpdate;
+  /** Integrators (views on the store's maps) a worker keeps. */
+  maxMaps: number;
 }
 
 /** Control words shared with each worker. */
@@ -125,8 +144,6 @@ export interface ResultHeader {
   correlated?: boolean;
   /** Pixels the calibration stage excluded, by reason (JUNGFRAU: saturated, invalid gain, error word, masked). */
   calibrationExcluded?: Record<string, number>;
-  /** This frame's worker built a new pixel-to-bin map for it. */
-  mapBuilt?: boolean;
   /** The live page's picture of this frame is in arrays.preview (see workers/preview.ts). */
   preview?: PreviewInfo;
 }

@@ -1,14 +1,17 @@
-// Worker thread: takes slot indices from its queue, runs the pipeline on the
-// slot in place, writes the result record, and picks up a new pipeline
-// configuration only between frames.
+// Worker thread: takes slot indices from its queue, runs the pipeline of the
+// frame's epoch on the slot in place, writes the result record, and picks up
+// new configuration only between frames. Maps come from the main thread's map
+// store: a worker that needs one asks and waits for it (the build runs on the
+// main thread's libuv pool, and the other workers go on meanwhile).
 import { receiveMessageOnPort, workerData } from 'node:worker_threads';
+import type { NativeMapSpec } from '../native';
 import { FrameSlots } from '../rings/frame-slots';
 import { IndexQueue } from '../rings/index-queue';
 import { RecordRing } from '../rings/record-ring';
 import { SeriesCorrelations } from './correlations';
-import { IntegratorCache } from './integrator-cache';
+import { IntegratorCache, type MapSource } from './integrator-cache';
 import { Pipeline } from './pipeline';
-import { CONTROL, type CorrelationReply, type CorrelationRequest, type FrameMeta, type SeriesContext, type WorkerInit, type WorkerMessage } from './protocol';
+import { CONTROL, type CorrelationReply, type CorrelationRequest, type FrameMeta, type MapRequest, type SeriesContext, type WorkerInit, type WorkerMessage } from './protocol';
 import { encodedSize } from './result-codec';
 
 const init = workerData as WorkerInit;
@@ -18,10 +21,35 @@ const ring = new RecordRing(init.results);
 const control = new Int32Array(init.control);
 const contexts = new Map<string, SeriesContext>();
 // Shared by every epoch's pipeline: maps survive reloads that do not change them.
-const integrators = new IntegratorCache(4);
+const integrators = new IntegratorCache(init.maxMaps);
+const answers = new Map<string, Uint8Array | Error>();
 // Per series, across epochs: the main thread asks for them when a result is wanted.
 const correlations = new SeriesCorrelations();
-let pipeline = new Pipeline(init.initial, contexts, integrators, correlations);
+
+const fromStore: MapSource = (key: string, spec: NativeMapSpec): Uint8Array => {
+  const request: MapRequest = { kind: 'map-request', key, spec };
+  init.port.postMessage(request);
+  for (;;) {
+    const g = Atomics.load(control, CONTROL.generation);
+    drainMessages();
+    generation = g;
+    const answer = answers.get(key);
+    if (answer) {
+      answers.delete(key);
+      if (answer instanceof Error) throw answer;
+      return answer;
+    }
+    if (Atomics.load(control, CONTROL.stop)) throw new Error('stopping before the map arrived');
+    Atomics.wait(control, CONTROL.generation, g, 1000);
+  }
+};
+
+// A frame is processed with the pipeline of the epoch it was received under:
+// frames queued before a reload finish with the configuration they came in with.
+const KEPT_EPOCHS = 4;
+const pipelines = new Map<number, Pipeline>();
+let latest = new Pipeline(init.initial, contexts, integrators, correlations, fromStore);
+pipelines.set(latest.epoch, latest);
 let generation = 0;
 
 function answer(req: CorrelationRequest): void {
@@ -41,10 +69,26 @@ function drainMessages(): void {
       contexts.set(msg.context.key, msg.context);
       while (contexts.size > 8) contexts.delete(contexts.keys().next().value!);
     } else if (msg.kind === 'correlation') answer(msg);
-    else if (msg.update.epoch !== pipeline.epoch || msg.update.calibration.set?.id !== pipeline.calibrationId) {
-      pipeline = new Pipeline(msg.update, contexts, integrators, correlations);
+    else if (msg.kind === 'map') answers.set(msg.key, msg.blob);
+    else if (msg.kind === 'map-error') answers.set(msg.key, new Error(msg.message));
+    else if (msg.kind === 'map-evicted') integrators.dropMap(msg.key);
+    else {
+      const held = pipelines.get(msg.update.epoch);
+      // A tracking snapshot changes the calibration set within an epoch.
+      if (held && msg.update.calibration.set?.id === held.calibrationId) continue;
+      latest = new Pipeline(msg.update, contexts, integrators, correlations, fromStore);
+      pipelines.delete(latest.epoch);
+      pipelines.set(latest.epoch, latest);
+      while (pipelines.size > KEPT_EPOCHS) pipelines.delete(pipelines.keys().next().value!);
     }
   }
+}
+
+function pipelineFor(meta: FrameMeta): Pipeline {
+  if (meta.epoch === undefined) return latest;
+  // Stamped with an epoch not seen yet: its update was posted before the frame, so it is on the port.
+  if (meta.epoch > latest.epoch) drainMessages();
+  return pipelines.get(meta.epoch) ?? latest;
 }
 
 for (;;) {
@@ -60,7 +104,7 @@ for (;;) {
     continue;
   }
   const meta = slots.meta<FrameMeta>(slot);
-  const { header, arrays } = pipeline.process(meta, slots.payload(slot), slot, init.index, Atomics.load(control, CONTROL.preview) === 1);
+  const { header, arrays } = pipelineFor(meta).process(meta, slots.payload(slot), slot, init.index, Atomics.load(control, CONTROL.preview) === 1);
   if (header.preview) Atomics.store(control, CONTROL.preview, 0);
   const record = encodedSize(header, arrays);
   // The main thread drains results continuously; wait for it rather than lose one.

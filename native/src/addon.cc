@@ -14,6 +14,9 @@
 #include "cbf_locate.h"
 #include "geometry.h"
 #include "integrator.h"
+#include "pixel_map.h"
+#include <chrono>
+#include <cstdio>
 #include "jungfrau.h"
 #include "jungfrau_integrate.h"
 #include "lz4_codecs.h"
@@ -201,6 +204,8 @@ Napi::Value PixelArraysJs(const Napi::CallbackInfo& info) {
   return o;
 }
 
+std::pair<uint8_t*, size_t> typed_bytes(const Napi::Env& env, const Napi::Value& v, const char* what);
+
 class IntegratorWrap : public Napi::ObjectWrap<IntegratorWrap> {
  public:
   static Napi::Function Define(Napi::Env env) {
@@ -218,6 +223,18 @@ class IntegratorWrap : public Napi::ObjectWrap<IntegratorWrap> {
     Napi::Env env = info.Env();
     if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "Integrator(options)");
     Napi::Object o = info[0].As<Napi::Object>();
+    const Napi::Value blob = o.Get("map");
+    if (!blob.IsUndefined()) {
+      // A built map read in place (a SharedArrayBuffer of the map store, or a
+      // loaded cache file): held by reference so it outlives every frame.
+      auto [data, len] = typed_bytes(env, blob, "map");
+      guarded(env, [&] {
+        impl_ = std::make_unique<Integrator>(data, len);
+        return 0;
+      });
+      map_ref_ = Napi::Persistent(blob);
+      return;
+    }
     const Napi::Value p0 = o.Get("pos0");
     if (!p0.IsTypedArray() || p0.As<Napi::TypedArray>().TypedArrayType() != napi_float64_array)
       throw Napi::TypeError::New(env, "pos0 must be a Float64Array");
@@ -356,6 +373,7 @@ class IntegratorWrap : public Napi::ObjectWrap<IntegratorWrap> {
   // dispose(): frees the map now rather than whenever the wrapper is collected.
   Napi::Value Dispose(const Napi::CallbackInfo& info) {
     impl_.reset();
+    if (!map_ref_.IsEmpty()) map_ref_.Reset();
     if (external_) Napi::MemoryManagement::AdjustExternalMemory(info.Env(), -external_);
     external_ = 0;
     return info.Env().Undefined();
@@ -386,11 +404,13 @@ class IntegratorWrap : public Napi::ObjectWrap<IntegratorWrap> {
     o.Set("radial", axis(impl_->axis0()));
     o.Set("azimuthal", axis(impl_->axis1()));
     o.Set("entries", double(impl_->entries()));
+    o.Set("mapBytes", double(impl_->map_bytes()));
     return o;
   }
 
   std::unique_ptr<Integrator> impl_;
   int64_t external_ = 0;
+  Napi::Reference<Napi::Value> map_ref_;
 };
 
 // Bytes of any typed array (including views on SharedArrayBuffers).
@@ -1113,6 +1133,155 @@ Napi::Value PreviewBlockMax(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+
+// --- geometry map store ---
+// What a map depends on, from { geometry, rows, cols, radial, split, twoD,
+// chi, solidAngle, polarization?, mask?, flat?, bins0, bins1?, range0?,
+// range1?, threads? }. Arrays are copied: an asynchronous build must not read
+// JS memory from another thread.
+MapSpec map_spec(const Napi::Env& env, const Napi::Value& v) {
+  if (!v.IsObject()) throw Napi::TypeError::New(env, "map spec must be an object");
+  Napi::Object o = v.As<Napi::Object>();
+  if (!o.Get("geometry").IsObject()) throw Napi::TypeError::New(env, "spec.geometry must be an object");
+  Napi::Object g = o.Get("geometry").As<Napi::Object>();
+  MapSpec s;
+  s.geometry = Geometry{number_prop(g, "dist"),   number_prop(g, "poni1"),  number_prop(g, "poni2"),
+                        number_prop(g, "rot1"),   number_prop(g, "rot2"),   number_prop(g, "rot3"),
+                        number_prop(g, "pixel1"), number_prop(g, "pixel2"), number_prop(g, "wavelength")};
+  const int64_t rows = o.Get("rows").ToNumber().Int64Value(), cols = o.Get("cols").ToNumber().Int64Value();
+  if (rows < 1 || cols < 1 || rows * cols > (int64_t(1) << 31)) throw Napi::RangeError::New(env, "detector shape out of range");
+  s.rows = size_t(rows);
+  s.cols = size_t(cols);
+  const size_t n = s.rows * s.cols;
+  const std::string radial = o.Get("radial").ToString();
+  if (radial == "q") s.request.radial = RadialKind::q_nm;
+  else if (radial == "2th") s.request.radial = RadialKind::tth_rad;
+  else if (radial == "r") s.request.radial = RadialKind::r_m;
+  else throw Napi::TypeError::New(env, "spec.radial must be q, 2th or r");
+  s.request.corners = o.Get("split").ToBoolean();
+  s.two_d = o.Get("twoD").ToBoolean();
+  s.request.chi = s.two_d;
+  s.request.solid_angle = o.Get("solidAngle").ToBoolean();
+  const Napi::Value pf = o.Get("polarization");
+  if (pf.IsNumber()) {
+    // The exact path takes chi from the same evaluation; a chi array is for 2D bins only.
+    s.request.polarization = true;
+    s.request.polarization_factor = pf.As<Napi::Number>().DoubleValue();
+  }
+  auto mask = typed_array_or_null<Napi::Uint8Array>(o, "mask", napi_uint8_array, n, "Uint8Array");
+  if (!mask.IsEmpty()) s.mask.assign(mask.Data(), mask.Data() + n);
+  auto flat = typed_array_or_null<Napi::Float32Array>(o, "flat", napi_float32_array, n, "Float32Array");
+  if (!flat.IsEmpty()) s.flat.assign(flat.Data(), flat.Data() + n);
+  s.axis0.bins = o.Get("bins0").ToNumber().Int32Value();
+  s.axis1.bins = s.two_d ? o.Get("bins1").ToNumber().Int32Value() : 1;
+  if (s.axis0.bins < 1 || s.axis1.bins < 1) throw Napi::RangeError::New(env, "the number of bins must be at least 1");
+  auto range = [&](const char* k, AxisSpec& a) {
+    const Napi::Value r = o.Get(k);
+    if (r.IsUndefined() || r.IsNull()) return;
+    if (!r.IsArray() || r.As<Napi::Array>().Length() != 2) throw Napi::TypeError::New(env, std::string(k) + " must be [lo, hi]");
+    a.lo = r.As<Napi::Array>().Get(0u).ToNumber().DoubleValue();
+    a.hi = r.As<Napi::Array>().Get(1u).ToNumber().DoubleValue();
+  };
+  range("range0", s.axis0);
+  if (s.two_d) range("range1", s.axis1);
+  const Napi::Value th = o.Get("threads");
+  s.threads = th.IsNumber() ? std::max(1, std::min(64, th.As<Napi::Number>().Int32Value())) : 1;
+  s.reference = o.Get("reference").ToBoolean();
+  return s;
+}
+
+Napi::Value blob_to_js(Napi::Env env, std::vector<uint8_t>&& blob) {
+  // Handed over without a copy: the buffer owns the vector.
+  auto* owned = new std::vector<uint8_t>(std::move(blob));
+  return Napi::Buffer<uint8_t>::New(env, owned->data(), owned->size(), [](Napi::Env, uint8_t*, std::vector<uint8_t>* v) { delete v; }, owned);
+}
+
+// buildMap(spec) -> Buffer (the map blob), on the calling thread.
+Napi::Value BuildMap(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  MapSpec spec = map_spec(env, info[0]);
+  return guarded(env, [&]() -> Napi::Value { return blob_to_js(env, build_pixel_map(spec)); });
+}
+
+// buildMapAsync(spec, callback(error | null, blob, ms)): on a libuv thread, so
+// the main thread's event loop goes on while a 6M-pixel map is built.
+class MapBuildWorker : public Napi::AsyncWorker {
+ public:
+  MapBuildWorker(Napi::Function cb, MapSpec spec) : Napi::AsyncWorker(cb), spec_(std::move(spec)) {}
+  void Execute() override {
+    const auto t0 = std::chrono::steady_clock::now();
+    try {
+      blob_ = build_pixel_map(spec_);
+    } catch (const std::exception& e) {
+      SetError(e.what());
+    }
+    ms_ = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  }
+  void OnOK() override {
+    Napi::Env env = Env();
+    Callback().Call({env.Null(), blob_to_js(env, std::move(blob_)), Napi::Number::New(env, ms_)});
+  }
+
+ private:
+  MapSpec spec_;
+  std::vector<uint8_t> blob_;
+  double ms_ = 0;
+};
+
+Napi::Value BuildMapAsync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[1].IsFunction()) throw Napi::TypeError::New(env, "buildMapAsync(spec, callback)");
+  MapSpec spec = map_spec(env, info[0]);
+  (new MapBuildWorker(info[1].As<Napi::Function>(), std::move(spec)))->Queue();
+  return env.Undefined();
+}
+
+// checkMap(blob, checksum) -> '' when well-formed, else what is wrong.
+Napi::Value CheckMap(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto [data, len] = typed_bytes(env, info[0], "map");
+  return Napi::String::New(env, check_map(data, len, info.Length() > 1 && info[1].ToBoolean()));
+}
+
+// loadMapAsync(path, target, callback(problem)): reads a cache file into
+// `target` (a view on a SharedArrayBuffer of exactly the file's size) and
+// verifies it (checksum and every index) off the main thread; problem is ''
+// when the map can be used.
+class MapLoadWorker : public Napi::AsyncWorker {
+ public:
+  MapLoadWorker(Napi::Function cb, std::string path, Napi::Value target, uint8_t* data, size_t len)
+      : Napi::AsyncWorker(cb), path_(std::move(path)), target_(Napi::Persistent(target)), data_(data), len_(len) {}
+  void Execute() override {
+    std::FILE* f = std::fopen(path_.c_str(), "rb");
+    if (!f) {
+      problem_ = "cannot open " + path_;
+      return;
+    }
+    const size_t got = std::fread(data_, 1, len_, f);
+    const bool more = std::fgetc(f) != EOF;
+    std::fclose(f);
+    if (got != len_ || more) problem_ = "cache file changed size while read";
+    else problem_ = check_map(data_, len_, true);
+  }
+  void OnOK() override { Callback().Call({Napi::String::New(Env(), problem_)}); }
+
+ private:
+  std::string path_;
+  Napi::Reference<Napi::Value> target_;
+  uint8_t* data_;
+  size_t len_;
+  std::string problem_;
+};
+
+Napi::Value LoadMapAsync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 3 || !info[0].IsString() || !info[2].IsFunction()) throw Napi::TypeError::New(env, "loadMapAsync(path, target, callback)");
+  auto [data, len] = typed_bytes(env, info[1], "target");
+  (new MapLoadWorker(info[2].As<Napi::Function>(), info[0].As<Napi::String>().Utf8Value(), info[1], data, len))->Queue();
+  return env.Undefined();
+}
+// --- end geometry map store ---
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
 #if defined(__GLIBC__)
   // glibc raises its mmap threshold each time a large block is freed, after
@@ -1136,6 +1305,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("byteOffsetEncode", Napi::Function::New(env, ByteOffsetEncode));
   exports.Set("pixelArrays", Napi::Function::New(env, PixelArraysJs));
   exports.Set("Integrator", IntegratorWrap::Define(env));
+  exports.Set("buildMap", Napi::Function::New(env, BuildMap));  // geometry map store
+  exports.Set("buildMapAsync", Napi::Function::New(env, BuildMapAsync));
+  exports.Set("checkMap", Napi::Function::New(env, CheckMap));
+  exports.Set("loadMapAsync", Napi::Function::New(env, LoadMapAsync));
   exports.Set("jungfrauConvert", Napi::Function::New(env, JungfrauConvert));
   exports.Set("PedestalAccumulator", PedestalWrap::Define(env));  // calibrate pedestal
   exports.Set("DispersionSpotFinder", DispersionWrap::Define(env));  // spots/dispersion

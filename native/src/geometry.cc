@@ -2,6 +2,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <thread>
+#include <type_traits>
+
+#include "cpu.h"
 
 namespace beamedge {
 namespace {
@@ -69,37 +74,190 @@ inline double chi_distance(double corner, double centre) {
 
 }  // namespace
 
-PixelArrays compute_pixel_arrays(const Geometry& g, size_t rows, size_t cols, const PixelArrayRequest& req) {
-  const size_t n = rows * cols;
-  const Evaluator ev(g, req.radial);
-  PixelArrays out;
-  out.radial.resize(n);
-  if (req.chi) out.chi.resize(n);
-  if (req.solid_angle) out.solid_angle.resize(n);
-  if (req.polarization) out.polarization.resize(n);
+namespace {
 
-  std::vector<double> c2(cols);
-  for (size_t j = 0; j < cols; ++j) c2[j] = centre_coordinate(j, g.pixel2, g.poni2);
-  for (size_t i = 0; i < rows; ++i) {
+// One pixel exactly as pyFAI rounds it: the reference every fast result must equal.
+struct Exact {
+  double radial, chi;
+  float solid_angle, polarization;
+};
+
+inline Exact exact_pixel(const Geometry& g, const Evaluator& ev, const PixelArrayRequest& req, double p1, double p2) {
+  const Point p = ev.at(p1, p2);
+  Exact e{p.radial, p.chi, 0.0f, 0.0f};
+  if (req.solid_angle) {
+    const double cosa = g.dist / std::sqrt(g.dist * g.dist + (p1 * p1 + p2 * p2));
+    e.solid_angle = static_cast<float>(std::pow(cosa, 3.0));
+  }
+  if (req.polarization) {
+    const double c = std::cos(p.tth);
+    const double cc = c * c;
+    e.polarization = static_cast<float>(0.5 * (1.0 + cc - req.polarization_factor * std::cos(2.0 * p.chi) * (1.0 - cc)));
+  }
+  return e;
+}
+
+// Rows [r0, r1) the reference way: libm per pixel.
+void exact_rows(const Geometry& g, const Evaluator& ev, const PixelArrayRequest& req, size_t cols, const double* c2,
+                size_t r0, size_t r1, PixelArrays& out) {
+  for (size_t i = r0; i < r1; ++i) {
     const double p1 = centre_coordinate(i, g.pixel1, g.poni1);
     for (size_t j = 0; j < cols; ++j) {
       const size_t k = i * cols + j;
-      const double p2 = c2[j];
-      const Point p = ev.at(p1, p2);
-      out.radial[k] = p.radial;
-      if (req.chi) out.chi[k] = p.chi;
-      if (req.solid_angle) {
-        const double cosa = g.dist / std::sqrt(g.dist * g.dist + (p1 * p1 + p2 * p2));
-        out.solid_angle[k] = static_cast<float>(std::pow(cosa, 3.0));
-      }
-      if (req.polarization) {
-        const double c = std::cos(p.tth);
-        const double cc = c * c;
-        out.polarization[k] = static_cast<float>(
-            0.5 * (1.0 + cc - req.polarization_factor * std::cos(2.0 * p.chi) * (1.0 - cc)));
-      }
+      const Exact e = exact_pixel(g, ev, req, p1, c2[j]);
+      out.radial[k] = e.radial;
+      if (req.chi) out.chi[k] = e.chi;
+      if (req.solid_angle) out.solid_angle[k] = e.solid_angle;
+      if (req.polarization) out.polarization[k] = e.polarization;
     }
   }
+}
+
+// Relative error bound of the fast q against libm's: both are within a few
+// ulp of the true value; 64 ulp leaves a wide margin. Certification relies on
+// it only being an upper bound.
+constexpr double kFastRelErr = 64 * 1.1102230246251565e-16;
+
+// The fast path, one row: everything pyFAI gets from atan2, sin, cos and pow
+// rewritten with sqrt and divisions (exact identities: sin(tth/2) =
+// sqrt(r^2 / (2R(R + t3))), cos(tth) = t3 / R, cos(2 chi) = (t2^2 - t1^2) / r^2),
+// which vectorise. The radial value stays an approximation (its bin is
+// certified by the map builder); the float32 corrections are kept only when
+// their rounding is certain, and evaluated with libm otherwise.
+typedef double v2d __attribute__((vector_size(16)));
+typedef double v4d __attribute__((vector_size(32)));
+typedef float v2f __attribute__((vector_size(8)));
+typedef float v4f __attribute__((vector_size(16)));
+
+// The AVX2 kernels: every function in this region is compiled for AVX2 (and
+// picked at run time only where the CPU has it), so AVX vectors never cross
+// a baseline function's boundary.
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx2")
+#endif
+namespace k_avx2 {
+#define FAST_V v4d
+#define FAST_F v4f
+#define FAST_SQRT(x) __builtin_ia32_sqrtpd256(x)
+#define FAST_KERNEL fast_row
+#include "geometry_fast.inc"
+#undef FAST_V
+#undef FAST_F
+#undef FAST_SQRT
+#undef FAST_KERNEL
+}  // namespace k_avx2
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+
+namespace k_sse2 {
+#define FAST_V v2d
+#define FAST_F v2f
+#define FAST_SQRT(x) __builtin_ia32_sqrtpd(x)
+#define FAST_KERNEL fast_row
+#include "geometry_fast.inc"
+#undef FAST_V
+#undef FAST_F
+#undef FAST_SQRT
+#undef FAST_KERNEL
+}  // namespace k_sse2
+
+using FastRow = void (*)(const Geometry&, const Rotation&, double, double, double, const double*, size_t, float*, float*);
+
+template <bool kQ, bool kSA, bool kPol>
+FastRow pick_row() {
+  return cpu_has_avx2() ? k_avx2::fast_row<kQ, kSA, kPol> : k_sse2::fast_row<kQ, kSA, kPol>;
+}
+
+FastRow fast_row_kernel(bool q, bool sa, bool pol) {
+  static const FastRow table[8] = {pick_row<false, false, false>(), pick_row<false, false, true>(), pick_row<false, true, false>(),
+                                   pick_row<false, true, true>(),   pick_row<true, false, false>(),  pick_row<true, false, true>(),
+                                   pick_row<true, true, false>(),   pick_row<true, true, true>()};
+  return table[(q ? 4 : 0) | (sa ? 2 : 0) | (pol ? 1 : 0)];
+}
+
+void fast_rows(const Geometry& g, const Evaluator& ev, const PixelArrayRequest& req, size_t cols, const double* c2, size_t r0,
+               size_t r1, PixelArrays& out) {
+  const bool q = req.radial == RadialKind::q_nm;
+  const FastRow row = fast_row_kernel(q, req.solid_angle, req.polarization);
+  const bool norm = req.solid_angle || req.polarization;
+  std::vector<float> scratch(norm ? 0 : cols);
+  for (size_t i = r0; i < r1; ++i) {
+    const double p1 = centre_coordinate(i, g.pixel1, g.poni1);
+    const size_t k0 = i * cols;
+    float* rf = out.radial_approx.data() + k0;
+    float* nf = norm ? out.norm.data() + k0 : scratch.data();
+    row(g, ev.rot, ev.q_scale, req.polarization_factor, p1, c2, cols, rf, nf);
+    // The rare pixels whose results were not certain: the exact path.
+    for (size_t j = 0; j < cols; ++j) {
+      if (__builtin_expect(!std::isnan(rf[j]), 1)) continue;
+      const Exact e = exact_pixel(g, ev, req, p1, c2[j]);
+      rf[j] = static_cast<float>(e.radial);
+      if (norm) nf[j] = req.solid_angle && req.polarization ? e.solid_angle * e.polarization : (req.solid_angle ? e.solid_angle : e.polarization);
+    }
+    if (req.chi)
+      for (size_t j = 0; j < cols; ++j) {
+        double t1, t2, t3;
+        ev.rot.apply(p1, c2[j], t1, t2, t3);
+        out.chi[k0 + j] = std::atan2(t1, t2);
+      }
+  }
+}
+
+// Runs f(r0, r1) on row bands, on up to `threads` threads.
+template <typename F>
+void parallel_rows(size_t rows, int threads, F&& f) {
+  const size_t n = std::max<size_t>(1, std::min<size_t>(threads < 1 ? 1 : size_t(threads), rows / 64 + 1));
+  if (n == 1) {
+    f(size_t(0), rows);
+    return;
+  }
+  std::vector<std::thread> pool;
+  const size_t band = (rows + n - 1) / n;
+  for (size_t t = 1; t < n; ++t) {
+    const size_t r0 = std::min(rows, t * band), r1 = std::min(rows, r0 + band);
+    pool.emplace_back([&f, r0, r1] { f(r0, r1); });
+  }
+  f(size_t(0), std::min(rows, band));
+  for (auto& th : pool) th.join();
+}
+
+}  // namespace
+
+double exact_radial(const Geometry& g, RadialKind kind, size_t i, size_t j) {
+  const Evaluator ev(g, kind);
+  return ev.at(centre_coordinate(i, g.pixel1, g.poni1), centre_coordinate(j, g.pixel2, g.poni2)).radial;
+}
+
+PixelArrays compute_pixel_arrays(const Geometry& g, size_t rows, size_t cols, const PixelArrayRequest& req, int threads) {
+  const size_t n = rows * cols;
+  const Evaluator ev(g, req.radial);
+  PixelArrays out;
+  // The fast path: for q and r without corners (bbox weights need the exact values).
+  const bool fast = req.approximate_radial && !req.corners && req.radial != RadialKind::tth_rad;
+  if (req.chi) out.chi.resize(n);
+  if (fast) {
+    // Float rounding of the approximation on top of its own error.
+    out.radial_rel_err = 5.9604644775390625e-08 * (1 + 1e-6) + (req.radial == RadialKind::q_nm ? kFastRelErr : 0.0);
+    out.radial_approx.resize(n);
+    if (req.solid_angle || req.polarization) out.norm.resize(n);
+  } else {
+    out.radial.resize(n);
+    if (req.solid_angle) out.solid_angle.resize(n);
+    if (req.polarization) out.polarization.resize(n);
+  }
+
+  std::vector<double> c2(cols);
+  for (size_t j = 0; j < cols; ++j) c2[j] = centre_coordinate(j, g.pixel2, g.poni2);
+  parallel_rows(rows, threads, [&](size_t r0, size_t r1) {
+    if (fast) fast_rows(g, ev, req, cols, c2.data(), r0, r1, out);
+    else exact_rows(g, ev, req, cols, c2.data(), r0, r1, out);
+  });
 
   if (req.corners) {
     // Corners are shared by up to four pixels: evaluate the (rows+1) x (cols+1) grid once.
@@ -108,15 +266,18 @@ PixelArrays compute_pixel_arrays(const Geometry& g, size_t rows, size_t cols, co
     if (req.chi) cchi.resize((rows + 1) * cc);
     // Corners are in double but their radial and chi values are rounded to
     // float32, again as pyFAI stores them.
-    for (size_t i = 0; i <= rows; ++i)
-      for (size_t j = 0; j <= cols; ++j) {
-        const Point p = ev.at(g.pixel1 * static_cast<double>(i) - g.poni1, g.pixel2 * static_cast<double>(j) - g.poni2);
-        crad[i * cc + j] = static_cast<float>(p.radial);
-        if (req.chi) cchi[i * cc + j] = static_cast<float>(p.chi);
-      }
+    parallel_rows(rows + 1, threads, [&](size_t r0, size_t r1) {
+      for (size_t i = r0; i < r1; ++i)
+        for (size_t j = 0; j <= cols; ++j) {
+          const Point p = ev.at(g.pixel1 * static_cast<double>(i) - g.poni1, g.pixel2 * static_cast<double>(j) - g.poni2);
+          crad[i * cc + j] = static_cast<float>(p.radial);
+          if (req.chi) cchi[i * cc + j] = static_cast<float>(p.chi);
+        }
+    });
     out.radial_delta.resize(n);
     if (req.chi) out.chi_delta.resize(n);
-    for (size_t i = 0; i < rows; ++i)
+    parallel_rows(rows, threads, [&](size_t r0, size_t r1) {
+    for (size_t i = r0; i < r1; ++i)
       for (size_t j = 0; j < cols; ++j) {
         const size_t k = i * cols + j;
         const size_t c[4] = {i * cc + j, i * cc + j + 1, (i + 1) * cc + j, (i + 1) * cc + j + 1};
@@ -128,6 +289,7 @@ PixelArrays compute_pixel_arrays(const Geometry& g, size_t rows, size_t cols, co
         out.radial_delta[k] = dr;
         if (req.chi) out.chi_delta[k] = dc;
       }
+    });
   }
   return out;
 }

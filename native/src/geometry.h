@@ -25,6 +25,13 @@ struct PixelArrays {
   std::vector<double> chi_delta;
   std::vector<float> solid_angle;    // relative: cos^3(alpha)
   std::vector<float> polarization;   // only when a factor is given
+  // > 0 (the fast path): `radial` is empty and `radial_approx` holds float
+  // approximations within this relative error of the exact values
+  // (exact_radial gives those); `norm` is solid angle x polarization (each
+  // exact, as the reference rounds them) and those two stay empty; chi is exact.
+  double radial_rel_err = 0;
+  std::vector<float> radial_approx;
+  std::vector<float> norm;
 };
 
 struct PixelArrayRequest {
@@ -34,8 +41,15 @@ struct PixelArrayRequest {
   bool solid_angle = false;
   bool polarization = false;
   double polarization_factor = 0;
+  // Allows approximate radial values (see PixelArrays::radial_rel_err): the map
+  // builder certifies each pixel's bin and evaluates exactly where unsure.
+  bool approximate_radial = false;
 };
 
-PixelArrays compute_pixel_arrays(const Geometry& g, size_t rows, size_t cols, const PixelArrayRequest& req);
+// threads: rows are shared out between this many threads (results do not depend on it).
+PixelArrays compute_pixel_arrays(const Geometry& g, size_t rows, size_t cols, const PixelArrayRequest& req, int threads = 1);
+
+// The exact (pyFAI-rounded) radial value of pixel (i, j).
+double exact_radial(const Geometry& g, RadialKind kind, size_t i, size_t j);
 
 }  // namespace beamedge

@@ -1,6 +1,7 @@
 #include "integrator.h"
 
 #include <algorithm>
+#include <cstring>
 #include <stdexcept>
 #include <limits>
 #include <type_traits>
@@ -31,8 +32,8 @@ constexpr size_t kPackedLanes = 4;
 // no gain from four).
 constexpr size_t kSumLanes = 2;
 
-// Float32 pi: pyFAI clips the azimuthal range of split pixels to it.
-constexpr double kPi32 = 3.1415927410125732;
+
+}  // namespace
 
 Axis resolve_axis(const AxisSpec& spec, double data_lo, double data_hi) {
   if (spec.bins < 1) throw std::invalid_argument("the number of bins must be at least 1");
@@ -54,6 +55,8 @@ Axis resolve_axis(const AxisSpec& spec, double data_lo, double data_hi) {
   a.delta = (a.max - a.min) / a.bins;
   return a;
 }
+
+namespace {
 
 // Fractional bin coordinates of [lo, hi] and the clamped bin span, with
 // pyFAI's rules: C truncation, not floor, and a pixel is dropped only when it
@@ -88,15 +91,146 @@ void split_bbox(const Axis& a, double lo, double hi, std::vector<std::pair<int, 
   out.emplace_back(s.bhi, inv * (s.fhi - s.bhi));
 }
 
+}  // namespace
+
 int histogram_bin(const Axis& a, double x) {
   Span s;
   return span_of(a, x, x, s) ? s.blo : -1;
 }
 
+namespace {
+
+size_t align8(size_t n) { return (n + 7) & ~size_t(7); }
+
+// Lays out the sections after the header; returns the blob's total size.
+struct Layout {
+  size_t at = sizeof(MapHeader);
+  size_t take(size_t bytes) {
+    const size_t off = at;
+    at = align8(at + bytes);
+    return off;
+  }
+};
+
+void put_axis(double* out, const Axis& a) {
+  out[0] = a.min;
+  out[1] = a.max_in;
+  out[2] = a.max;
+  out[3] = a.delta;
+}
+
+Axis get_axis(const double* in, int bins) {
+  Axis a;
+  a.bins = bins;
+  a.min = in[0];
+  a.max_in = in[1];
+  a.max = in[2];
+  a.delta = in[3];
+  return a;
+}
+
 }  // namespace
 
-Integrator::Integrator(const MapInputs& in) : npix_(in.npix) {
-  if (!in.pos0) throw std::invalid_argument("radial positions are required");
+uint64_t map_checksum(const uint8_t* blob, size_t len) {
+  // Four independent multiply-rotate lanes over 8-byte words (several GB/s):
+  // it guards the on-disk cache against truncation and bit rot, not attackers.
+  constexpr uint64_t kP1 = 0x9E3779B185EBCA87ull, kP2 = 0xC2B2AE3D27D4EB4Full;
+  uint64_t h[4] = {kP1, kP2, kP1 ^ kP2, ~kP1};
+  if (len < sizeof(MapHeader)) return 0;
+  const uint8_t* p = blob + sizeof(MapHeader);
+  size_t n = len - sizeof(MapHeader);
+  auto mix = [](uint64_t acc, uint64_t w) {
+    acc += w * kP2;
+    acc = (acc << 31) | (acc >> 33);
+    return acc * kP1;
+  };
+  size_t i = 0;
+  for (; i + 32 <= n; i += 32)
+    for (int l = 0; l < 4; ++l) {
+      uint64_t w;
+      std::memcpy(&w, p + i + 8 * l, 8);
+      h[l] = mix(h[l], w);
+    }
+  uint64_t out = n;
+  for (int l = 0; l < 4; ++l) out = mix(out, h[l]);
+  for (; i < n; ++i) out = mix(out, p[i]);
+  return out ^ (out >> 29);
+}
+
+std::string check_map(const uint8_t* blob, size_t len, bool checksum) {
+  if (len < sizeof(MapHeader)) return "map shorter than its header";
+  MapHeader h;
+  std::memcpy(&h, blob, sizeof h);
+  if (h.magic != kMapMagic) return "not a beamedge map";
+  if (h.version != kMapVersion) return "map format version " + std::to_string(h.version) + ", expected " + std::to_string(kMapVersion);
+  if (h.total_bytes != len) return "map is " + std::to_string(len) + " bytes, its header says " + std::to_string(h.total_bytes);
+  if (h.bins0 < 1 || h.bins1 < 1 || h.npix == 0 || h.npix >= kUnmapped) return "map dimensions out of range";
+  const uint64_t nb = uint64_t(h.bins0) * uint64_t(h.bins1);
+  if (nb >= kUnmapped) return "too many bins";
+  const bool direct = h.flags & kMapDirect;
+  auto inside = [&](uint64_t off, uint64_t bytes) { return off >= sizeof(MapHeader) && off % 8 == 0 && off <= len && bytes <= len - off; };
+  if (!inside(h.static_norm, nb * 8) || !inside(h.static_count, nb * 8)) return "map sections out of bounds";
+  if ((h.flags & kMapNorm) && !inside(h.norm, h.npix * 4)) return "map sections out of bounds";
+  if (direct) {
+    if (!inside(h.bins, h.npix * ((h.flags & kMapIndex16) ? 2 : 4))) return "map sections out of bounds";
+    if ((h.flags & kMapIndex16) && nb >= 0xFFFF) return "16-bit map with too many bins";
+  } else if (h.flags & kMapCompact) {
+    const uint64_t nw = h.reserved[0];
+    if ((h.flags & kMapTwoD) || !inside(h.bins, h.npix * ((h.flags & kMapIndex16) ? 2 : 4)) || !inside(h.counts, h.npix) ||
+        !inside(h.checkpoints, ((h.npix + kCheckpoint - 1) / kCheckpoint) * 4) || nw >= kUnmapped || !inside(h.weights, nw * 4))
+      return "map sections out of bounds";
+  } else {
+    if (h.entries >= kUnmapped || !inside(h.ptr, (h.npix + 1) * 4) || !inside(h.ebin, h.entries * 4) || !inside(h.eweight, h.entries * 4))
+      return "map sections out of bounds";
+  }
+  if (checksum && map_checksum(blob, len) != h.checksum) return "map checksum mismatch";
+  // Indices: every one must stay inside the sums it addresses.
+  if (direct) {
+    if (h.flags & kMapIndex16) {
+      const uint16_t* m = reinterpret_cast<const uint16_t*>(blob + h.bins);
+      uint16_t worst = 0;
+      for (uint64_t i = 0; i < h.npix; ++i) worst = std::max(worst, m[i]);
+      if (worst > nb) return "map bin index out of range";
+    } else {
+      const uint32_t* m = reinterpret_cast<const uint32_t*>(blob + h.bins);
+      uint32_t worst = 0;
+      for (uint64_t i = 0; i < h.npix; ++i) worst = std::max(worst, m[i]);
+      if (worst > nb) return "map bin index out of range";
+    }
+  } else if (h.flags & kMapCompact) {
+    // Every pixel's bins inside the grid, and the checkpoints the running weight count.
+    const uint8_t* counts = blob + h.counts;
+    const uint32_t* cp = reinterpret_cast<const uint32_t*>(blob + h.checkpoints);
+    const uint16_t* b16 = reinterpret_cast<const uint16_t*>(blob + h.bins);
+    const uint32_t* b32 = reinterpret_cast<const uint32_t*>(blob + h.bins);
+    const bool narrow = h.flags & kMapIndex16;
+    uint64_t w = 0;
+    for (uint64_t i = 0; i < h.npix; ++i) {
+      if (i % kCheckpoint == 0 && cp[i / kCheckpoint] != w) return "map weight checkpoints inconsistent";
+      const uint64_t c = counts[i];
+      if (c == 0) continue;
+      const uint64_t b = narrow ? b16[i] : b32[i];
+      if (b + c > nb) return "map bin index out of range";
+      w += c == 1 ? 0 : (c == 2 ? 2 : 3);
+    }
+    if (w != h.reserved[0]) return "map weight table inconsistent";
+  } else {
+    const uint32_t* ptr = reinterpret_cast<const uint32_t*>(blob + h.ptr);
+    if (ptr[0] != 0 || ptr[h.npix] != h.entries) return "map entry table inconsistent";
+    for (uint64_t i = 0; i < h.npix; ++i)
+      if (ptr[i + 1] < ptr[i]) return "map entry table inconsistent";
+    const uint32_t* eb = reinterpret_cast<const uint32_t*>(blob + h.ebin);
+    uint32_t worst = 0;
+    for (uint64_t e = 0; e < h.entries; ++e) worst = std::max(worst, eb[e]);
+    if (h.entries && worst >= nb) return "map bin index out of range";
+  }
+  return "";
+}
+
+std::vector<uint8_t> build_map(const MapInputs& in) {
+  const bool decided = in.bin0 && in.has_range0 && !in.dpos0;
+  if (!in.pos0 && !decided) throw std::invalid_argument("radial positions are required");
+  if (in.npix == 0) throw std::invalid_argument("no pixels");
   if (in.npix >= kUnmapped) throw std::invalid_argument("too many pixels");
   const bool two_d = in.pos1 != nullptr;
   const bool split = in.dpos0 != nullptr;
@@ -104,11 +238,17 @@ Integrator::Integrator(const MapInputs& in) : npix_(in.npix) {
 
   // Default ranges span the unmasked pixels (their bounding boxes when splitting).
   double lo0 = INFINITY, hi0 = -INFINITY, lo1 = INFINITY, hi1 = -INFINITY;
-  for (size_t i = 0; i < in.npix; ++i) {
+  if (decided) {
+    lo0 = in.data_lo0;
+    hi0 = in.data_hi0;
+  }
+  for (size_t i = 0; i < in.npix && (!decided || two_d); ++i) {
     if (in.mask && in.mask[i]) continue;
-    const double d0 = split ? in.dpos0[i] : 0.0;
-    lo0 = std::min(lo0, in.pos0[i] - d0);
-    hi0 = std::max(hi0, in.pos0[i] + d0);
+    if (!decided) {
+      const double d0 = split ? in.dpos0[i] : 0.0;
+      lo0 = std::min(lo0, in.pos0[i] - d0);
+      hi0 = std::max(hi0, in.pos0[i] + d0);
+    }
     if (two_d) {
       const double d1 = split ? in.dpos1[i] : 0.0;
       lo1 = std::min(lo1, in.pos1[i] - d1);
@@ -116,61 +256,211 @@ Integrator::Integrator(const MapInputs& in) : npix_(in.npix) {
     }
   }
   if (lo0 > hi0) throw std::invalid_argument("every pixel is masked");
-  axis0_ = resolve_axis(in.axis0, lo0, hi0);
+  const Axis axis0 = resolve_axis(in.axis0, lo0, hi0);
+  Axis axis1;
   if (two_d) {
     AxisSpec s1 = in.axis1;
     s1.allow_negative = true;
-    axis1_ = resolve_axis(s1, std::max(lo1, -kPi32), std::min(hi1, kPi32));
+    axis1 = resolve_axis(s1, std::max(lo1, -kPi32), std::min(hi1, kPi32));
   }
-  const size_t nb = bins();
+  const size_t nb = static_cast<size_t>(axis0.bins) * axis1.bins;
   if (nb >= kUnmapped) throw std::invalid_argument("too many bins");
-  static_norm_.assign(nb, 0.0);
-  static_count_.assign(nb, 0.0);
-  if (in.norm) norm_.assign(in.norm, in.norm + in.npix);
+  std::vector<double> static_norm(nb, 0.0), static_count(nb, 0.0);
   auto norm_of = [&](size_t i) { return in.norm ? static_cast<double>(in.norm[i]) : 1.0; };
 
-  direct_ = !split;
-  if (direct_) {
-    // Unmapped pixels point at an extra "discard" bin, so the per-frame loop needs no branch for them.
-    std::vector<uint32_t> map(in.npix, static_cast<uint32_t>(nb));
-    for (size_t i = 0; i < in.npix; ++i) {
-      if (in.mask && in.mask[i]) continue;
-      const int b0 = histogram_bin(axis0_, in.pos0[i]);
-      if (b0 < 0) continue;
-      int b1 = 0;
-      if (two_d && (b1 = histogram_bin(axis1_, in.pos1[i])) < 0) continue;
-      const uint32_t b = static_cast<uint32_t>(b1) * axis0_.bins + b0;
-      map[i] = b;
-      ++mapped_;
-      static_norm_[b] += norm_of(i);
-      static_count_[b] += 1.0;
-    }
-    if (nb < 0xFFFF) bin16_.assign(map.begin(), map.end());
-    else bin32_ = std::move(map);
-    return;
-  }
+  MapHeader h{};
+  h.magic = kMapMagic;
+  h.version = kMapVersion;
+  h.npix = in.npix;
+  h.bins0 = axis0.bins;
+  h.bins1 = axis1.bins;
+  put_axis(h.axis0, axis0);
+  put_axis(h.axis1, axis1);
+  h.flags = (split ? 0 : kMapDirect) | (two_d ? kMapTwoD : 0) | (in.norm ? kMapNorm : 0);
+  Layout lay;
+  h.static_norm = lay.take(nb * 8);
+  h.static_count = lay.take(nb * 8);
+  if (in.norm) h.norm = lay.take(in.npix * 4);
+  std::vector<uint8_t> blob;
 
-  ptr_.assign(in.npix + 1, 0);
-  std::vector<std::pair<int, double>> s0, s1;
-  s1.emplace_back(0, 1.0);
-  for (size_t i = 0; i < in.npix; ++i) {
-    ptr_[i] = static_cast<uint32_t>(ebin_.size());
-    if (ebin_.size() > kUnmapped - 4096) throw std::length_error("pixel-to-bin map too large");
-    if (in.mask && in.mask[i]) continue;
-    split_bbox(axis0_, in.pos0[i] - in.dpos0[i], in.pos0[i] + in.dpos0[i], s0);
-    if (two_d) split_bbox(axis1_, in.pos1[i] - in.dpos1[i], in.pos1[i] + in.dpos1[i], s1);
-    for (const auto& a : s1)
-      for (const auto& r : s0) {
-        const uint32_t b = static_cast<uint32_t>(a.first) * axis0_.bins + r.first;
-        const float w = static_cast<float>(a.second * r.second);
-        ebin_.push_back(b);
-        eweight_.push_back(w);
-        static_norm_[b] += w * norm_of(i);
-        static_count_[b] += w;
+  if (!split) {
+    // Unmapped pixels point at an extra "discard" bin, so the per-frame loop needs no branch for them.
+    const bool narrow = nb < 0xFFFF;
+    if (narrow) h.flags |= kMapIndex16;
+    h.bins = lay.take(in.npix * (narrow ? 2 : 4));
+    h.total_bytes = lay.at;
+    blob.assign(lay.at, 0);
+    uint16_t* m16 = reinterpret_cast<uint16_t*>(blob.data() + h.bins);
+    uint32_t* m32 = reinterpret_cast<uint32_t*>(blob.data() + h.bins);
+    size_t mapped = 0;
+    // Neighbouring pixels mostly share a bin: the bin's running sums stay in
+    // registers while they do (the same additions in the same order as
+    // through memory, so the same sums, without a store-to-load wait each).
+    uint32_t cur = static_cast<uint32_t>(nb);
+    double run_norm = 0, run_count = 0;
+    for (size_t i = 0; i < in.npix; ++i) {
+      uint32_t b = static_cast<uint32_t>(nb);
+      if (!(in.mask && in.mask[i])) {
+        const int b0 = decided ? in.bin0[i] : histogram_bin(axis0, in.pos0[i]);
+        int b1 = 0;
+        if (b0 >= 0 && (!two_d || (b1 = histogram_bin(axis1, in.pos1[i])) >= 0)) {
+          b = static_cast<uint32_t>(b1) * axis0.bins + b0;
+          ++mapped;
+          if (b != cur) {
+            if (cur < nb) {
+              static_norm[cur] = run_norm;
+              static_count[cur] = run_count;
+            }
+            cur = b;
+            run_norm = static_norm[b];
+            run_count = static_count[b];
+          }
+          run_norm += norm_of(i);
+          run_count += 1.0;
+        }
       }
-    if (ptr_[i] != ebin_.size()) ++mapped_;
+      if (narrow) m16[i] = static_cast<uint16_t>(b);
+      else m32[i] = b;
+    }
+    if (cur < nb) {
+      static_norm[cur] = run_norm;
+      static_count[cur] = run_count;
+    }
+    h.mapped = mapped;
+  } else {
+    std::vector<uint32_t> ptr(in.npix + 1, 0), ebin;
+    std::vector<float> eweight;
+    std::vector<std::pair<int, double>> s0, s1;
+    s1.emplace_back(0, 1.0);
+    size_t mapped = 0;
+    for (size_t i = 0; i < in.npix; ++i) {
+      ptr[i] = static_cast<uint32_t>(ebin.size());
+      if (ebin.size() > kUnmapped - 4096) throw std::length_error("pixel-to-bin map too large");
+      if (in.mask && in.mask[i]) continue;
+      split_bbox(axis0, in.pos0[i] - in.dpos0[i], in.pos0[i] + in.dpos0[i], s0);
+      if (two_d) split_bbox(axis1, in.pos1[i] - in.dpos1[i], in.pos1[i] + in.dpos1[i], s1);
+      for (const auto& a : s1)
+        for (const auto& r : s0) {
+          const uint32_t b = static_cast<uint32_t>(a.first) * axis0.bins + r.first;
+          const float w = static_cast<float>(a.second * r.second);
+          ebin.push_back(b);
+          eweight.push_back(w);
+          static_norm[b] += w * norm_of(i);
+          static_count[b] += w;
+        }
+      if (ptr[i] != ebin.size()) ++mapped;
+    }
+    ptr[in.npix] = static_cast<uint32_t>(ebin.size());
+    h.mapped = mapped;
+    h.entries = ebin.size();
+    // 1D: a pixel's bins are consecutive and its interior weights equal, so
+    // its first bin, its bin count and at most three weights say it all (a
+    // pixel in one bin has weight 1 and stores none). Same weights, same order:
+    // the same sums as the entry table.
+    bool compact = !two_d;
+    std::vector<uint8_t> counts;
+    std::vector<uint32_t> first_bin, checkpoints;
+    std::vector<float> weights;
+    if (compact) {
+      counts.resize(in.npix);
+      first_bin.resize(in.npix, static_cast<uint32_t>(nb));
+      checkpoints.reserve(in.npix / kCheckpoint + 1);
+      weights.reserve(ebin.size() - mapped + mapped / 4);
+      for (size_t i = 0; i < in.npix && compact; ++i) {
+        if (i % kCheckpoint == 0) checkpoints.push_back(static_cast<uint32_t>(weights.size()));
+        const uint32_t e0 = ptr[i], c = ptr[i + 1] - e0;
+        if (c > 255) compact = false;
+        if (c == 0 || !compact) continue;
+        counts[i] = static_cast<uint8_t>(c);
+        first_bin[i] = ebin[e0];
+        for (uint32_t k = 1; k < c; ++k) compact = compact && ebin[e0 + k] == ebin[e0] + k;
+        for (uint32_t k = 2; k + 1 < c; ++k) compact = compact && eweight[e0 + k] == eweight[e0 + 1];
+        if (c == 1) compact = compact && eweight[e0] == 1.0f;
+        else {
+          weights.push_back(eweight[e0]);
+          if (c > 2) weights.push_back(eweight[e0 + 1]);
+          weights.push_back(eweight[e0 + c - 1]);
+        }
+      }
+    }
+    if (compact) {
+      const bool narrow = nb < 0xFFFF;
+      h.flags |= kMapCompact | (narrow ? kMapIndex16 : 0);
+      h.bins = lay.take(in.npix * (narrow ? 2 : 4));
+      h.counts = lay.take(in.npix);
+      h.checkpoints = lay.take(checkpoints.size() * 4);
+      h.weights = lay.take(weights.size() * 4);
+      h.reserved[0] = weights.size();
+      h.total_bytes = lay.at;
+      blob.assign(lay.at, 0);
+      uint16_t* b16 = reinterpret_cast<uint16_t*>(blob.data() + h.bins);
+      uint32_t* b32 = reinterpret_cast<uint32_t*>(blob.data() + h.bins);
+      for (size_t i = 0; i < in.npix; ++i) {
+        if (narrow) b16[i] = static_cast<uint16_t>(first_bin[i]);
+        else b32[i] = first_bin[i];
+      }
+      std::memcpy(blob.data() + h.counts, counts.data(), in.npix);
+      std::memcpy(blob.data() + h.checkpoints, checkpoints.data(), checkpoints.size() * 4);
+      if (!weights.empty()) std::memcpy(blob.data() + h.weights, weights.data(), weights.size() * 4);
+    } else {
+    h.ptr = lay.take(ptr.size() * 4);
+    h.ebin = lay.take(ebin.size() * 4);
+    h.eweight = lay.take(eweight.size() * 4);
+    h.total_bytes = lay.at;
+    blob.assign(lay.at, 0);
+    std::memcpy(blob.data() + h.ptr, ptr.data(), ptr.size() * 4);
+    if (!ebin.empty()) {
+      std::memcpy(blob.data() + h.ebin, ebin.data(), ebin.size() * 4);
+      std::memcpy(blob.data() + h.eweight, eweight.data(), eweight.size() * 4);
+    }
+    }
   }
-  ptr_[in.npix] = static_cast<uint32_t>(ebin_.size());
+  std::memcpy(blob.data() + h.static_norm, static_norm.data(), nb * 8);
+  std::memcpy(blob.data() + h.static_count, static_count.data(), nb * 8);
+  if (in.norm) std::memcpy(blob.data() + h.norm, in.norm, in.npix * 4);
+  std::memcpy(blob.data(), &h, sizeof h);
+  h.checksum = map_checksum(blob.data(), blob.size());
+  std::memcpy(blob.data(), &h, sizeof h);
+  return blob;
+}
+
+Integrator::Integrator(const MapInputs& in) : owned_(build_map(in)) { view(owned_.data(), owned_.size()); }
+
+Integrator::Integrator(const uint8_t* blob, size_t len) {
+  // The checksum was verified where the blob came from (build or cache load):
+  // here only the structure, so a damaged blob cannot index out of bounds.
+  const std::string problem = check_map(blob, len, false);
+  if (!problem.empty()) throw std::invalid_argument(problem);
+  view(blob, len);
+}
+
+void Integrator::view(const uint8_t* blob, size_t len) {
+  MapHeader h;
+  std::memcpy(&h, blob, sizeof h);
+  blob_len_ = len;
+  npix_ = h.npix;
+  axis0_ = get_axis(h.axis0, h.bins0);
+  axis1_ = get_axis(h.axis1, h.bins1);
+  direct_ = h.flags & kMapDirect;
+  mapped_ = h.mapped;
+  entries_ = h.entries;
+  static_norm_ = reinterpret_cast<const double*>(blob + h.static_norm);
+  static_count_ = reinterpret_cast<const double*>(blob + h.static_count);
+  norm_ = (h.flags & kMapNorm) ? reinterpret_cast<const float*>(blob + h.norm) : nullptr;
+  if (direct_) {
+    if (h.flags & kMapIndex16) bin16_ = reinterpret_cast<const uint16_t*>(blob + h.bins);
+    else bin32_ = reinterpret_cast<const uint32_t*>(blob + h.bins);
+  } else if (h.flags & kMapCompact) {
+    if (h.flags & kMapIndex16) bin16_ = reinterpret_cast<const uint16_t*>(blob + h.bins);
+    else bin32_ = reinterpret_cast<const uint32_t*>(blob + h.bins);
+    counts_ = blob + h.counts;
+    checkpoints_ = reinterpret_cast<const uint32_t*>(blob + h.checkpoints);
+    weights_ = reinterpret_cast<const float*>(blob + h.weights);
+  } else {
+    ptr_ = reinterpret_cast<const uint32_t*>(blob + h.ptr);
+    ebin_ = reinterpret_cast<const uint32_t*>(blob + h.ebin);
+    eweight_ = reinterpret_cast<const float*>(blob + h.eweight);
+  }
 }
 
 Accumulator Integrator::start() const {
@@ -232,7 +522,7 @@ void Integrator::run_packed(Accumulator& acc, const Index* map, const T* data, i
     const Index b = map[i];
     const T raw = data[k];
     if (__builtin_expect((std::is_signed<T>::value && raw < 0) || (kMax && static_cast<int64_t>(raw) > max_valid), 0)) {
-      acc.lost_norm[b] += norm_.empty() ? 1.0 : norm_[i];
+      acc.lost_norm[b] += !norm_ ? 1.0 : norm_[i];
       acc.lost_count[b] += 1.0;
       acc.excluded += b != discard;
       return;
@@ -295,7 +585,7 @@ void Integrator::run_direct(Accumulator& acc, const Index* map, const T* data, c
     const Index b = map[i];
     const T raw = data[k];
     if (__builtin_expect(excluded<T, kDummy>(raw, f), 0)) {
-      acc.lost_norm[b] += norm_.empty() ? 1.0 : norm_[i];
+      acc.lost_norm[b] += !norm_ ? 1.0 : norm_[i];
       acc.lost_count[b] += 1.0;
       acc.excluded += b != discard;
       return;
@@ -399,7 +689,7 @@ void Integrator::run_split(Accumulator& acc, const T* data, const FrameInputs& f
     if (e0 == e1) continue;
     const T raw = data[k];
     if (__builtin_expect(excluded<T, kDummy>(raw, f), 0)) {
-      const double w_norm = norm_.empty() ? 1.0 : norm_[i];
+      const double w_norm = !norm_ ? 1.0 : norm_[i];
       for (uint32_t e = e0; e < e1; ++e) {
         acc.lost_norm[ebin_[e]] += eweight_[e] * w_norm;
         acc.lost_count[ebin_[e]] += eweight_[e];
@@ -421,39 +711,93 @@ void Integrator::run_split(Accumulator& acc, const T* data, const FrameInputs& f
   acc.lit += lit;
 }
 
+template <typename T, typename Index, bool kDark, bool kDummy, bool kLit>
+void Integrator::run_compact(Accumulator& acc, const Index* bin, const T* data, const FrameInputs& f, size_t first, size_t n) const {
+  double* sums = acc.sums.data();
+  uint64_t lit = 0;
+  // The weight index at `first`: its block's checkpoint plus the pixels before it in the block.
+  size_t w = checkpoints_[first / kCheckpoint];
+  for (size_t i = first - first % kCheckpoint; i < first; ++i) w += counts_[i] < 2 ? 0 : (counts_[i] == 2 ? 2 : 3);
+  for (size_t k = 0; k < n; ++k) {
+    const size_t i = first + k;
+    const uint32_t c = counts_[i];
+    if (c == 0) continue;
+    const uint32_t b0 = bin[i];
+    const float* wp = weights_ + w;
+    w += c == 1 ? 0 : (c == 2 ? 2 : 3);
+    // The weight of the pixel's j-th bin, as the entry table had it.
+    auto weight = [&](uint32_t j) -> double { return c == 1 ? 1.0 : (j == 0 ? wp[0] : (j + 1 == c ? wp[c == 2 ? 1 : 2] : wp[1])); };
+    const T raw = data[k];
+    if (__builtin_expect(excluded<T, kDummy>(raw, f), 0)) {
+      const double w_norm = !norm_ ? 1.0 : norm_[i];
+      for (uint32_t j = 0; j < c; ++j) {
+        acc.lost_norm[b0 + j] += weight(j) * w_norm;
+        acc.lost_count[b0 + j] += weight(j);
+      }
+      ++acc.excluded;
+      continue;
+    }
+    const double x = static_cast<double>(raw);
+    const double s = kDark ? x - f.dark[i] : x;
+    const double v = at_least_one(x);
+    if (kLit) lit += s > f.lit_threshold;
+    if (c == 1) {
+      double* slot = sums + 2 * b0;
+      slot[0] += 1.0 * s;
+      slot[1] += 1.0 * 1.0 * v;
+      continue;
+    }
+    auto add = [&](uint32_t b, double wj) {
+      double* slot = sums + 2 * b;
+      slot[0] += wj * s;
+      slot[1] += wj * wj * v;
+    };
+    // In bin order, as the entry table adds them.
+    add(b0, wp[0]);
+    if (c > 2) {
+      const double wi = wp[1];
+      for (uint32_t j = 1; j + 1 < c; ++j) add(b0 + j, wi);
+    }
+    add(b0 + c - 1, wp[c == 2 ? 1 : 2]);
+  }
+  acc.lit += lit;
+}
+
 template <typename T, bool kDark, bool kDummy, bool kLit>
 void Integrator::run(Accumulator& acc, const T* data, const FrameInputs& f, size_t first, size_t n) const {
   constexpr bool kPackable = std::is_integral<T>::value && sizeof(T) <= 4 && !kDark && !kDummy;
   // For integer pixels, x > t is x > floor(t).
   const int64_t lit_above = kLit ? static_cast<int64_t>(std::floor(std::max(-1.0, std::min(f.lit_threshold, 4294967296.0)))) : 0;
   if (!direct_) {
-    run_split<T, kDark, kDummy, kLit>(acc, data, f, first, n);
+    if (!counts_) run_split<T, kDark, kDummy, kLit>(acc, data, f, first, n);
+    else if (bin16_) run_compact<T, uint16_t, kDark, kDummy, kLit>(acc, bin16_, data, f, first, n);
+    else run_compact<T, uint32_t, kDark, kDummy, kLit>(acc, bin32_, data, f, first, n);
     return;
   }
   if constexpr (kPackable) {
     // The saturation compare costs a fifth of the pass: only compiled in when asked for.
     const bool max = std::isfinite(f.max_valid);
-    if (!bin16_.empty()) {
-      if (max) run_packed<T, uint16_t, kLit, true>(acc, bin16_.data(), data, lit_above, f.max_valid, first, n);
-      else run_packed<T, uint16_t, kLit, false>(acc, bin16_.data(), data, lit_above, f.max_valid, first, n);
+    if (bin16_) {
+      if (max) run_packed<T, uint16_t, kLit, true>(acc, bin16_, data, lit_above, f.max_valid, first, n);
+      else run_packed<T, uint16_t, kLit, false>(acc, bin16_, data, lit_above, f.max_valid, first, n);
     } else {
-      if (max) run_packed<T, uint32_t, kLit, true>(acc, bin32_.data(), data, lit_above, f.max_valid, first, n);
-      else run_packed<T, uint32_t, kLit, false>(acc, bin32_.data(), data, lit_above, f.max_valid, first, n);
+      if (max) run_packed<T, uint32_t, kLit, true>(acc, bin32_, data, lit_above, f.max_valid, first, n);
+      else run_packed<T, uint32_t, kLit, false>(acc, bin32_, data, lit_above, f.max_valid, first, n);
     }
 #if defined(__SSE2__)
   } else if constexpr (std::is_same<T, float>::value && !kDark && !kDummy) {
-    if (!bin16_.empty()) {
-      if (f.negative_valid) run_float<uint16_t, true, kLit>(acc, bin16_.data(), data, f, first, n);
-      else run_float<uint16_t, false, kLit>(acc, bin16_.data(), data, f, first, n);
+    if (bin16_) {
+      if (f.negative_valid) run_float<uint16_t, true, kLit>(acc, bin16_, data, f, first, n);
+      else run_float<uint16_t, false, kLit>(acc, bin16_, data, f, first, n);
     } else {
-      if (f.negative_valid) run_float<uint32_t, true, kLit>(acc, bin32_.data(), data, f, first, n);
-      else run_float<uint32_t, false, kLit>(acc, bin32_.data(), data, f, first, n);
+      if (f.negative_valid) run_float<uint32_t, true, kLit>(acc, bin32_, data, f, first, n);
+      else run_float<uint32_t, false, kLit>(acc, bin32_, data, f, first, n);
     }
 #endif
-  } else if (!bin16_.empty()) {
-    run_direct<T, uint16_t, kDark, kDummy, kLit>(acc, bin16_.data(), data, f, first, n);
+  } else if (bin16_) {
+    run_direct<T, uint16_t, kDark, kDummy, kLit>(acc, bin16_, data, f, first, n);
   } else {
-    run_direct<T, uint32_t, kDark, kDummy, kLit>(acc, bin32_.data(), data, f, first, n);
+    run_direct<T, uint32_t, kDark, kDummy, kLit>(acc, bin32_, data, f, first, n);
   }
 }
 

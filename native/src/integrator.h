@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <string>
 #include <vector>
 
 namespace beamedge {
@@ -32,6 +33,13 @@ struct Axis {
   }
 };
 
+// The bin grid build_map uses for data spanning [data_lo, data_hi] (radial quantities clamped at 0 unless allowed).
+Axis resolve_axis(const AxisSpec& spec, double data_lo, double data_hi);
+// pyFAI's histogram bin of x, or -1 when outside.
+int histogram_bin(const Axis& a, double x);
+// Float32 pi: pyFAI clips the azimuthal range of split pixels to it.
+constexpr double kPi32 = 3.1415927410125732;
+
 struct MapInputs {
   size_t npix = 0;
   const double* pos0 = nullptr;   // radial position of each pixel centre
@@ -40,6 +48,12 @@ struct MapInputs {
   const double* dpos1 = nullptr;
   const uint8_t* mask = nullptr;  // non-zero: excluded
   const float* norm = nullptr;    // per-pixel normalisation (solid angle x polarisation x flat), null: 1
+  // Radial bins already decided (histogram_bin(axis0, exact value) or -1)
+  // for the unmasked pixels of a direct map, with the exact extremes of those
+  // pixels' values: then pos0 is not needed.
+  const int32_t* bin0 = nullptr;
+  bool has_range0 = false;
+  double data_lo0 = 0, data_hi0 = 0;
   AxisSpec axis0, axis1;
 };
 
@@ -80,22 +94,60 @@ struct IntegrationResult {
   uint64_t excluded = 0;
 };
 
+// A built map is one contiguous blob (header + 8-byte aligned sections), so it
+// can live in a SharedArrayBuffer read by every worker, or in a file of the
+// on-disk cache, and an Integrator can read it in place without a copy.
+struct MapHeader {
+  uint64_t magic;
+  uint32_t version;
+  uint32_t flags;  // kMapDirect | kMapTwoD | kMapIndex16 | kMapNorm
+  uint64_t npix;
+  int32_t bins0, bins1;
+  double axis0[4];  // min, max_in, max, delta
+  double axis1[4];
+  uint64_t mapped;
+  uint64_t entries;     // split maps: contributions
+  uint64_t total_bytes; // whole blob, header included
+  uint64_t checksum;    // of the bytes after the header
+  // Section offsets from the start of the blob (0: absent).
+  uint64_t static_norm, static_count, norm, bins, ptr, ebin, eweight;
+  // Compact 1D bbox maps (kMapCompact): per pixel its first bin (in `bins`)
+  // and its number of bins (u8, `counts`); weights only where a pixel spans
+  // bins (first, interior, last: the interior ones are all equal), with the
+  // weight index at every kCheckpoint-th pixel (`checkpoints`), so a tile can
+  // start anywhere.
+  uint64_t counts, checkpoints, weights;
+  uint64_t reserved[6];
+};
+static_assert(sizeof(MapHeader) == 256, "map header layout is part of the cache format");
+constexpr uint64_t kMapMagic = 0x3150414d45474542ull;  // "BEGEMAP1"
+constexpr uint32_t kMapVersion = 1;
+constexpr uint32_t kMapDirect = 1, kMapTwoD = 2, kMapIndex16 = 4, kMapNorm = 8, kMapCompact = 16;
+constexpr size_t kCheckpoint = 4096;
+
+// Builds the blob of a map (throws std::invalid_argument on bad inputs).
+std::vector<uint8_t> build_map(const MapInputs& in);
+// Checksum of a blob's body (what follows the header).
+uint64_t map_checksum(const uint8_t* blob, size_t len);
+// Empty string when `blob` is a well-formed map (checksum included when
+// `checksum`), else what is wrong with it. Bin indices are checked too, so a
+// damaged file can never make the per-frame loop write out of bounds.
+std::string check_map(const uint8_t* blob, size_t len, bool checksum);
+
 class Integrator {
  public:
   explicit Integrator(const MapInputs& in);
+  // Reads a blob in place (checked with check_map); the caller keeps it alive.
+  Integrator(const uint8_t* blob, size_t len);
 
   const Axis& axis0() const { return axis0_; }
   const Axis& axis1() const { return axis1_; }
   size_t npix() const { return npix_; }
   size_t bins() const { return static_cast<size_t>(axis0_.bins) * axis1_.bins; }
-  size_t entries() const { return direct_ ? mapped_ : ebin_.size(); }
-  // Heap bytes held by the map, reported to V8 so a dropped integrator is collected promptly.
-  size_t memory_bytes() const {
-    return bin16_.capacity() * sizeof(uint16_t) + bin32_.capacity() * sizeof(uint32_t) +
-           ptr_.capacity() * sizeof(uint32_t) + ebin_.capacity() * sizeof(uint32_t) +
-           eweight_.capacity() * sizeof(float) + norm_.capacity() * sizeof(float) +
-           (static_norm_.capacity() + static_count_.capacity()) * sizeof(double);
-  }
+  size_t entries() const { return direct_ ? mapped_ : entries_; }
+  // Heap bytes held by the map (0 when it reads a blob owned elsewhere).
+  size_t memory_bytes() const { return owned_.capacity(); }
+  size_t map_bytes() const { return blob_len_; }
 
   Accumulator start() const;
   // Adds pixels [first, first + n) whose values are data[0 .. n).
@@ -103,6 +155,7 @@ class Integrator {
   void finish(Accumulator& acc, double empty, IntegrationResult& out) const;
 
  private:
+  void view(const uint8_t* blob, size_t len);
   template <typename T, typename Index, bool kLit, bool kMax>
   void run_packed(Accumulator& acc, const Index* map, const T* data, int64_t lit_above, double max_valid, size_t first,
                   size_t n) const;
@@ -113,25 +166,33 @@ class Integrator {
   void run_float(Accumulator& acc, const Index* map, const float* data, const FrameInputs& f, size_t first, size_t n) const;
   template <typename T, bool kDark, bool kDummy, bool kLit>
   void run_split(Accumulator& acc, const T* data, const FrameInputs& f, size_t first, size_t n) const;
+  template <typename T, typename Index, bool kDark, bool kDummy, bool kLit>
+  void run_compact(Accumulator& acc, const Index* bin, const T* data, const FrameInputs& f, size_t first, size_t n) const;
   template <typename T, bool kDark, bool kDummy, bool kLit>
   void run(Accumulator& acc, const T* data, const FrameInputs& f, size_t first, size_t n) const;
   template <typename T>
   void dispatch(Accumulator& acc, const T* data, const FrameInputs& f, size_t first, size_t n) const;
 
+  std::vector<uint8_t> owned_;      // the blob, when this integrator built it
+  size_t blob_len_ = 0;
   size_t npix_ = 0;
   Axis axis0_, axis1_;
   bool direct_ = true;              // every mapped pixel falls in exactly one bin, weight 1
-  size_t mapped_ = 0;
+  size_t mapped_ = 0, entries_ = 0;
   // Direct map: bin per pixel (bins() when unmapped). 16-bit indices when the
   // bins allow it: the map is the largest thing read per frame, and half the
   // size keeps it (with a compressed frame) inside the last-level cache.
-  std::vector<uint16_t> bin16_;
-  std::vector<uint32_t> bin32_;
-  std::vector<uint32_t> ptr_;       // split map: pixel i owns entries [ptr_[i], ptr_[i+1])
-  std::vector<uint32_t> ebin_;
-  std::vector<float> eweight_;
-  std::vector<float> norm_;         // per-pixel normalisation (empty: all ones)
-  std::vector<double> static_norm_, static_count_;
+  const uint16_t* bin16_ = nullptr;
+  const uint32_t* bin32_ = nullptr;
+  const uint32_t* ptr_ = nullptr;   // split map: pixel i owns entries [ptr_[i], ptr_[i+1])
+  const uint32_t* ebin_ = nullptr;
+  const float* eweight_ = nullptr;
+  const float* norm_ = nullptr;     // per-pixel normalisation (null: all ones)
+  const uint8_t* counts_ = nullptr; // compact bbox map (see MapHeader)
+  const uint32_t* checkpoints_ = nullptr;
+  const float* weights_ = nullptr;
+  const double* static_norm_ = nullptr;
+  const double* static_count_ = nullptr;
 };
 
 }  // namespace beamedge

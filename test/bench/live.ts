@@ -67,7 +67,7 @@ async function addedWork(): Promise<Row[]> {
     (hub as unknown as { update(): void }).update();
   }, 50);
   hub.close();
-  const registry = createMetrics({ stats, instance: 'bench', version: '0', epoch: () => 1, slots: () => ({ total: 16, free: 3, inFlight: 13 }), mqtt: () => ({ connected: true, queued: 0, spooled: 0 }), workerRestarts: () => 0 });
+  const registry = createMetrics({ stats, instance: 'bench', version: '0', epoch: () => 1, slots: () => ({ total: 16, free: 3, inFlight: 13 }), mqtt: () => ({ connected: true, queued: 0, spooled: 0 }), workerRestarts: () => 0, mapBuilds: () => 0 });
   const scrapes: number[] = [];
   for (let i = 0; i < 50; i++) {
     const t0 = process.hrtime.bigint();

@@ -12,6 +12,7 @@ import { SyntheticDetector } from '../../daemon/sim/synthetic';
 import { dataDir, dataFile } from '../helpers/data';
 import { P2M_PONI, replayBenchmark, stream2Benchmark } from './e2e';
 import { livePageBenchmark } from './live';
+import { mapsBenchmark } from './maps';
 import { peakfinder8Benchmark } from './peakfinder8';
 import { dispersionBenchmark } from './spots';
 import { correlateBenchmark, correlateKernel } from './correlate';
@@ -257,10 +258,14 @@ function main(): void {
 }
 
 main();
-if (dataDir && !process.env.BENCH_SKIP_E2E)
-  endToEnd()
-    .then(() => livePageBenchmark())
-    .catch((e: unknown) => {
-      process.stderr.write(`end-to-end benchmark failed: ${(e as Error).stack ?? String(e)}\n`);
-      process.exitCode = 1;
-    });
+if (dataDir)
+  (async () => {
+    if (!process.env.BENCH_SKIP_MAPS) await mapsBenchmark();
+    if (!process.env.BENCH_SKIP_E2E) {
+      await endToEnd();
+      await livePageBenchmark();
+    }
+  })().catch((e: unknown) => {
+    process.stderr.write(`benchmark failed: ${(e as Error).stack ?? String(e)}\n`);
+    process.exitCode = 1;
+  });

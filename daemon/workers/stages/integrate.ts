@@ -1,23 +1,28 @@
 // The integrate stage: azimuthal integration with pyFAI's semantics through a
-// pixel-to-bin map built once per geometry, binning and static mask (kept
-// across reloads by the worker's IntegratorCache). The same native pass
+// pixel-to-bin map built once per geometry, binning and static mask by the
+// main thread's map store and shared by every worker (the worker's
+// IntegratorCache keeps its views across reloads). The same native pass
 // counts lit pixels for the veto, so a frame is read once for both.
 import type { IntegrateConfig } from '../../config/config';
-import { AzimuthalIntegrator, type IntegrateOptions } from '../../integrate/azimuthal';
-import type { IntegratorCache } from '../integrator-cache';
+import { AzimuthalIntegrator, mapSpec, type IntegrateOptions, type IntegrationSetup } from '../../integrate/azimuthal';
+import { mapKey } from '../../maps/map-key';
+import { buildLocally, type IntegratorCache, type MapSource } from '../integrator-cache';
 import type { Stage, WorkFrame } from './frame';
 import { staticMask } from './static-mask';
 
 export class IntegrateStage implements Stage {
   readonly name = 'integrate';
 
-  constructor(private readonly integrators: IntegratorCache) {}
+  constructor(
+    private readonly integrators: IntegratorCache,
+    private readonly maps: MapSource = buildLocally,
+  ) {}
 
   private integrator(f: WorkFrame, cfg: IntegrateConfig): AzimuthalIntegrator {
     const key = JSON.stringify([f.geometry, f.shape, cfg, f.mapKey]);
     let ai = this.integrators.get(key);
     if (ai) return ai;
-    ai = new AzimuthalIntegrator({
+    const setup: IntegrationSetup = {
       geometry: f.geometry,
       shape: f.shape,
       npt: cfg.npt,
@@ -29,9 +34,11 @@ export class IntegrateStage implements Stage {
       ...(cfg.polarization !== null ? { polarization: cfg.polarization } : {}),
       ...(cfg.range ? { radialRange: cfg.range } : {}),
       ...(f.flat ? { flat: f.flat } : {}),
-    });
-    this.integrators.set(key, ai);
-    f.header.mapBuilt = true;
+    };
+    const spec = mapSpec(setup);
+    const mkey = mapKey(spec);
+    ai = new AzimuthalIntegrator(setup, this.maps(mkey, spec));
+    this.integrators.set(key, ai, mkey);
     return ai;
   }
 
