@@ -163,7 +163,7 @@ export async function reloadBenchmark(opts: { rateHz: number; reloads: number; s
         cfg,
         `instance: benchreload\nlog: { level: info }\ningest: { tcp: { host: 127.0.0.1, port: 0, policy: backpressure } }\nrings: { slots: 16, slot_mb: 8 }\nworkers: { threads: 1 }\n` +
           `maps: { disk_cache: false }\npipeline:\n  geometry: { poni: g.poni }\n  veto: { enabled: true, threshold: ${threshold}, min_pixels: 30 }\n  integrate: { npt: 1000, unit: q_nm^-1, split: "no", polarization: 0.99 }\n` +
-          `mqtt: { embedded_port: 0 }\nprovenance: { path: ${JSON.stringify(db)}, batch_ms: 200 }\n`,
+          `mqtt: { embedded_port: 0 }\nhttp: { port: 0 }\nprovenance: { path: ${JSON.stringify(db)}, batch_ms: 200 }\n`,
       );
     write(20);
     const d = DaemonProcess.start(cfg);

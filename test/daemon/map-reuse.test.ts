@@ -22,7 +22,7 @@ t.test('reloads reuse maps; an npt change builds once for two workers; a restart
   const write = (threshold: number, npt: number) =>
     writeFileSync(
       cfgPath,
-      `instance: mr\nmqtt: { embedded_port: 0 }\ningest: { tcp: { port: 0 } }\nworkers: { threads: 2 }\nrings: { slots: 8, slot_mb: 4 }\n` +
+      `instance: mr\nmqtt: { embedded_port: 0 }\nhttp: { port: 0 }\ningest: { tcp: { port: 0 } }\nworkers: { threads: 2 }\nrings: { slots: 8, slot_mb: 4 }\n` +
         `provenance: { path: p.sqlite, batch_ms: 20 }\n` +
         `pipeline: { veto: { threshold: ${threshold}, min_pixels: 1 }, integrate: { npt: ${npt} } }\n`,
     );
@@ -87,7 +87,7 @@ t.test('frames queued at a reload finish with the epoch they were received under
   const write = (npt: number) =>
     writeFileSync(
       cfgPath,
-      `instance: me\nmqtt: { embedded_port: 0 }\ningest: { tcp: { port: 0 } }\nworkers: { threads: 1 }\nrings: { slots: 16, slot_mb: 8 }\n` +
+      `instance: me\nmqtt: { embedded_port: 0 }\nhttp: { port: 0 }\ningest: { tcp: { port: 0 } }\nworkers: { threads: 1 }\nrings: { slots: 16, slot_mb: 8 }\n` +
         `maps: { disk_cache: false }\nprovenance: { path: p.sqlite, batch_ms: 20 }\npipeline: { veto: { enabled: false }, integrate: { npt: ${npt} } }\n`,
     );
   write(300);
