@@ -16,6 +16,8 @@ import { OutcomeFunnel } from './outcomes/funnel';
 import { brokerConnection } from './publish/connect-options';
 import { startEmbeddedBroker, type EmbeddedBroker } from './publish/embedded-broker';
 import { MqttPublisher } from './publish/mqtt-publisher';
+import { outputDirectory } from './output/directory';
+import { ReducedOutput } from './output/reduced-output';
 import { Recorder } from './provenance/recorder';
 import { provenanceWatchHistory } from './provenance/watched-files';
 import { FrameSlots } from './rings/frame-slots';
@@ -55,6 +57,7 @@ export class Daemon {
   private readonly notifier: SystemdNotifier;
   private recorder!: Recorder;
   private funnel!: OutcomeFunnel;
+  private output: ReducedOutput | undefined;
   private broker: EmbeddedBroker | undefined;
   private publisher!: MqttPublisher;
   private slots!: FrameSlots;
@@ -145,6 +148,7 @@ export class Daemon {
       onDelivered: (ref) => this.funnel.delivered(ref),
       onUndeliverable: (topic, reason, ref) => this.funnel.undeliverable(topic, reason, ref),
     });
+    if (c.output.formats.length) this.output = await this.openOutput(c);
     this.funnel = new OutcomeFunnel({
       recorder: this.recorder,
       publisher: this.publisher,
@@ -154,6 +158,7 @@ export class Daemon {
       format: () => this.config.mqtt.format,
       epoch: () => this.epoch,
       event: (level, kind, message, details) => this.event(level, kind, message, details),
+      ...(this.output ? { output: (h: import('./workers/protocol').ResultHeader, kept?: import('./publish/messages').ReducedMessage) => this.output!.judged(h.series, h.frame, h.decision, h.score, kept) } : {}),
     });
     const { recovered } = this.recorder;
     if (recovered.lost || recovered.runs.length)
@@ -296,7 +301,41 @@ export class Daemon {
     this.recorder.event(level, kind, message, details);
     this.publisher.event({ time: new Date().toISOString(), level, kind, message, ...(details ? { details } : {}) });
     // A DECTRIS end message closes its series' hit-rate count.
-    if (kind === 'series_end' && details?.series_id !== undefined) this.funnel.seriesEnded(String(details.series_id), 'end of series');
+    if (kind === 'series_end' && details?.series_id !== undefined) {
+      this.funnel.seriesEnded(String(details.series_id), 'end of series');
+      this.output?.seriesEnded(String(details.series_id));
+    }
+  }
+
+  /** Where and what reduced data is written; the directory is made here so a bad one fails the start, not every frame. */
+  private async openOutput(c: Config): Promise<ReducedOutput> {
+    return ReducedOutput.create({
+      directory: outputDirectory(c),
+      formats: c.output.formats,
+      instance: c.instance,
+      version: VERSION,
+      flushMs: c.output.flush_ms,
+      context: () => {
+        const cal = this.loaded.calibration;
+        const p = this.config.pipeline;
+        return {
+          configText: this.loaded.text,
+          calibration: this.applied?.set?.id ?? null,
+          epoch: this.epoch,
+          dat: {
+            geometry: cal.poni?.geometry ?? null,
+            mask: cal.mask?.file ?? null,
+            dark: cal.dark?.file ?? null,
+            flat: cal.flat?.file ?? null,
+            polarization: p.integrate.polarization,
+            solidAngle: p.integrate.solid_angle,
+            split: p.integrate.split,
+            radialRange: p.integrate.range as [number, number] | null,
+          },
+        };
+      },
+      event: (level, kind, message, details) => this.event(level, kind, message, details),
+    });
   }
 
   private onLost(lost: number[], reason: string): void {
@@ -310,6 +349,7 @@ export class Daemon {
     const snap = this.stats.snapshot(this.epoch, queues);
     this.publisher.stats({ instance: this.config.instance, ...snap, hit_rates: this.funnel.hits.snapshot() });
     this.funnel.tick((performance.now() - this.lastTick) / 1000);
+    this.output?.tick();
     this.lastTick = performance.now();
   }
 
@@ -411,6 +451,7 @@ export class Daemon {
       await this.pool.close();
     }
     for (const t of this.timers) clearInterval(t);
+    if (this.output) await this.output.close().catch((e: Error) => this.log.error('closing reduced data files failed', { error: e.message }));
     if (this.publisher) {
       this.tick();
       this.recorder.event('info', 'stop', `stopping: ${reason}`, { totals: this.stats.totals });

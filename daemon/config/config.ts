@@ -107,6 +107,8 @@ export interface Config {
     spool: { enabled: boolean; directory: string | null; max_mb: number };
   };
   provenance: { path: string; retention_days: number; batch_ms: number };
+  /** directory: null means beside the provenance database (see output/directory.ts). */
+  output: { directory: string | null; formats: ('nexus' | 'dat')[]; flush_ms: number };
   stats: { interval_ms: number };
 }
 
@@ -140,6 +142,7 @@ function resolvePaths(c: Config, baseDir: string): Config {
       flat: abs(c.pipeline.flat),
     },
     provenance: { ...c.provenance, path: provenance },
+    output: { ...c.output, directory: abs(c.output.directory) },
     mqtt: {
       ...c.mqtt,
       password_file: abs(c.mqtt.password_file),

@@ -227,6 +227,16 @@ export const SCHEMA: Node = {
         batch_ms: { kind: 'integer', default: 200, min: 10, max: 10000, doc: 'how often queued rows are written in one transaction' },
       },
     },
+    output: {
+      kind: 'object',
+      restart: true,
+      doc: 'reduced data on disk',
+      fields: {
+        directory: { kind: 'string', nullable: true, default: null, doc: 'where reduced data files go (relative to the config file); null: the directory holding the provenance database' },
+        formats: { kind: 'set', values: ['nexus', 'dat'], default: ['nexus'], doc: 'nexus: one NeXus/HDF5 file per series (NXazint1d/2d: every kept profile with errors, frame ids, times, decisions, spots, configuration); dat: one pyFAI-style .dat per kept frame; []: none' },
+        flush_ms: { kind: 'integer', default: 500, min: 10, max: 60000, doc: 'buffered frames are written and the files flushed at least this often (a kill loses at most this much)' },
+      },
+    },
     stats: { kind: 'object', fields: { interval_ms: { kind: 'integer', default: 1000, min: 100, doc: 'stats publication period' } } },
   },
 };
