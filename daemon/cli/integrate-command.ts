@@ -1,5 +1,8 @@
 // beamedge integrate FILE...: azimuthal integration with pyFAI's semantics.
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { formatDat } from '../output/dat';
+import { Progress } from './progress';
 import { expectShape, readPixelImage } from '../calibrate/pixel-image';
 import { readCbf, type CbfFrame } from '../decode/cbf';
 import { geometryFromCbfHeader, type Geometry } from '../geometry/geometry';
@@ -60,6 +63,18 @@ function profileJson(r: Integration, file: string, ms: number, setupMs: number):
   });
 }
 
+/** DIR/NAME.dat per input, as pyFAI-integrate names them; two inputs that would share a name are refused before any work. */
+function datNames(files: string[], dir: string): string[] {
+  const names = files.map((f) => path.join(dir, path.basename(f).replace(/\.(cbf|h5|nxs|img|edf|tiff?)$/i, '') + '.dat'));
+  const seen = new Map<string, string>();
+  names.forEach((n, i) => {
+    const other = seen.get(n);
+    if (other !== undefined && other !== files[i]) throw new UsageError(`${other} and ${files[i]} would both be written to ${n}`);
+    seen.set(n, files[i]!);
+  });
+  return names;
+}
+
 interface Calibration {
   mask?: Uint8Array;
   dark?: Float32Array;
@@ -89,7 +104,7 @@ export const integrateCommand: Command = {
   summary: 'azimuthal integration (1D or 2D) with pyFAI-compatible geometry and output',
   usage:
     'beamedge integrate FILE... (--poni P | --from-header) --npt N [--npt-azim M] --unit U [--split no|bbox] ' +
-    '[--mask FILE] [--dark FILE] [--flat FILE] [--polarization F] [--no-solid-angle] [--range LO HI] [--json]',
+    '[--mask FILE] [--dark FILE] [--flat FILE] [--polarization F] [--no-solid-angle] [--range LO HI] [--json | -o DIR]',
   options: {
     poni: { kind: 'string', arg: 'FILE', help: 'pyFAI PONI file with the geometry' },
     'from-header': { kind: 'flag', help: 'take the geometry from the CBF header (Beam_xy, Detector_distance, Pixel_size)' },
@@ -107,6 +122,7 @@ export const integrateCommand: Command = {
     range: { kind: 'pair', arg: 'LO HI', help: 'radial range in the output unit' },
     'azimuth-range': { kind: 'pair', arg: 'LO HI', help: 'azimuthal range in degrees (2D)' },
     json: { kind: 'flag', help: 'print one JSON object per file instead of tables' },
+    output: { kind: 'string', short: 'o', arg: 'DIR', help: "write one pyFAI-style NAME.dat per input into DIR (as pyFAI-integrate does) instead of printing; a progress bar on a terminal" },
   },
   async run(opts, io: Io) {
     const files = opts.positional;
@@ -119,6 +135,12 @@ export const integrateCommand: Command = {
     const pol = opts.number('polarization');
     if (pol !== undefined && (pol < -1 || pol > 1)) throw new UsageError('--polarization must be within [-1, 1]');
     if (opts.has('delta-dummy') && !opts.has('dummy')) throw new UsageError('--delta-dummy needs --dummy');
+    const outDir = opts.string('output');
+    if (outDir !== undefined && opts.flag('json')) throw new UsageError('give at most one of --json and -o/--output');
+    const outNames = outDir !== undefined ? datNames(files, outDir) : undefined;
+    if (outDir !== undefined) mkdirSync(outDir, { recursive: true });
+    const progress = outDir !== undefined ? new Progress('integrate', files.length) : undefined;
+    let written = 0;
     const poniFile = opts.string('poni');
     const poni = poniFile ? parsePoni(readFileSync(poniFile, 'utf8'), poniFile) : undefined;
 
@@ -166,12 +188,42 @@ export const integrateCommand: Command = {
           ...(opts.has('dummy') ? { dummy: opts.number('dummy')!, deltaDummy: opts.number('delta-dummy') ?? 0 } : {}),
         });
         const ms = Number(process.hrtime.bigint() - t0) / 1e6;
-        io.out(opts.flag('json') ? profileJson(result, file, ms, setupMs) + '\n' : formatProfile(result, geometry, file, ms, setupMs));
+        if (outNames) {
+          const setup = integrator.setup;
+          writeFileSync(
+            outNames[files.indexOf(file)]!,
+            formatDat(
+              { unit: result.unit, radial: result.radial, azimuthal: result.azimuthal, intensity: result.intensity, sigma: result.sigma },
+              {
+                geometry,
+                detector: geometry.detector,
+                mask: opts.string('mask') ?? 'negative pixels of the frame',
+                dark: opts.string('dark') ?? null,
+                flat: opts.string('flat') ?? null,
+                polarization: pol ?? null,
+                solidAngle: setup.solidAngle !== false,
+                split: setup.split ?? 'no',
+                radialRange: setup.radialRange ?? null,
+                source: path.resolve(file),
+                extra: [
+                  ...(opts.has('dummy') ? [`Dummy: ${opts.number('dummy')} +/- ${opts.number('delta-dummy') ?? 0}`] : []),
+                  ...(setup.azimuthRange ? [`Azimuthal range: ${setup.azimuthRange[0]} ${setup.azimuthRange[1]} deg`] : []),
+                  `Bins: ${result.radial.length}${result.azimuthal ? ` x ${result.azimuthal.length} azimuthal` : ''}`,
+                ],
+              },
+            ),
+          );
+          written++;
+        } else io.out(opts.flag('json') ? profileJson(result, file, ms, setupMs) + '\n' : formatProfile(result, geometry, file, ms, setupMs));
       } catch (err) {
         failures++;
+        progress?.finish();
         io.err(`beamedge integrate: ${(err as Error).message}\n`);
       }
+      progress?.advance();
     }
+    progress?.finish();
+    if (outDir !== undefined) io.err(`beamedge integrate: ${written} .dat file(s) written to ${outDir}${failures ? `, ${failures} input(s) failed` : ''}\n`);
     return failures ? 1 : 0;
   },
 };

@@ -30,7 +30,12 @@ export interface DatHeader {
   extra?: string[];
 }
 
-const e = (x: number, d = 3) => x.toExponential(d);
+/** C's %.Ne (two-digit exponent at least), as Python and pyFAI print. */
+export function expC(x: number, digits: number): string {
+  return Number.isFinite(x) ? x.toExponential(digits).replace(/e([+-])(\d)$/, 'e$10$2') : String(x);
+}
+
+const e = (x: number) => expC(x, 3);
 
 function geometryLines(g: Geometry | null, detector: string | undefined): string[] {
   if (!g) return ['# == pyFAI calibration ==', "# Geometry: from each frame's header", '# '];
@@ -71,7 +76,7 @@ export function formatDat(p: DatProfile, h: DatHeader): string {
     ...(h.extra ?? []).map((x) => `# ${x}`),
     `# --> ${h.source}`,
   ];
-  const col = (x: number) => (Number.isFinite(x) ? x.toExponential(6).replace(/e([+-])(\d)$/, 'e$10$2') : String(x)).padStart(14);
+  const col = (x: number) => expC(x, 6).padStart(14);
   const nr = p.radial.length;
   const sigma = p.sigma;
   if (p.azimuthal) {
