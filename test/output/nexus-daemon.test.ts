@@ -52,7 +52,7 @@ function dump(file: string): NexusDump {
   return runPython<NexusDump>(DUMP, file);
 }
 
-function config(dir: string): string {
+function config(dir: string, formats = '[nexus]'): string {
   return `instance: nx
 log: { level: info }
 ingest: { tcp: { host: 127.0.0.1, port: 0 } }
@@ -63,13 +63,13 @@ pipeline:
   veto: { enabled: true, threshold: 20, min_pixels: 30 }
   integrate: { npt: 500, unit: q_nm^-1, split: "no" }
 provenance: { path: ${JSON.stringify(path.join(dir, 'prov.sqlite'))}, batch_ms: 50 }
-output: { directory: ${JSON.stringify(path.join(dir, 'reduced'))}, formats: [nexus], flush_ms: 50 }
+output: { directory: ${JSON.stringify(path.join(dir, 'reduced'))}, formats: ${formats}, flush_ms: 50 }
 stats: { interval_ms: 200 }
 `;
 }
 
-async function startDaemon(t: Test, dir: string) {
-  const d = DaemonProcess.start(writeYaml(path.join(dir, 'beamedge.yaml'), config(dir)));
+async function startDaemon(t: Test, dir: string, formats?: string) {
+  const d = DaemonProcess.start(writeYaml(path.join(dir, 'beamedge.yaml'), config(dir, formats)));
   t.teardown(() => void d.stop('SIGKILL'));
   const { tcpPort, mqtt } = await d.ready();
   const sub = await Collector.connect(mqtt, 'beamedge/nx/#');
@@ -98,7 +98,7 @@ t.test('a replayed series writes a NeXus file h5py reads during and after the ru
   if (!needData(t) || !needH5py(t)) return;
   const dir = mkdtempSync(path.join(tmpdir(), 'beamedge-nexus-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const { d, sub, sender } = await startDaemon(t, dir);
+  const { d, sub, sender } = await startDaemon(t, dir, '[nexus, dat]');
   const cbf = readData('cbf', 'in16c_010001.cbf');
   for (let i = 0; i < 4; i++) await sender.send({ series: 'scan/1', frame: 10 + i, encoding: 'cbf' }, cbf);
   await sender.send({ series: 'scan/1', frame: 14, encoding: 'cbf' }, Buffer.from('not a CBF at all, an error row'));
@@ -122,7 +122,7 @@ t.test('a replayed series writes a NeXus file h5py reads during and after the ru
   t.same(live.spot_count, [-1, -1, -1, -1, -1], 'no spot finding: -1');
   const judged = live.judged_frame.map((f, i) => [f, live.decision[i]]).sort((a, b) => a[0]! - b[0]!);
   t.same(judged, [[10, 0], [11, 0], [12, 0], [13, 0], [14, 2], [15, 0]], 'every judged frame with its decision (2: error)');
-  t.match(live.configuration, /formats: \[nexus\]/, 'the configuration text is in the file');
+  t.match(live.configuration, /formats: \[nexus, dat\]/, 'the configuration text is in the file');
   sameProfiles(t, live, sub.reduced());
 
   t.equal(await d.stop('SIGTERM'), 0);
@@ -131,6 +131,15 @@ t.test('a replayed series writes a NeXus file h5py reads during and after the ru
   const after = dump(file);
   t.ok(after.end_time, 'end_time written at close');
   sameProfiles(t, after, sub.reduced());
+
+  // formats also has dat: one pyFAI-style file per kept frame, read back with numpy.
+  const datDir = path.join(dir, 'reduced', 'nx_scan_1');
+  t.same(readdirSync(datDir).sort(), ['000010.dat', '000011.dat', '000012.dat', '000013.dat', '000015.dat'], 'one .dat per kept frame');
+  const cols = runPython<number[][]>('import json, sys, numpy\nprint(json.dumps(numpy.loadtxt(json.load(sys.stdin)).T.tolist()))', path.join(datDir, '000012.dat'));
+  const m = sub.reduced().find((x) => x.frame === 12)!;
+  const rel = (a: number, b: number) => Math.abs(a - b) / Math.max(Math.abs(b), 1e-30);
+  const worst = Math.max(...Array.from(m.intensity!, (v, i) => rel(cols[1]![i]!, v)), ...Array.from(m.sigma!, (v, i) => rel(cols[2]![i]!, v)), ...Array.from(m.radial!, (v, i) => rel(cols[0]![i]!, v)));
+  t.ok(worst < 1e-6, `the .dat columns are the MQTT profile to the 7 digits printed (worst ${worst.toExponential(2)})`);
 });
 
 t.test('a killed daemon leaves a file h5py opens with every flushed frame', async (t) => {
