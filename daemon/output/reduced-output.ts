@@ -12,7 +12,7 @@ import type { ReducedMessage } from '../publish/messages';
 import type { EventSink } from '../outcomes/funnel';
 import { formatDat, type DatHeader } from './dat';
 import { safeName } from './directory';
-import { loadH5, type H5Wasm } from './h5';
+import { h5Message, loadH5, type H5Wasm } from './h5';
 import { NexusSeriesFile, type JudgedRow, type SeriesFileInfo } from './nexus-series';
 
 export type OutputFormat = 'nexus' | 'dat';
@@ -188,7 +188,7 @@ export class ReducedOutput {
       this.counters.nexus_frames += same.length;
       if (rest.length) this.writeBatch(series, { kept: rest, judged: [] });
     } catch (e) {
-      this.failed(p.kept.length || p.judged.length, `${s?.file.path ?? series}: ${(e as Error).message}`);
+      this.failed(p.kept.length || p.judged.length, `${s?.file.path ?? series}: ${h5Message(e)}`);
       if (s) this.closeSeries(series, 'write failed');
     }
   }
@@ -228,7 +228,7 @@ export class ReducedOutput {
       this.counters.files_closed++;
       this.o.event('info', 'output_closed', `series ${series} (${why}): NeXus file ${s.file.path} closed, ${s.file.keptFrames} kept frame(s)`, { series, path: s.file.path, frames: s.file.keptFrames, why });
     } catch (e) {
-      this.failed(0, `${s.file.path}: close failed: ${(e as Error).message}`);
+      this.failed(0, `${s.file.path}: close failed: ${h5Message(e)}`);
     }
   }
 

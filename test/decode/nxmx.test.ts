@@ -1,0 +1,85 @@
+// EIGER/NXmx master + data files (made from the real stream v2 captures with
+// HDF5's own bitshuffle filter) decode to the capture's pixels, with the
+// master's geometry, pixel mask, saturation and frame ids.
+import { mkdtempSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import t, { type Test } from 'tap';
+import { openNxmx, readNxmxFrame } from '../../daemon/decode/nxmx';
+import { decodeImage } from '../../daemon/decode/stream2';
+import { needData } from '../helpers/data';
+import { BIN } from '../helpers/daemon-process';
+import { capturePixels, makeNxmx, needHdf5Plugin, SHAPE } from '../helpers/nxmx';
+
+function tmp(t: Test): string {
+  const dir = mkdtempSync(path.join(tmpdir(), 'beamedge-nxmx-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+t.test('a master + data file pair decodes to the capture pixels', async (t) => {
+  if (!needData(t) || !needHdf5Plugin(t)) return;
+  const dir = tmp(t);
+  const want = capturePixels();
+  t.equal(want.length, 10, 'ten captured images');
+  const mask = new Uint32Array(SHAPE[0] * SHAPE[1]);
+  for (let r = 50; r < 150; r++) for (let c = 600; c < 800; c++) mask[r * SHAPE[1] + c] = 1;
+  const { master, data } = makeNxmx(dir, want, { perFile: 4, mask, saturation: 3 });
+  t.equal(data.length, 3, 'three data files (4 + 4 + 2 frames)');
+  const s = await openNxmx(master);
+  t.same(s.shape, SHAPE);
+  t.equal(s.dtype, 'uint16');
+  t.equal(s.filter, 'bslz4');
+  t.equal(s.declared, 10);
+  t.same(s.frames.map((f) => f.id), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9], 'frame ids from image_nr_low, 0-based like the stream');
+  t.same(s.dataFiles.map((d) => [path.basename(d.file), d.firstId, d.frames]), [['series_data_000001.h5', 0, 4], ['series_data_000002.h5', 4, 4], ['series_data_000003.h5', 8, 2]]);
+  t.same(s.geometry, { dist: 0.1, poni1: 257 * 75e-6, poni2: 515 * 75e-6, rot1: 0, rot2: 0, rot3: 0, pixel1: 75e-6, pixel2: 75e-6, wavelength: 1e-10 }, 'geometry from the NXmx detector and beam');
+  t.equal(s.maxValid, 3, 'saturation_value');
+  t.same(Array.from(s.mask!), Array.from(mask), 'pixel_mask');
+  let differing = 0;
+  s.frames.forEach((fr, i) => {
+    const img = readNxmxFrame(s, fr);
+    t.equal(img.encoding, 'bslz4', `frame ${fr.id}: the chunk goes on compressed`);
+    const px = decodeImage(img) as Uint16Array;
+    if (!px.every((v, k) => v === want[i]![k])) differing++;
+  });
+  t.equal(differing, 0, 'every frame decodes (natively) to the capture pixels, bit for bit');
+});
+
+t.test('beamedge decode reads a master file', async (t) => {
+  if (!needData(t) || !needHdf5Plugin(t)) return;
+  const dir = tmp(t);
+  const want = capturePixels();
+  const { master } = makeNxmx(dir, want, { perFile: 5 });
+  const out = path.join(dir, 'frame7.raw');
+  const r = spawnSync(process.execPath, [BIN, 'decode', master, '--frame', '7', '--out', out, '--json'], { encoding: 'utf8' });
+  t.equal(r.status, 0, r.stderr);
+  const info = JSON.parse(r.stdout) as { shape: number[]; frames: number; frame: number; dtype: string; min: number; max: number };
+  t.same([info.shape, info.frames, info.frame, info.dtype], [SHAPE, 10, 7, 'uint16']);
+  const px = new Int32Array(readFileSync(out).buffer.slice(0));
+  t.ok(px.length === want[7]!.length && px.every((v, k) => v === want[7]![k]), 'the written frame is the capture image 7 (int32)');
+  t.equal(info.max, want[7]!.reduce((a, v) => Math.max(a, v), 0));
+  const text = spawnSync(process.execPath, [BIN, 'decode', master], { encoding: 'utf8' });
+  t.equal(text.status, 0);
+  t.match(text.stdout, /NXmx.*10 frame/);
+  t.match(text.stdout, /beam centre/);
+});
+
+t.test('hostile and unsupported files give clear errors', async (t) => {
+  if (!needData(t) || !needHdf5Plugin(t)) return;
+  const dir = tmp(t);
+  const junk = path.join(dir, 'junk_master.h5');
+  writeFileSync(junk, 'this is not HDF5');
+  await t.rejects(openNxmx(junk), /not a readable HDF5 file/);
+  const want = capturePixels().slice(0, 2);
+  const latest = makeNxmx(dir, want, { perFile: 2, libver: 'latest', prefix: 'latest' });
+  await t.rejects(openNxmx(latest.master), /chunk index .* is not read; rewrite the file/, 'libver latest index: says how to rewrite');
+  const ok = makeNxmx(dir, want, { perFile: 2, prefix: 'trunc' });
+  const buf = readFileSync(ok.data[0]!);
+  writeFileSync(ok.data[0]!, buf.subarray(0, Math.floor(buf.length * 0.7)));
+  await t.rejects(openNxmx(ok.master), /trunc_data_000001\.h5/, 'a truncated data file is named');
+  const r = spawnSync(process.execPath, [BIN, 'decode', junk], { encoding: 'utf8' });
+  t.equal(r.status, 1);
+  t.match(r.stderr, /junk_master\.h5: not a readable HDF5 file/);
+});
