@@ -201,6 +201,7 @@ export class Daemon {
           reprocess: w.reprocess,
           slotBytes: this.slots.payloadBytes,
           history: provenanceWatchHistory(c.provenance.path, this.recorder),
+          publishContext: (ctx) => this.pool.seriesContext(ctx),
         }),
       );
     }

@@ -173,7 +173,7 @@ function dataLinks(f: H5File, file: string): DataLink[] {
 }
 
 /** Opens a master (or a data file) and indexes its frames; the files are closed again. Missing data files are listed with 0 frames. */
-export async function openNxmx(file: string, opts: { allowMissing?: boolean } = {}): Promise<NxmxSeries> {
+export async function openNxmx(file: string, opts: { allowMissing?: boolean; only?: string } = {}): Promise<NxmxSeries> {
   const h5 = await loadH5();
   const master = openH5(h5, file);
   try {
@@ -188,6 +188,8 @@ export async function openNxmx(file: string, opts: { allowMissing?: boolean } = 
     if (nimages !== undefined) series.declared = nimages * (ntrigger ?? 1);
     let nextId = 0;
     for (const link of links) {
+      // One data file only (the watcher's, as it completes): the others may still be being written.
+      if (opts.only !== undefined && link.file !== opts.only) continue;
       if (!existsSync(link.file)) {
         if (opts.allowMissing) continue;
         throw new NxmxError(`${file}: data file ${link.file} does not exist`);
