@@ -5,7 +5,10 @@ import { formatDat } from '../output/dat';
 import { Progress } from './progress';
 import { expectShape, readPixelImage } from '../calibrate/pixel-image';
 import { readCbf, type CbfFrame } from '../decode/cbf';
-import { geometryFromCbfHeader, type Geometry } from '../geometry/geometry';
+import { GeometryError, geometryFromCbfHeader, type Geometry } from '../geometry/geometry';
+import { isHdf5Name, openNxmx, readNxmxFrame } from '../decode/nxmx';
+import { decodeImage } from '../decode/stream2';
+import type { PixelFrame } from '../native';
 import { parsePoni } from '../geometry/poni';
 import { AzimuthalIntegrator, type Integration, type IntegrationSetup } from '../integrate/azimuthal';
 import { UNIT_NAMES } from '../integrate/units';
@@ -75,6 +78,48 @@ function datNames(files: string[], dir: string): string[] {
   return names;
 }
 
+interface Input {
+  /** What the output names as its source: the file, or FILE#frame. */
+  label: string;
+  /** HDF5: the frame's image id (the .dat name gets it). */
+  frame?: number;
+  pixels: PixelFrame;
+  shape: [number, number];
+  headerGeometry: () => Geometry;
+  detectorMask?: Uint32Array;
+  detectorMaskName?: string;
+  /** Identifies the detector mask for the integrator cache. */
+  maskKey: string;
+  maxValid?: number;
+}
+
+/** The frames of one input: a CBF is one; an EIGER/NXmx master or data file gives each of its frames in order. */
+async function* inputsOf(file: string, progress: Progress | undefined): AsyncGenerator<Input> {
+  if (!isHdf5Name(file)) {
+    const frame: CbfFrame = readCbf(readFileSync(file), { source: file });
+    yield { label: path.resolve(file), pixels: frame.pixels, shape: frame.shape, headerGeometry: () => geometryFromCbfHeader(frame.header, file), maskKey: '' };
+    return;
+  }
+  const s = await openNxmx(file);
+  // The bar counts frames from here on: this input is worth its frames, not one.
+  progress?.grow(s.frames.length - 1);
+  const headerGeometry = () => {
+    if (!s.geometry) throw new GeometryError(`${file}: the master has no beam centre, distance and pixel size: geometry needs a PONI file`);
+    return s.geometry;
+  };
+  for (const fr of s.frames)
+    yield {
+      label: `${path.resolve(file)}#${fr.id}`,
+      frame: fr.id,
+      pixels: decodeImage(readNxmxFrame(s, fr)),
+      shape: s.shape,
+      headerGeometry,
+      ...(s.mask ? { detectorMask: s.mask, detectorMaskName: 'NXmx pixel_mask' } : {}),
+      maskKey: s.path,
+      ...(s.maxValid !== undefined ? { maxValid: s.maxValid } : {}),
+    };
+}
+
 interface Calibration {
   mask?: Uint8Array;
   dark?: Float32Array;
@@ -103,11 +148,11 @@ export const integrateCommand: Command = {
   name: 'integrate',
   summary: 'azimuthal integration (1D or 2D) with pyFAI-compatible geometry and output',
   usage:
-    'beamedge integrate FILE... (--poni P | --from-header) --npt N [--npt-azim M] --unit U [--split no|bbox] ' +
+    'beamedge integrate FILE... (FILE: CBF, or an EIGER/NXmx master or data file .h5: each frame) (--poni P | --from-header) --npt N [--npt-azim M] --unit U [--split no|bbox] ' +
     '[--mask FILE] [--dark FILE] [--flat FILE] [--polarization F] [--no-solid-angle] [--range LO HI] [--json | -o DIR]',
   options: {
     poni: { kind: 'string', arg: 'FILE', help: 'pyFAI PONI file with the geometry' },
-    'from-header': { kind: 'flag', help: 'take the geometry from the CBF header (Beam_xy, Detector_distance, Pixel_size)' },
+    'from-header': { kind: 'flag', help: 'take the geometry from the file: the CBF header (Beam_xy, Detector_distance, Pixel_size) or the NXmx master (beam centre, distance, pixel size, wavelength)' },
     npt: { kind: 'number', arg: 'N', integer: true, min: 1, help: 'number of radial bins' },
     'npt-azim': { kind: 'number', arg: 'M', integer: true, min: 1, help: 'number of azimuthal bins: 2D integration' },
     unit: { kind: 'string', arg: 'U', choices: UNIT_NAMES, help: 'radial unit' },
@@ -150,77 +195,83 @@ export const integrateCommand: Command = {
     let failures = 0;
     for (const file of files) {
       try {
-        const buf = readFileSync(file);
-        let t0 = process.hrtime.bigint();
-        const frame: CbfFrame = readCbf(buf, { source: file });
-        let setupMs = 0;
-        const geometry = poni ?? geometryFromCbfHeader(frame.header, file);
-        calibration ??= loadCalibration(opts, frame.shape);
-        // One pixel-to-bin map serves every file with the same geometry and shape.
-        const key = JSON.stringify([geometry, frame.shape]);
-        if (!integrator || key !== integratorKey) {
-          // The static mask is the mask file plus the detector's markers
-          // (negative pixels) in this frame, as pyFAI users pass `data < 0`.
-          const mask = calibration.mask ? calibration.mask.slice() : new Uint8Array(frame.pixels.length);
-          for (let i = 0; i < mask.length; i++) if (frame.pixels[i]! < 0) mask[i] = 1;
-          const setup: IntegrationSetup = {
-            geometry,
-            shape: frame.shape,
-            npt,
-            unit,
-            split: (opts.string('split') as 'no' | 'bbox' | undefined) ?? 'bbox',
-            mask,
-            solidAngle: !opts.flag('no-solid-angle'),
-            ...(opts.has('npt-azim') ? { nptAzim: opts.number('npt-azim')! } : {}),
-            ...(pol !== undefined ? { polarization: pol } : {}),
-            ...(calibration.flat ? { flat: calibration.flat } : {}),
-            ...(opts.has('range') ? { radialRange: opts.pair('range')! } : {}),
-            ...(opts.has('azimuth-range') ? { azimuthRange: opts.pair('azimuth-range')! } : {}),
-          };
-          const s0 = process.hrtime.bigint();
-          integrator = new AzimuthalIntegrator(setup);
-          integratorKey = key;
-          setupMs = Number(process.hrtime.bigint() - s0) / 1e6;
-          t0 += process.hrtime.bigint() - s0;
+        for await (const input of inputsOf(file, progress)) {
+          let t0 = process.hrtime.bigint();
+          let setupMs = 0;
+          const geometry = poni ?? input.headerGeometry();
+          calibration ??= loadCalibration(opts, input.shape);
+          // One pixel-to-bin map serves every frame with the same geometry, shape and detector mask.
+          const key = JSON.stringify([geometry, input.shape, input.maskKey]);
+          if (!integrator || key !== integratorKey) {
+            // The static mask is the mask file plus the detector's: an NXmx
+            // pixel_mask, or a CBF's markers (negative pixels) in this frame,
+            // as pyFAI users pass `data < 0`.
+            const mask = calibration.mask ? calibration.mask.slice() : new Uint8Array(input.pixels.length);
+            if (input.detectorMask) for (let i = 0; i < mask.length; i++) if (input.detectorMask[i]) mask[i] = 1;
+            for (let i = 0; i < mask.length; i++) if (input.pixels[i]! < 0) mask[i] = 1;
+            const setup: IntegrationSetup = {
+              geometry,
+              shape: input.shape,
+              npt,
+              unit,
+              split: (opts.string('split') as 'no' | 'bbox' | undefined) ?? 'bbox',
+              mask,
+              solidAngle: !opts.flag('no-solid-angle'),
+              ...(opts.has('npt-azim') ? { nptAzim: opts.number('npt-azim')! } : {}),
+              ...(pol !== undefined ? { polarization: pol } : {}),
+              ...(calibration.flat ? { flat: calibration.flat } : {}),
+              ...(opts.has('range') ? { radialRange: opts.pair('range')! } : {}),
+              ...(opts.has('azimuth-range') ? { azimuthRange: opts.pair('azimuth-range')! } : {}),
+            };
+            const s0 = process.hrtime.bigint();
+            integrator = new AzimuthalIntegrator(setup);
+            integratorKey = key;
+            setupMs = Number(process.hrtime.bigint() - s0) / 1e6;
+            t0 += process.hrtime.bigint() - s0;
+          }
+          const result = integrator.integrate(input.pixels, {
+            ...(calibration.dark ? { dark: calibration.dark } : {}),
+            ...(opts.has('dummy') ? { dummy: opts.number('dummy')!, deltaDummy: opts.number('delta-dummy') ?? 0 } : {}),
+            ...(input.maxValid !== undefined ? { maxValid: input.maxValid } : {}),
+          });
+          const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+          if (outNames) {
+            const setup = integrator.setup;
+            const base = outNames[files.indexOf(file)]!;
+            writeFileSync(
+              input.frame === undefined ? base : base.replace(/\.dat$/, `_${String(input.frame).padStart(6, '0')}.dat`),
+              formatDat(
+                { unit: result.unit, radial: result.radial, azimuthal: result.azimuthal, intensity: result.intensity, sigma: result.sigma },
+                {
+                  geometry,
+                  detector: geometry.detector,
+                  mask: [opts.string('mask'), input.detectorMaskName].filter((x) => x).join(' + ') || 'none',
+                  dark: opts.string('dark') ?? null,
+                  flat: opts.string('flat') ?? null,
+                  polarization: pol ?? null,
+                  solidAngle: setup.solidAngle !== false,
+                  split: setup.split ?? 'no',
+                  radialRange: setup.radialRange ?? null,
+                  source: input.label,
+                  extra: [
+                    ...(opts.has('dummy') ? [`Dummy: ${opts.number('dummy')} +/- ${opts.number('delta-dummy') ?? 0}`] : []),
+                    ...(input.maxValid !== undefined ? [`Saturation: pixels above ${input.maxValid} excluded`] : []),
+                    ...(setup.azimuthRange ? [`Azimuthal range: ${setup.azimuthRange[0]} ${setup.azimuthRange[1]} deg`] : []),
+                    `Bins: ${result.radial.length}${result.azimuthal ? ` x ${result.azimuthal.length} azimuthal` : ''}`,
+                  ],
+                },
+              ),
+            );
+            written++;
+          } else io.out(opts.flag('json') ? profileJson(result, input.label, ms, setupMs) + '\n' : formatProfile(result, geometry, input.label, ms, setupMs));
+          progress?.advance();
         }
-        const result = integrator.integrate(frame.pixels, {
-          ...(calibration.dark ? { dark: calibration.dark } : {}),
-          ...(opts.has('dummy') ? { dummy: opts.number('dummy')!, deltaDummy: opts.number('delta-dummy') ?? 0 } : {}),
-        });
-        const ms = Number(process.hrtime.bigint() - t0) / 1e6;
-        if (outNames) {
-          const setup = integrator.setup;
-          writeFileSync(
-            outNames[files.indexOf(file)]!,
-            formatDat(
-              { unit: result.unit, radial: result.radial, azimuthal: result.azimuthal, intensity: result.intensity, sigma: result.sigma },
-              {
-                geometry,
-                detector: geometry.detector,
-                mask: opts.string('mask') ?? 'negative pixels of the frame',
-                dark: opts.string('dark') ?? null,
-                flat: opts.string('flat') ?? null,
-                polarization: pol ?? null,
-                solidAngle: setup.solidAngle !== false,
-                split: setup.split ?? 'no',
-                radialRange: setup.radialRange ?? null,
-                source: path.resolve(file),
-                extra: [
-                  ...(opts.has('dummy') ? [`Dummy: ${opts.number('dummy')} +/- ${opts.number('delta-dummy') ?? 0}`] : []),
-                  ...(setup.azimuthRange ? [`Azimuthal range: ${setup.azimuthRange[0]} ${setup.azimuthRange[1]} deg`] : []),
-                  `Bins: ${result.radial.length}${result.azimuthal ? ` x ${result.azimuthal.length} azimuthal` : ''}`,
-                ],
-              },
-            ),
-          );
-          written++;
-        } else io.out(opts.flag('json') ? profileJson(result, file, ms, setupMs) + '\n' : formatProfile(result, geometry, file, ms, setupMs));
       } catch (err) {
         failures++;
         progress?.finish();
         io.err(`beamedge integrate: ${(err as Error).message}\n`);
+        progress?.advance();
       }
-      progress?.advance();
     }
     progress?.finish();
     if (outDir !== undefined) io.err(`beamedge integrate: ${written} .dat file(s) written to ${outDir}${failures ? `, ${failures} input(s) failed` : ''}\n`);

@@ -8,6 +8,7 @@ import path from 'node:path';
 import t, { type Test } from 'tap';
 import { openNxmx, readNxmxFrame } from '../../daemon/decode/nxmx';
 import { decodeImage } from '../../daemon/decode/stream2';
+import { AzimuthalIntegrator } from '../../daemon/integrate/azimuthal';
 import { needData } from '../helpers/data';
 import { BIN } from '../helpers/daemon-process';
 import { capturePixels, makeNxmx, needHdf5Plugin, SHAPE } from '../helpers/nxmx';
@@ -82,4 +83,36 @@ t.test('hostile and unsupported files give clear errors', async (t) => {
   const r = spawnSync(process.execPath, [BIN, 'decode', junk], { encoding: 'utf8' });
   t.equal(r.status, 1);
   t.match(r.stderr, /junk_master\.h5: not a readable HDF5 file/);
+});
+
+t.test('beamedge integrate takes each frame of a master, with its geometry, mask and saturation', async (t) => {
+  if (!needData(t) || !needHdf5Plugin(t)) return;
+  const dir = tmp(t);
+  const want = capturePixels();
+  const mask = new Uint32Array(SHAPE[0] * SHAPE[1]);
+  for (let r = 50; r < 150; r++) for (let c = 600; c < 800; c++) mask[r * SHAPE[1] + c] = 1;
+  const { master } = makeNxmx(dir, want, { perFile: 3, mask, saturation: 3 });
+  const args = ['--from-header', '--npt', '1000', '--unit', 'q_nm^-1', '--split', 'no'];
+  const r = spawnSync(process.execPath, [BIN, 'integrate', master, ...args, '--json'], { encoding: 'utf8', maxBuffer: 256 * 1024 * 1024 });
+  t.equal(r.status, 0, r.stderr);
+  const profiles = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { file: string; intensity: number[]; count: number[] });
+  t.equal(profiles.length, 10, 'one profile per frame');
+  t.match(profiles[4]!.file, /series_master\.h5#4$/);
+  // Independent of the file path: the capture's pixels integrated directly with the master's geometry and mask.
+  const ai = new AzimuthalIntegrator({ geometry: { dist: 0.1, poni1: 257 * 75e-6, poni2: 515 * 75e-6, rot1: 0, rot2: 0, rot3: 0, pixel1: 75e-6, pixel2: 75e-6, wavelength: 1e-10 }, shape: SHAPE, npt: 1000, unit: 'q_nm^-1', split: 'no', mask: Uint8Array.from(mask) });
+  let worst = 0;
+  profiles.forEach((p, i) => {
+    const ref = ai.integrate(want[i]!, { maxValid: 3 });
+    t.same(p.count, Array.from(ref.count), `frame ${i}: pixel counts per bin (mask and saturation applied)`);
+    for (let k = 0; k < ref.intensity.length; k++) worst = Math.max(worst, Math.abs(p.intensity[k]! - ref.intensity[k]!) / Math.max(Math.abs(ref.intensity[k]!), 1e-6));
+  });
+  t.ok(worst < 1e-12, `intensities equal a direct integration of the capture (worst ${worst.toExponential(2)})`);
+  const out = path.join(dir, 'out');
+  const o = spawnSync(process.execPath, [BIN, 'integrate', master, ...args, '-o', out], { encoding: 'utf8' });
+  t.equal(o.status, 0, o.stderr);
+  t.match(o.stderr, /10 \.dat file\(s\) written/);
+  const dat = readFileSync(path.join(out, 'series_master_000009.dat'), 'utf8');
+  t.match(dat, /^# Mask applied: NXmx pixel_mask$/m);
+  t.match(dat, /^# Saturation: pixels above 3 excluded$/m);
+  t.match(dat, /^# Center: x=515\.000, y=257\.000 pix$/m);
 });
