@@ -111,7 +111,7 @@ export const SCHEMA: Node = {
           kind: 'object',
           restart: true,
           fields: {
-            enabled: { kind: 'boolean', default: false, doc: 'process CBF files written into a directory' },
+            enabled: { kind: 'boolean', default: false, doc: 'process CBF files (and EIGER/NXmx HDF5 files, with a pattern that matches them) written into a directory' },
             directory: { kind: 'string', nullable: true, default: null, doc: 'directory to watch' },
             pattern: { kind: 'string', default: '*.cbf', doc: 'file name glob' },
             poll_ms: { kind: 'integer', default: 200, min: 10, doc: 'how often the directory is scanned' },
