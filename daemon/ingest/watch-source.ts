@@ -184,7 +184,11 @@ export class WatchSource implements FrameSource {
         fresh.push(naturalKey(n));
       }
     }
-    for (const [n, e] of this.entries) if (e.gen !== gen) this.entries.delete(n);
+    for (const [n, e] of this.entries)
+      if (e.gen !== gen) {
+        this.entries.delete(n);
+        this.eiger?.forget(n); // a data file that left while it was awaited: its progress goes too
+      }
     if (this.previous.size) for (const n of this.previous.keys()) if (!this.entries.has(n)) this.previous.delete(n);
     this.pending = mergeSorted(
       this.pending.filter((k) => this.entries.get(nameOfKey(k))?.settled === false),
