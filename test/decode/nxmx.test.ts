@@ -1,7 +1,7 @@
 // EIGER/NXmx master + data files (made from the real stream v2 captures with
 // HDF5's own bitshuffle filter) decode to the capture's pixels, with the
 // master's geometry, pixel mask, saturation and frame ids.
-import { mkdtempSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -115,4 +115,57 @@ t.test('beamedge integrate takes each frame of a master, with its geometry, mask
   t.match(dat, /^# Mask applied: NXmx pixel_mask$/m);
   t.match(dat, /^# Saturation: pixels above 3 excluded$/m);
   t.match(dat, /^# Center: x=515\.000, y=257\.000 pix$/m);
+});
+
+t.test('mutated master and data files: an error or frames, never a crash, and the reader still works after', async (t) => {
+  if (!needHdf5Plugin(t)) return;
+  const dir = tmp(t);
+  const made = spawnSync(
+    '/usr/bin/python3',
+    [
+      '-c',
+      `import numpy, h5py, hdf5plugin, sys
+d = sys.argv[1]
+a = (numpy.arange(3*32*48) % 700).astype('u2').reshape(3,32,48)
+with h5py.File(d + '/s_data_000001.h5','w') as f:
+    ds = f.create_dataset('entry/data/data', data=a, chunks=(1,32,48), **hdf5plugin.Bitshuffle(cname='lz4'))
+    ds.attrs['image_nr_low'] = numpy.int32(1)
+with h5py.File(d + '/s_master.h5','w') as f:
+    det = f.create_group('entry/instrument/detector')
+    for k, v in [('beam_center_x', 10.0), ('beam_center_y', 10.0), ('detector_distance', 0.1), ('x_pixel_size', 75e-6), ('y_pixel_size', 75e-6)]: det[k] = v
+    det['pixel_mask'] = numpy.zeros((32,48),'u4')
+    f['entry/data/data_000001'] = h5py.ExternalLink('s_data_000001.h5', '/entry/data/data')`,
+      dir,
+    ],
+    { encoding: 'utf8' },
+  );
+  t.equal(made.status, 0, made.stderr);
+  const data = readFileSync(path.join(dir, 's_data_000001.h5'));
+  const master = readFileSync(path.join(dir, 's_master.h5'));
+  const m = path.join(dir, 'm');
+  mkdirSync(m);
+  let seed = 20261125;
+  const rnd = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32;
+  let errors = 0;
+  let read = 0;
+  let notErrors = 0;
+  for (let it = 0; it < 150; it++) {
+    const mutateData = it % 2 === 1;
+    const buf = Buffer.from(mutateData ? data : master);
+    for (let k = 1 + Math.floor(rnd() * 8); k > 0; k--) buf[Math.floor(rnd() * buf.length)] = Math.floor(rnd() * 256);
+    writeFileSync(path.join(m, 's_data_000001.h5'), mutateData ? buf : data);
+    writeFileSync(path.join(m, 's_master.h5'), mutateData ? master : buf);
+    try {
+      const s = await openNxmx(path.join(m, 's_master.h5'));
+      for (const fr of s.frames) decodeImage(readNxmxFrame(s, fr));
+      read++;
+    } catch (e) {
+      if (e instanceof Error && e.name !== 'RuntimeError') errors++;
+      else notErrors++;
+    }
+  }
+  t.equal(notErrors, 0, 'every failure is an ordinary Error (no WebAssembly abort)');
+  t.equal(errors + read, 150, `${errors} mutated sets refused with an error, ${read} read`);
+  const s = await openNxmx(path.join(dir, 's_master.h5'));
+  t.same(s.frames.map((f) => f.id), [0, 1, 2], 'the intact files still read afterwards');
 });
