@@ -11,6 +11,7 @@ import { native } from '../../daemon/native';
 import { SyntheticDetector } from '../../daemon/sim/synthetic';
 import { dataDir, dataFile } from '../helpers/data';
 import { replayBenchmark, stream2Benchmark } from './e2e';
+import { hdf5Rows } from './hdf5';
 import { peakfinder8Benchmark } from './peakfinder8';
 import { dispersionBenchmark } from './spots';
 import { jungfrauRows } from './jungfrau';
@@ -251,8 +252,19 @@ function main(): void {
 }
 
 main();
-if (dataDir && !process.env.BENCH_SKIP_E2E)
-  endToEnd().catch((e: unknown) => {
-    process.stderr.write(`end-to-end benchmark failed: ${(e as Error).stack ?? String(e)}\n`);
-    process.exitCode = 1;
-  });
+void (async () => {
+  if (dataDir) {
+    try {
+      const h5 = await hdf5Rows(REPS);
+      printTable(`HDF5, one thread. Reference: ${h5.reference}, same work in the same run; ratio = reference time / beamedge time.`, h5.rows);
+    } catch (e) {
+      process.stderr.write(`HDF5 benchmark failed: ${(e as Error).stack ?? String(e)}\n`);
+      process.exitCode = 1;
+    }
+  }
+  if (dataDir && !process.env.BENCH_SKIP_E2E)
+    await endToEnd().catch((e: unknown) => {
+      process.stderr.write(`end-to-end benchmark failed: ${(e as Error).stack ?? String(e)}\n`);
+      process.exitCode = 1;
+    });
+})();
