@@ -180,8 +180,9 @@ export class ReducedOutput {
         }
       }
       // Frames whose axes differ from the file's (a reload inside the batch) go to a new file, in order.
-      const same = p.kept.filter((m) => s!.file.fits(m));
-      const rest = p.kept.filter((m) => !s!.file.fits(m));
+      const same: ReducedMessage[] = [];
+      const rest: ReducedMessage[] = [];
+      for (const m of p.kept) (s.file.fits(m) ? same : rest).push(m);
       s.file.append(same, p.judged);
       s.file.flush();
       s.lastFrame = Date.now();
