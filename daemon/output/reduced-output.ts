@@ -5,7 +5,7 @@
 // each batch followed by an HDF5 flush. A write that fails (full disk,
 // directory gone) is counted and reported once per batch as an event; its rows
 // are dropped so memory stays bounded, and the daemon carries on.
-import { mkdirSync, existsSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { ReducedMessage } from '../publish/messages';
@@ -85,8 +85,16 @@ export class ReducedOutput {
   static async create(o: ReducedOutputOptions): Promise<ReducedOutput> {
     const out = new ReducedOutput(o);
     mkdirSync(o.directory, { recursive: true });
-    if (o.formats.includes('nexus')) out.h5 = await loadH5();
+    if (o.formats.includes('nexus')) {
+      out.h5 = await loadH5();
+      warmUp(out.h5, o.directory);
+    }
     return out;
+  }
+
+  /** Judged rows held in memory: buffered for the next batch, or waiting for a series' first kept frame. */
+  get waiting(): number {
+    return this.buffered + this.backlogRows;
   }
 
   get nexus(): boolean {
@@ -162,11 +170,13 @@ export class ReducedOutput {
       if (!s) {
         if (!first) {
           // No file for a series with nothing kept: its judged rows wait (bounded) for a kept frame.
+          // Past the cap the newest wait no more: a series that keeps nothing for hours is normal, not an error.
           const b = this.backlog.get(series) ?? [];
-          if (this.backlogRows + p.judged.length > this.batchFrames * 64) this.failed(p.judged.length, 'too many judged frames before a kept one: their rows are not written');
-          else {
-            b.push(...p.judged);
-            this.backlogRows += p.judged.length;
+          const room = Math.max(0, this.batchFrames * 64 - this.backlogRows);
+          const taken = p.judged.slice(0, room);
+          if (taken.length) {
+            b.push(...taken);
+            this.backlogRows += taken.length;
             this.backlog.set(series, b);
           }
           return;
@@ -281,5 +291,25 @@ export class ReducedOutput {
     if (!this.errorsSinceEvent) return;
     this.o.event('error', 'output_error', `reduced data: ${this.errorsSinceEvent} frame(s) not written: ${this.lastError}`, { frames: this.errorsSinceEvent, total: this.counters.errors, error: this.lastError });
     this.errorsSinceEvent = 0;
+  }
+}
+
+/**
+ * Writes and deletes one small file at start: the first HDF5 file a process
+ * creates costs about half a second (WebAssembly code compiled on first use),
+ * which must not fall on the main thread in the middle of a series; later
+ * files take a few ms. It also proves the directory writable before any frame.
+ */
+function warmUp(h5: H5Wasm, directory: string): void {
+  const file = path.join(directory, `.beamedge-warm-up-${process.pid}.h5`);
+  try {
+    const f = new NexusSeriesFile(h5, file, { series: 'warm-up', instance: 'warm-up', version: '', configText: '', calibration: null, epoch: 0, unit: 'q_nm^-1', radial: new Float64Array(4), azimuthal: undefined });
+    f.append([{ frame: 0, received: new Date().toISOString(), epoch: 0, intensity: new Float32Array(4), sigma: new Float32Array(4) } as ReducedMessage], [{ frame: 0, decision: 0, score: 0 }]);
+    f.flush();
+    f.close();
+  } catch (e) {
+    throw new Error(`output.directory ${directory}: cannot write a NeXus file there: ${h5Message(e)}`);
+  } finally {
+    rmSync(file, { force: true });
   }
 }
