@@ -18,6 +18,8 @@ import { brokerConnection } from './publish/connect-options';
 import { startEmbeddedBroker, type EmbeddedBroker } from './publish/embedded-broker';
 import { changedKeys } from './config/changed-keys';
 import { MqttPublisher } from './publish/mqtt-publisher';
+import { outputDirectory } from './output/directory';
+import { ReducedOutput } from './output/reduced-output';
 import { Recorder } from './provenance/recorder';
 import { provenanceWatchHistory } from './provenance/watched-files';
 import { FrameSlots } from './rings/frame-slots';
@@ -61,6 +63,7 @@ export class Daemon {
   private readonly notifier: SystemdNotifier;
   private recorder!: Recorder;
   private funnel!: OutcomeFunnel;
+  private output: ReducedOutput | undefined;
   private broker: EmbeddedBroker | undefined;
   private publisher!: MqttPublisher;
   private slots!: FrameSlots;
@@ -163,6 +166,7 @@ export class Daemon {
       onDelivered: (ref) => this.funnel.delivered(ref),
       onUndeliverable: (topic, reason, ref) => this.funnel.undeliverable(topic, reason, ref),
     });
+    if (c.output.formats.length) this.output = await this.openOutput(c);
     this.funnel = new OutcomeFunnel({
       recorder: this.recorder,
       publisher: this.publisher,
@@ -172,6 +176,7 @@ export class Daemon {
       format: () => this.config.mqtt.format,
       epoch: () => this.epoch,
       event: (level, kind, message, details) => this.event(level, kind, message, details),
+      ...(this.output ? { output: (h: import('./workers/protocol').ResultHeader, kept?: import('./publish/messages').ReducedMessage) => this.output!.judged(h.series, h.frame, h.decision, h.score, kept) } : {}),
     });
     const { recovered } = this.recorder;
     if (recovered.lost || recovered.runs.length)
@@ -245,6 +250,7 @@ export class Daemon {
           reprocess: w.reprocess,
           slotBytes: this.slots.payloadBytes,
           history: provenanceWatchHistory(c.provenance.path, this.recorder),
+          publishContext: (ctx) => this.pool.seriesContext(ctx),
         }),
       );
     }
@@ -403,7 +409,39 @@ export class Daemon {
     if (kind === 'series_end' && details?.series_id !== undefined) {
       this.funnel.seriesEnded(String(details.series_id), 'end of series');
       this.correlations?.seriesEnded(String(details.series_id), 'end of series');
+      this.output?.seriesEnded(String(details.series_id));
     }
+  }
+
+  /** Where and what reduced data is written; the directory is made here so a bad one fails the start, not every frame. */
+  private async openOutput(c: Config): Promise<ReducedOutput> {
+    return ReducedOutput.create({
+      directory: outputDirectory(c),
+      formats: c.output.formats,
+      instance: c.instance,
+      version: VERSION,
+      flushMs: c.output.flush_ms,
+      context: () => {
+        const cal = this.loaded.calibration;
+        const p = this.config.pipeline;
+        return {
+          configText: this.loaded.text,
+          calibration: this.applied?.set?.id ?? null,
+          epoch: this.epoch,
+          dat: {
+            geometry: cal.poni?.geometry ?? null,
+            mask: cal.mask?.file ?? null,
+            dark: cal.dark?.file ?? null,
+            flat: cal.flat?.file ?? null,
+            polarization: p.integrate.polarization,
+            solidAngle: p.integrate.solid_angle,
+            split: p.integrate.split,
+            radialRange: p.integrate.range as [number, number] | null,
+          },
+        };
+      },
+      event: (level, kind, message, details) => this.event(level, kind, message, details),
+    });
   }
 
   /** Logged and recorded in provenance, not published on MQTT. */
@@ -425,6 +463,7 @@ export class Daemon {
     this.publisher.stats({ instance: this.config.instance, ...snap, hit_rates: this.funnel.hits.snapshot(), maps: this.maps.stats() });
     this.funnel.tick((performance.now() - this.lastTick) / 1000);
     this.correlations?.tick();
+    this.output?.tick();
     this.lastTick = performance.now();
   }
 
@@ -541,6 +580,7 @@ export class Daemon {
     // Cache files being written finish before the recorder closes (a failed write is an event).
     if (this.maps) await this.maps.close();
     for (const t of this.timers) clearInterval(t);
+    if (this.output) await this.output.close().catch((e: Error) => this.log.error('closing reduced data files failed', { error: e.message }));
     if (this.publisher) {
       this.tick();
       this.recorder.event('info', 'stop', `stopping: ${reason}`, { totals: this.stats.totals });

@@ -10,6 +10,8 @@ export type OptionKind = 'flag' | 'string' | 'number' | 'pair' | 'list';
 
 export interface OptionSpec {
   kind: OptionKind;
+  /** One-letter alias, given as -X. */
+  short?: string;
   /** Shown in --help. */
   help: string;
   arg?: string;
@@ -40,7 +42,13 @@ export function parseArgs(argv: string[], specs: Record<string, OptionSpec>): Pa
   const positional: string[] = [];
   const options = new Map<string, OptionValue>();
   for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
+    let a = argv[i]!;
+    // A one-letter alias (-o) stands for its long option.
+    if (/^-[A-Za-z]$/.test(a)) {
+      const long = Object.entries(specs).find(([, sp]) => sp.short === a[1])?.[0];
+      if (!long) throw new UsageError(`unknown option ${a}`);
+      a = `--${long}`;
+    }
     if (a === '--') {
       positional.push(...argv.slice(i + 1));
       break;
@@ -95,7 +103,7 @@ export function parseArgs(argv: string[], specs: Record<string, OptionSpec>): Pa
 export function formatOptions(specs: Record<string, OptionSpec>): string {
   const rows = Object.entries(specs).map(([name, s]) => {
     const arg = s.kind === 'flag' ? '' : s.kind === 'pair' ? ` ${s.arg ?? 'LO HI'}` : s.kind === 'list' ? ` ${s.arg ?? 'VALUE...'}` : ` ${s.arg ?? 'VALUE'}`;
-    return [`  --${name}${arg}`, s.help + (s.choices ? ` (${s.choices.join('|')})` : '')];
+    return [`  ${s.short ? `-${s.short}, ` : ''}--${name}${arg}`, s.help + (s.choices ? ` (${s.choices.join('|')})` : '')];
   });
   const width = Math.max(...rows.map((r) => r[0]!.length)) + 2;
   return rows.map(([a, b]) => a!.padEnd(width) + b).join('\n');

@@ -5,6 +5,56 @@ import { UsageError } from './args';
 import { decodeImage, decodeStream2 } from '../decode/stream2';
 import type { Command, Io } from './command';
 import { readNamedFile } from '../system/read-file';
+import { isHdf5Name, openNxmx, readNxmxFrame } from '../decode/nxmx';
+
+async function decodeNxmxFile(file: string, frameId: number | undefined, out: string | undefined, json: boolean, io: Io): Promise<number> {
+  const s = await openNxmx(file);
+  if (!s.frames.length) throw new Error(`${file}: no frame stored yet`);
+  const fr = frameId === undefined ? s.frames[0]! : s.frames.find((f) => f.id === frameId);
+  if (!fr) throw new Error(`${file}: no frame ${frameId} (frames ${s.frames[0]!.id}..${s.frames[s.frames.length - 1]!.id})`);
+  const t0 = process.hrtime.bigint();
+  const img = readNxmxFrame(s, fr);
+  const px = decodeImage(img);
+  const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+  const [min, max] = range(px);
+  if (out) {
+    const i32 = Int32Array.from(px as ArrayLike<number>);
+    writeFileSync(out, new Uint8Array(i32.buffer));
+  }
+  const g = s.geometry;
+  const info = {
+    file,
+    format: 'NXmx',
+    shape: s.shape,
+    dtype: s.dtype,
+    compression: s.filter,
+    frames: s.frames.length,
+    declared: s.declared ?? null,
+    data_files: s.dataFiles.map((d) => ({ file: d.file, first: d.firstId, frames: d.frames })),
+    frame: fr.id,
+    min,
+    max,
+    decodeMs: ms,
+    geometry: g ?? null,
+    masked: s.mask ? s.mask.reduce((a, v) => a + (v ? 1 : 0), 0) : null,
+    saturation: s.maxValid ?? null,
+    ...(out ? { out } : {}),
+  };
+  if (json) io.out(JSON.stringify(info) + '\n');
+  else {
+    const rows: [string, string][] = [
+      ['file', file],
+      ['format', `NXmx (EIGER HDF5): ${s.frames.length} frame(s) in ${s.dataFiles.length} data file(s)${s.declared !== undefined ? `, ${s.declared} declared` : ''}`],
+      ['shape', `${s.shape[0]} x ${s.shape[1]} (rows x columns) ${s.dtype}, ${s.filter === 'bslz4' ? 'bitshuffle-LZ4' : s.filter} chunks of ${s.chunkFrames} frame(s)`],
+      ['geometry', g ? `beam centre ${(g.poni2 / g.pixel2).toFixed(2)}, ${(g.poni1 / g.pixel1).toFixed(2)} px, distance ${g.dist} m, pixel ${g.pixel2} x ${g.pixel1} m${g.wavelength ? `, wavelength ${g.wavelength} m` : ''}` : 'none in the master'],
+      ['mask', s.mask ? `${info.masked} pixel(s) masked` : 'none'],
+      ['frame', `${fr.id}: min ${min}  max ${max}  decode ${ms.toFixed(2)} ms`],
+    ];
+    if (out) rows.push(['written', `${out} (int32 little-endian)`]);
+    io.out(rows.map(([k, v]) => `${k.padEnd(8)} ${v}`).join('\n') + '\n');
+  }
+  return 0;
+}
 
 function range(px: ArrayLike<number>): [number, number] {
   let min = Infinity;
@@ -39,14 +89,16 @@ function decodeStream2File(file: string, buf: Buffer, json: boolean, io: Io): nu
 export const decodeCommand: Command = {
   name: 'decode',
   summary: 'decode a CBF frame; print shape, dtype, range, MD5 status and timing',
-  usage: 'beamedge decode FILE [--out RAW] [--json]   (FILE: a CBF, or a DECTRIS stream v2 message .cbor)',
+  usage: 'beamedge decode FILE [--frame N] [--out RAW] [--json]   (FILE: a CBF, a DECTRIS stream v2 message .cbor, or an EIGER/NXmx master or data file .h5)',
   options: {
+    frame: { kind: 'number', arg: 'N', integer: true, min: 0, help: 'HDF5: the frame (image id, from 0) to decode; default the first' },
     out: { kind: 'string', arg: 'RAW', help: 'write the decoded pixels as little-endian int32' },
     json: { kind: 'flag', help: 'print JSON instead of text' },
   },
   async run(opts, io) {
     if (opts.positional.length !== 1) throw new UsageError('decode takes exactly one FILE');
     const file = opts.positional[0]!;
+    if (isHdf5Name(file)) return decodeNxmxFile(file, opts.number('frame'), opts.string('out'), opts.flag('json'), io);
     const buf = readNamedFile(file);
     if (/\.cbor$/i.test(file)) return decodeStream2File(file, buf, opts.flag('json'), io);
     const t0 = process.hrtime.bigint();

@@ -22,9 +22,6 @@ export const INTEGRATION_OPTIONS: Record<string, OptionSpec> = {
   range: { kind: 'pair', arg: 'LO HI', help: 'radial range in the output unit' },
 };
 
-/** Where a new geometry's map comes from (integrate: its on-disk cache); absent: built here. */
-export type MapFor = (setup: IntegrationSetup) => Uint8Array;
-
 /** Per-file setup beyond the shared options (2D bins, splitting, flat...). */
 export type SetupExtras = Omit<IntegrationSetup, 'geometry' | 'shape' | 'npt' | 'unit' | 'mask' | 'flat' | 'solidAngle' | 'polarization' | 'radialRange'>;
 
@@ -40,7 +37,6 @@ export class FileIntegrator {
   constructor(
     private readonly opts: Options,
     private readonly extras: SetupExtras,
-    private readonly mapFor?: MapFor,
   ) {
     if (opts.has('poni') === opts.flag('from-header')) throw new UsageError('give exactly one of --poni and --from-header');
     const npt = opts.number('npt');
@@ -56,24 +52,15 @@ export class FileIntegrator {
     this.poni = poniFile ? parsePoni(readNamedFile(poniFile, 'utf8'), poniFile) : undefined;
   }
 
-  /**
-   * The integrator already set up for this header's geometry and shape, if any:
-   * with it, a frame can be decoded inside the integration pass.
-   */
-  current(head: Pick<CbfFrame, 'header' | 'shape'>, file: string): { integrator: AzimuthalIntegrator; geometry: Geometry } | { integrator: undefined; geometry: Geometry } {
-    const geometry = this.poni ?? geometryFromCbfHeader(head.header, file);
-    const key = JSON.stringify([geometry, head.shape]);
-    return this.integrator && key === this.key ? { integrator: this.integrator, geometry } : { integrator: undefined, geometry };
-  }
-
   /** The frame's integrator (built when the geometry or shape changes), its geometry and the set-up time. */
   forFrame(frame: CbfFrame, file: string, cal: { mask?: Uint8Array; flat?: Float32Array } = {}): { integrator: AzimuthalIntegrator; geometry: Geometry; setupMs: number } {
-    const { integrator, geometry } = this.current(frame, file);
-    if (integrator) return { integrator, geometry, setupMs: 0 };
+    const geometry = this.poni ?? geometryFromCbfHeader(frame.header, file);
+    const key = JSON.stringify([geometry, frame.shape]);
+    if (this.integrator && key === this.key) return { integrator: this.integrator, geometry, setupMs: 0 };
     const m = cal.mask ? cal.mask.slice() : new Uint8Array(frame.pixels.length);
     for (let i = 0; i < m.length; i++) if (frame.pixels[i]! < 0) m[i] = 1;
     const s0 = process.hrtime.bigint();
-    const setup: IntegrationSetup = {
+    this.integrator = new AzimuthalIntegrator({
       ...this.extras,
       ...(cal.flat ? { flat: cal.flat } : {}),
       geometry,
@@ -84,9 +71,8 @@ export class FileIntegrator {
       solidAngle: !this.opts.flag('no-solid-angle'),
       ...(this.polarization !== undefined ? { polarization: this.polarization } : {}),
       ...(this.opts.has('range') ? { radialRange: this.opts.pair('range')! } : {}),
-    };
-    this.integrator = new AzimuthalIntegrator(setup, this.mapFor?.(setup));
-    this.key = JSON.stringify([geometry, frame.shape]);
+    });
+    this.key = key;
     return { integrator: this.integrator, geometry, setupMs: Number(process.hrtime.bigint() - s0) / 1e6 };
   }
 }

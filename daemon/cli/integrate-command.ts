@@ -1,18 +1,24 @@
 // beamedge integrate FILE...: azimuthal integration with pyFAI's semantics.
+import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { formatDat } from '../output/dat';
+import { Progress } from './progress';
 import { expectShape, readPixelImage } from '../calibrate/pixel-image';
-import { readCbf, readCbfHeader } from '../decode/cbf';
-import { FrameError } from '../decode/frame-error';
-import type { Geometry } from '../geometry/geometry';
-import { mapSpec, type Integration, type IntegrationSetup } from '../integrate/azimuthal';
+import { readCbf, type CbfFrame } from '../decode/cbf';
+import { GeometryError, geometryFromCbfHeader, type Geometry } from '../geometry/geometry';
+import { isHdf5Name, openNxmx, readNxmxFrame } from '../decode/nxmx';
+import { decodeImage } from '../decode/stream2';
+import type { PixelFrame } from '../native';
+import { parsePoni } from '../geometry/poni';
+import { AzimuthalIntegrator, mapSpec, type Integration, type IntegrationSetup } from '../integrate/azimuthal';
 import { loadMapSync, pruneMaps, saveMapSync, touchMapSync } from '../maps/map-cache';
 import { mapKey } from '../maps/map-key';
 import { native } from '../native';
-import { UsageError } from './args';
-import { FileIntegrator, INTEGRATION_OPTIONS } from './file-integrator';
-import type { Command, Io } from './command';
 import { readNamedFile } from '../system/read-file';
+import { INTEGRATION_OPTIONS } from './file-integrator';
+import { UsageError } from './args';
+import type { Command, Io } from './command';
 
 const COLUMNS = ['I', 'sigma', 'sum_signal', 'sum_variance', 'sum_normalization', 'count'] as const;
 
@@ -63,6 +69,60 @@ function profileJson(r: Integration, file: string, ms: number, setupMs: number):
     sum_normalization: arr(r.normalization),
     count: arr(r.count),
   });
+}
+
+/** DIR/NAME.dat per input, as pyFAI-integrate names them; two inputs that would share a name are refused before any work. */
+function datNames(files: string[], dir: string): string[] {
+  const names = files.map((f) => path.join(dir, path.basename(f).replace(/\.(cbf|h5|nxs|img|edf|tiff?)$/i, '') + '.dat'));
+  const seen = new Map<string, string>();
+  names.forEach((n, i) => {
+    const other = seen.get(n);
+    if (other !== undefined && other !== files[i]) throw new UsageError(`${other} and ${files[i]} would both be written to ${n}`);
+    seen.set(n, files[i]!);
+  });
+  return names;
+}
+
+interface Input {
+  /** What the output names as its source: the file, or FILE#frame. */
+  label: string;
+  /** HDF5: the frame's image id (the .dat name gets it). */
+  frame?: number;
+  pixels: PixelFrame;
+  shape: [number, number];
+  headerGeometry: () => Geometry;
+  detectorMask?: Uint32Array;
+  detectorMaskName?: string;
+  /** Identifies the detector mask for the integrator cache. */
+  maskKey: string;
+  maxValid?: number;
+}
+
+/** The frames of one input: a CBF is one; an EIGER/NXmx master or data file gives each of its frames in order. */
+async function* inputsOf(file: string, progress: Progress | undefined): AsyncGenerator<Input> {
+  if (!isHdf5Name(file)) {
+    const frame: CbfFrame = readCbf(readNamedFile(file), { source: file });
+    yield { label: path.resolve(file), pixels: frame.pixels, shape: frame.shape, headerGeometry: () => geometryFromCbfHeader(frame.header, file), maskKey: '' };
+    return;
+  }
+  const s = await openNxmx(file);
+  // The bar counts frames from here on: this input is worth its frames, not one.
+  progress?.grow(s.frames.length - 1);
+  const headerGeometry = () => {
+    if (!s.geometry) throw new GeometryError(`${file}: the master has no beam centre, distance and pixel size: geometry needs a PONI file`);
+    return s.geometry;
+  };
+  for (const fr of s.frames)
+    yield {
+      label: `${path.resolve(file)}#${fr.id}`,
+      frame: fr.id,
+      pixels: decodeImage(readNxmxFrame(s, fr)),
+      shape: s.shape,
+      headerGeometry,
+      ...(s.mask ? { detectorMask: s.mask, detectorMaskName: 'NXmx pixel_mask' } : {}),
+      maskKey: s.path,
+      ...(s.maxValid !== undefined ? { maxValid: s.maxValid } : {}),
+    };
 }
 
 interface Calibration {
@@ -123,10 +183,11 @@ export const integrateCommand: Command = {
   name: 'integrate',
   summary: 'azimuthal integration (1D or 2D) with pyFAI-compatible geometry and output',
   usage:
-    'beamedge integrate FILE... (--poni P | --from-header) --npt N [--npt-azim M] --unit U [--split no|bbox] ' +
-    '[--mask FILE] [--dark FILE] [--flat FILE] [--polarization F] [--no-solid-angle] [--range LO HI] [--json] [--map-cache DIR | --no-map-cache]',
+    'beamedge integrate FILE... (FILE: CBF, or an EIGER/NXmx master or data file .h5: each frame) (--poni P | --from-header) --npt N [--npt-azim M] --unit U [--split no|bbox] ' +
+    '[--mask FILE] [--dark FILE] [--flat FILE] [--polarization F] [--no-solid-angle] [--range LO HI] [--json | -o DIR] [--map-cache DIR | --no-map-cache]',
   options: {
     ...INTEGRATION_OPTIONS,
+    'from-header': { kind: 'flag', help: 'take the geometry from the file: the CBF header (Beam_xy, Detector_distance, Pixel_size) or the NXmx master (beam centre, distance, pixel size, wavelength)' },
     'npt-azim': { kind: 'number', arg: 'M', integer: true, min: 1, help: 'number of azimuthal bins: 2D integration' },
     split: { kind: 'string', arg: 'S', choices: ['no', 'bbox'], help: 'pixel splitting, default bbox as in pyFAI' },
     mask: { kind: 'string', arg: 'FILE', help: 'mask image (CBF or .npy, non-zero = masked); negative pixels are always masked' },
@@ -136,6 +197,7 @@ export const integrateCommand: Command = {
     'delta-dummy': { kind: 'number', arg: 'D', min: 0, help: 'tolerance around --dummy' },
     'azimuth-range': { kind: 'pair', arg: 'LO HI', help: 'azimuthal range in degrees (2D)' },
     json: { kind: 'flag', help: 'print one JSON object per file instead of tables' },
+    output: { kind: 'string', short: 'o', arg: 'DIR', help: "write one pyFAI-style NAME.dat per input into DIR (as pyFAI-integrate does) instead of printing; a progress bar on a terminal" },
     'map-cache': { kind: 'string', arg: 'DIR', help: 'on-disk cache of pixel-to-bin maps (default $XDG_CACHE_HOME/beamedge/maps or ~/.cache/beamedge/maps)' },
     'no-map-cache': { kind: 'flag', help: 'build the map without reading or writing the cache' },
     'map-cache-mb': { kind: 'number', arg: 'MB', min: 1, help: 'size the cache is kept within, oldest maps removed first (default 4096)' },
@@ -143,55 +205,112 @@ export const integrateCommand: Command = {
   async run(opts, io: Io) {
     const files = opts.positional;
     if (files.length === 0) throw new UsageError('integrate needs at least one FILE');
+    if (opts.has('poni') === opts.flag('from-header')) throw new UsageError('give exactly one of --poni and --from-header');
+    const npt = opts.number('npt');
+    if (npt === undefined) throw new UsageError('--npt is required');
+    const unit = opts.string('unit');
+    if (unit === undefined) throw new UsageError('--unit is required');
+    const pol = opts.number('polarization');
+    if (pol !== undefined && (pol < -1 || pol > 1)) throw new UsageError('--polarization must be within [-1, 1]');
     if (opts.has('delta-dummy') && !opts.has('dummy')) throw new UsageError('--delta-dummy needs --dummy');
+    const outDir = opts.string('output');
+    if (outDir !== undefined && opts.flag('json')) throw new UsageError('give at most one of --json and -o/--output');
+    const outNames = outDir !== undefined ? datNames(files, outDir) : undefined;
+    if (outDir !== undefined) mkdirSync(outDir, { recursive: true });
+    const progress = outDir !== undefined ? new Progress('integrate', files.length) : undefined;
+    let written = 0;
+    const poniFile = opts.string('poni');
+    const poni = poniFile ? parsePoni(readNamedFile(poniFile, 'utf8'), poniFile) : undefined;
+
     const cacheDir = opts.flag('no-map-cache') ? null : (opts.string('map-cache') ?? defaultMapCache());
     let built = false;
-    const integrators = new FileIntegrator(
-      opts,
-      {
-        split: (opts.string('split') as 'no' | 'bbox' | undefined) ?? 'bbox',
-        ...(opts.has('npt-azim') ? { nptAzim: opts.number('npt-azim')! } : {}),
-        ...(opts.has('azimuth-range') ? { azimuthRange: opts.pair('azimuth-range')! } : {}),
-      },
-      (setup) => cachedMap(setup, cacheDir, io, () => (built = true)),
-    );
+    let integrator: AzimuthalIntegrator | undefined;
+    let integratorKey = '';
     let calibration: Calibration | undefined;
-    const frameOptions = (cal: Calibration | undefined) => ({
-      ...(cal?.dark ? { dark: cal.dark } : {}),
-      ...(opts.has('dummy') ? { dummy: opts.number('dummy')!, deltaDummy: opts.number('delta-dummy') ?? 0 } : {}),
-    });
     let failures = 0;
     for (const file of files) {
       try {
-        const buf = readNamedFile(file);
-        let t0 = process.hrtime.bigint();
-        // The header first: with the map of this geometry at hand, the frame is
-        // decoded inside the integration pass (no full-frame buffer).
-        const head = readCbfHeader(buf, file);
-        let { integrator, geometry } = integrators.current(head, file);
-        let setupMs = 0;
-        let result: Integration;
-        if (integrator) {
-          try {
-            result = integrator.integrateCbf(buf, frameOptions(calibration));
-          } catch (e) {
-            throw new FrameError((e as Error).message, file);
+        for await (const input of inputsOf(file, progress)) {
+          let t0 = process.hrtime.bigint();
+          let setupMs = 0;
+          const geometry = poni ?? input.headerGeometry();
+          calibration ??= loadCalibration(opts, input.shape);
+          // One pixel-to-bin map serves every frame with the same geometry, shape and detector mask.
+          const key = JSON.stringify([geometry, input.shape, input.maskKey]);
+          if (!integrator || key !== integratorKey) {
+            // The static mask is the mask file plus the detector's: an NXmx
+            // pixel_mask, or a CBF's markers (negative pixels) in this frame,
+            // as pyFAI users pass `data < 0`.
+            const mask = calibration.mask ? calibration.mask.slice() : new Uint8Array(input.pixels.length);
+            if (input.detectorMask) for (let i = 0; i < mask.length; i++) if (input.detectorMask[i]) mask[i] = 1;
+            for (let i = 0; i < mask.length; i++) if (input.pixels[i]! < 0) mask[i] = 1;
+            const setup: IntegrationSetup = {
+              geometry,
+              shape: input.shape,
+              npt,
+              unit,
+              split: (opts.string('split') as 'no' | 'bbox' | undefined) ?? 'bbox',
+              mask,
+              solidAngle: !opts.flag('no-solid-angle'),
+              ...(opts.has('npt-azim') ? { nptAzim: opts.number('npt-azim')! } : {}),
+              ...(pol !== undefined ? { polarization: pol } : {}),
+              ...(calibration.flat ? { flat: calibration.flat } : {}),
+              ...(opts.has('range') ? { radialRange: opts.pair('range')! } : {}),
+              ...(opts.has('azimuth-range') ? { azimuthRange: opts.pair('azimuth-range')! } : {}),
+            };
+            const s0 = process.hrtime.bigint();
+            integrator = new AzimuthalIntegrator(setup, cachedMap(setup, cacheDir, io, () => (built = true)));
+            integratorKey = key;
+            setupMs = Number(process.hrtime.bigint() - s0) / 1e6;
+            t0 += process.hrtime.bigint() - s0;
           }
-        } else {
-          const frame = readCbf(buf, { source: file });
-          calibration ??= loadCalibration(opts, frame.shape);
-          ({ integrator, geometry, setupMs } = integrators.forFrame(frame, file, calibration));
-          t0 += BigInt(Math.round(setupMs * 1e6));
-          result = integrator.integrate(frame.pixels, frameOptions(calibration));
+          const result = integrator.integrate(input.pixels, {
+            ...(calibration.dark ? { dark: calibration.dark } : {}),
+            ...(opts.has('dummy') ? { dummy: opts.number('dummy')!, deltaDummy: opts.number('delta-dummy') ?? 0 } : {}),
+            ...(input.maxValid !== undefined ? { maxValid: input.maxValid } : {}),
+          });
+          const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+          if (outNames) {
+            const setup = integrator.setup;
+            const base = outNames[files.indexOf(file)]!;
+            writeFileSync(
+              input.frame === undefined ? base : base.replace(/\.dat$/, `_${String(input.frame).padStart(6, '0')}.dat`),
+              formatDat(
+                { unit: result.unit, radial: result.radial, azimuthal: result.azimuthal, intensity: result.intensity, sigma: result.sigma },
+                {
+                  geometry,
+                  detector: geometry.detector,
+                  mask: [opts.string('mask'), input.detectorMaskName].filter((x) => x).join(' + ') || 'none',
+                  dark: opts.string('dark') ?? null,
+                  flat: opts.string('flat') ?? null,
+                  polarization: pol ?? null,
+                  solidAngle: setup.solidAngle !== false,
+                  split: setup.split ?? 'no',
+                  radialRange: setup.radialRange ?? null,
+                  source: input.label,
+                  extra: [
+                    ...(opts.has('dummy') ? [`Dummy: ${opts.number('dummy')} +/- ${opts.number('delta-dummy') ?? 0}`] : []),
+                    ...(input.maxValid !== undefined ? [`Saturation: pixels above ${input.maxValid} excluded`] : []),
+                    ...(setup.azimuthRange ? [`Azimuthal range: ${setup.azimuthRange[0]} ${setup.azimuthRange[1]} deg`] : []),
+                    `Bins: ${result.radial.length}${result.azimuthal ? ` x ${result.azimuthal.length} azimuthal` : ''}`,
+                  ],
+                },
+              ),
+            );
+            written++;
+          } else io.out(opts.flag('json') ? profileJson(result, input.label, ms, setupMs) + '\n' : formatProfile(result, geometry, input.label, ms, setupMs));
+          progress?.advance();
         }
-        const ms = Number(process.hrtime.bigint() - t0) / 1e6;
-        io.out(opts.flag('json') ? profileJson(result, file, ms, setupMs) + '\n' : formatProfile(result, geometry, file, ms, setupMs));
       } catch (err) {
         failures++;
+        progress?.finish();
         io.err(`beamedge integrate: ${(err as Error).message}\n`);
+        progress?.advance();
       }
     }
+    progress?.finish();
     if (cacheDir && built) await pruneMaps(cacheDir, (opts.number('map-cache-mb') ?? 4096) * 1048576).catch(() => []);
+    if (outDir !== undefined) io.err(`beamedge integrate: ${written} .dat file(s) written to ${outDir}${failures ? `, ${failures} input(s) failed` : ''}\n`);
     return failures ? 1 : 0;
   },
 };

@@ -12,7 +12,7 @@ export class Progress {
 
   constructor(
     private readonly label: string,
-    private readonly total: number,
+    private total: number,
     private readonly stream: Pick<WriteStream, 'write'> & { isTTY?: boolean } = process.stderr,
   ) {
     this.tty = stream.isTTY === true;
@@ -25,6 +25,11 @@ export class Progress {
     if (now - this.last < INTERVAL_MS && this.done < this.total) return;
     this.last = now;
     this.draw();
+  }
+
+  /** More work than announced (an input turned out to hold several frames). */
+  grow(n: number): void {
+    this.total += n;
   }
 
   /** Clears the line, so what is printed next starts clean. */

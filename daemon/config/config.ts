@@ -1,4 +1,5 @@
 // The validated configuration, and loading it from YAML.
+import { outputDirectory } from '../output/directory';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -121,9 +122,9 @@ export interface Config {
     /** directory: resolved, never null after loading. */
     spool: { enabled: boolean; directory: string | null; max_mb: number };
   };
-  /** directory: resolved, never null after loading. */
-  output: { directory: string | null };
   provenance: { path: string; retention_days: number; batch_ms: number };
+  /** directory: resolved, never null after loading (default: see output/directory.ts). */
+  output: { directory: string | null; formats: ('nexus' | 'dat')[]; flush_ms: number };
   stats: { interval_ms: number };
   http: { enabled: boolean; host: string; port: number };
 }
@@ -158,7 +159,7 @@ function resolvePaths(c: Config, baseDir: string): Config {
       flat: abs(c.pipeline.flat),
     },
     provenance: { ...c.provenance, path: provenance },
-    output: { directory: abs(c.output.directory) ?? path.join(path.dirname(provenance), `output-${c.instance}`) },
+    output: { ...c.output, directory: outputDirectory({ output: { directory: abs(c.output.directory) }, provenance: { path: provenance }, instance: c.instance }) },
     maps: { ...c.maps, directory: abs(c.maps.directory) ?? path.join(path.dirname(provenance), `maps-${c.instance}`) },
     mqtt: {
       ...c.mqtt,

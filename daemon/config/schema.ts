@@ -127,7 +127,7 @@ export const SCHEMA: Node = {
           kind: 'object',
           restart: true,
           fields: {
-            enabled: { kind: 'boolean', default: false, doc: 'process CBF files written into a directory' },
+            enabled: { kind: 'boolean', default: false, doc: 'process CBF files (and EIGER/NXmx HDF5 files, with a pattern that matches them) written into a directory' },
             directory: { kind: 'string', nullable: true, default: null, doc: 'directory to watch' },
             pattern: { kind: 'string', default: '*.cbf', doc: 'file name glob' },
             poll_ms: { kind: 'integer', default: 200, min: 10, doc: 'how often the directory is scanned' },
@@ -249,19 +249,22 @@ export const SCHEMA: Node = {
         },
       },
     },
-    output: {
-      kind: 'object',
-      doc: 'files the daemon writes',
-      fields: {
-        directory: { kind: 'string', nullable: true, default: null, doc: 'where result files go (relative to the config file); null: output-<instance> beside the provenance database' },
-      },
-    },
     provenance: {
       kind: 'object',
       fields: {
         path: { kind: 'string', default: 'beamedge.sqlite', restart: true, doc: 'SQLite database (relative to the config file)' },
         retention_days: { kind: 'number', default: 30, min: 0, doc: 'frame and event rows older than this are deleted (0: keep all)' },
         batch_ms: { kind: 'integer', default: 200, min: 10, max: 10000, doc: 'how often queued rows are written in one transaction' },
+      },
+    },
+    output: {
+      kind: 'object',
+      restart: true,
+      doc: 'reduced data on disk',
+      fields: {
+        directory: { kind: 'string', nullable: true, default: null, doc: 'where reduced data and correlation files go (relative to the config file); null: output-<instance> beside the provenance database' },
+        formats: { kind: 'set', values: ['nexus', 'dat'], default: ['nexus'], doc: 'nexus: one NeXus/HDF5 file per series (NXazint1d/2d: every kept profile with errors, frame ids, times, decisions, spots, configuration); dat: one pyFAI-style .dat per kept frame; []: none' },
+        flush_ms: { kind: 'integer', default: 500, min: 10, max: 60000, doc: 'buffered frames are written and the files flushed at least this often (a kill loses at most this much)' },
       },
     },
     stats: { kind: 'object', fields: { interval_ms: { kind: 'integer', default: 1000, min: 100, doc: 'stats publication period' } } },

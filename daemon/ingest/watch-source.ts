@@ -19,6 +19,8 @@ import type { WatchedFile, WatchHistory } from '../provenance/watched-files';
 import { inspectEntry, isTransient, openRegular, TransientError, type Inspected, type Opened } from './watch-entry';
 import { mergeSorted, nameOfKey, naturalKey } from './natural-order';
 import type { FrameSource, IngestSink } from './sink';
+import type { SeriesContext } from '../workers/protocol';
+import { EigerWatch } from './watch-eiger';
 
 export interface WatchOptions {
   directory: string;
@@ -34,6 +36,8 @@ export interface WatchOptions {
   slotBytes: number;
   /** What earlier runs processed, and where to record what this run takes. */
   history?: WatchHistory;
+  /** Hands an EIGER series' context (geometry, mask, saturation) to the workers before its frames. */
+  publishContext?: (c: SeriesContext) => void;
 }
 
 /** Entries examined in one pass before the watcher yields the event loop. */
@@ -84,6 +88,7 @@ export class WatchSource implements FrameSource {
   /** A pass stopped for want of a slot, and the sink will call back when one is released. */
   private slotWaiting = false;
   private readonly counts = { taken: 0, skipped: 0, rejected: 0, already_processed: 0 };
+  private eiger: EigerWatch | undefined;
 
   constructor(private readonly opts: WatchOptions) {
     this.re = globToRegExp(opts.pattern);
@@ -94,6 +99,7 @@ export class WatchSource implements FrameSource {
     if (!statSync(this.opts.directory).isDirectory()) throw new Error(`ingest.watch.directory ${this.opts.directory}: not a directory`);
     this.dir = realpathSync(this.opts.directory);
     this.sink = sink;
+    this.eiger = new EigerWatch({ dir: this.dir, slotBytes: this.opts.slotBytes, incompleteTimeoutMs: this.opts.incompleteTimeoutMs, ...(this.opts.publishContext ? { publishContext: this.opts.publishContext } : {}) });
     if (this.opts.reprocess) {
       sink.event('info', 'watch_resume', `watch ${this.dir}: ingest.watch.reprocess is true, files processed by earlier runs are processed again`, { directory: this.dir });
     } else if (this.opts.history) {
@@ -178,7 +184,11 @@ export class WatchSource implements FrameSource {
         fresh.push(naturalKey(n));
       }
     }
-    for (const [n, e] of this.entries) if (e.gen !== gen) this.entries.delete(n);
+    for (const [n, e] of this.entries)
+      if (e.gen !== gen) {
+        this.entries.delete(n);
+        this.eiger?.forget(n); // a data file that left while it was awaited: its progress goes too
+      }
     if (this.previous.size) for (const n of this.previous.keys()) if (!this.entries.has(n)) this.previous.delete(n);
     this.pending = mergeSorted(
       this.pending.filter((k) => this.entries.get(nameOfKey(k))?.settled === false),
@@ -201,6 +211,7 @@ export class WatchSource implements FrameSource {
           outcome = this.reject(name, `unexpected error: ${(e as Error).message}`);
         }
         if (outcome === 'wait') break;
+        this.eiger?.forget(name);
         if (outcome === 'forget') this.entries.delete(name);
         else {
           const e = this.entries.get(name);
@@ -230,6 +241,7 @@ export class WatchSource implements FrameSource {
       return 'settled';
     }
     if (before && this.resume) this.resume.changed++;
+    if (EigerWatch.handles(name)) return this.takeEiger(name, found);
     if (found.size > this.opts.slotBytes) return this.tooLarge(name, found.size, found.mtimeMs);
     let opened: Opened;
     try {
@@ -284,6 +296,22 @@ export class WatchSource implements FrameSource {
     } finally {
       if (!handedOff) sink.release(slot);
     }
+  }
+
+  /** An HDF5 file: many frames, taken when complete (watch-eiger.ts); bad files are one rejection, never a crash. */
+  private async takeEiger(name: string, found: Extract<Inspected, { kind: 'file' }>): Promise<Outcome> {
+    const sink = this.sink!;
+    const r = await this.eiger!.take(sink, name, found);
+    if (r.kind === 'wait') return 'wait';
+    if (r.kind === 'wait-slot') {
+      this.waitForSlot(sink);
+      return 'wait';
+    }
+    if (r.kind === 'reject') return this.reject(name, r.message);
+    this.counts.taken++;
+    this.transientProblem = undefined;
+    this.opts.history?.record(this.dir, name, { size: found.size, mtimeMs: found.mtimeMs });
+    return 'settled';
   }
 
   private source(name: string): string {

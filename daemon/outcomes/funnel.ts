@@ -11,7 +11,7 @@
 // A daemon killed between 1 and 2 leaves 'received' rows, which the next
 // start turns into 'lost' (see provenance/writer-thread.ts).
 import type { FrameRef, IncomingMeta } from '../ingest/sink';
-import { encodeReduced, reducedMessage } from '../publish/messages';
+import { encodeReduced, reducedMessage, type ReducedMessage } from '../publish/messages';
 import type { FrameRef as DeliveryRef, MqttPublisher } from '../publish/mqtt-publisher';
 import type { FrameRow } from '../provenance/schema';
 import type { Recorder } from '../provenance/recorder';
@@ -31,6 +31,8 @@ export interface FunnelDeps {
   format: () => 'cbor' | 'json';
   epoch: () => number;
   event: EventSink;
+  /** Reduced data on disk (output.formats): every judged frame, with its message when kept. */
+  output?: (h: ResultHeader, kept?: ReducedMessage) => void;
 }
 
 export class OutcomeFunnel {
@@ -83,6 +85,7 @@ export class OutcomeFunnel {
       spots: h.spots ?? null,
     });
     this.settled(h.seq);
+    if (h.decision !== 'kept') this.d.output?.(h);
     if (h.decision === 'error') {
       this.d.event('warn', 'frame_error', `frame failed: series ${h.series} frame ${h.frame} from ${h.source}: ${h.reason}`, { series: h.series, frame: h.frame, source: h.source, epoch: h.epoch });
       return;
@@ -92,7 +95,9 @@ export class OutcomeFunnel {
       return;
     }
     const format = this.d.format();
-    const payload = encodeReduced(reducedMessage(this.d.instance, h, arrays, latency), format);
+    const msg = reducedMessage(this.d.instance, h, arrays, latency);
+    this.d.output?.(h, msg);
+    const payload = encodeReduced(msg, format);
     const ref: DeliveryRef = { run: recorder.runId, seq: h.seq, series: h.series, frame: h.frame };
     recorder.whenDurable(() => this.d.publisher.reduced(payload, format, ref));
   }

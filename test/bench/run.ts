@@ -13,6 +13,7 @@ import { dataDir, dataFile } from '../helpers/data';
 import { P2M_PONI, replayBenchmark, stream2Benchmark } from './e2e';
 import { livePageBenchmark } from './live';
 import { mapsBenchmark } from './maps';
+import { hdf5Rows } from './hdf5';
 import { peakfinder8Benchmark } from './peakfinder8';
 import { dispersionBenchmark } from './spots';
 import { correlateBenchmark, correlateKernel } from './correlate';
@@ -260,6 +261,13 @@ function main(): void {
 main();
 if (dataDir)
   (async () => {
+    try {
+      const h5 = await hdf5Rows(REPS);
+      printTable(`HDF5, one thread. Reference: ${h5.reference}, same work in the same run; ratio = reference time / beamedge time.`, h5.rows);
+    } catch (e) {
+      process.stderr.write(`HDF5 benchmark failed: ${(e as Error).stack ?? String(e)}\n`);
+      process.exitCode = 1;
+    }
     if (!process.env.BENCH_SKIP_MAPS) await mapsBenchmark();
     if (!process.env.BENCH_SKIP_E2E) {
       await endToEnd();

@@ -32,3 +32,10 @@ export function runPython<T>(script: string, input: unknown = null, timeoutMs = 
 export function needReference(t: Test, available: boolean, what: string): boolean {
   return need(t, available, `${what} not available to ${PYTHON} (apt-get install python3-pyfai python3-fabio)`, '.ci/run installs it');
 }
+
+export const hasH5py = hasModules('h5py, numpy');
+
+/** Skips with a notice when h5py is missing (CI installs python3-h5py, so CI fails instead). */
+export function needH5py(t: Test): boolean {
+  return need(t, hasH5py, `h5py not available to ${PYTHON} (apt-get install python3-h5py)`, '.ci/run installs it');
+}
