@@ -1,12 +1,12 @@
 // beamedge correlate FILE...: angular cross-correlations C2(q, q', delta)
 // accumulated over all files (one series), written as .npy files.
-import { readFileSync } from 'node:fs';
 import { CorrelationAccumulator } from '../correlate/accumulator';
 import { writeCorrelationFiles } from '../correlate/files';
 import { readCbf } from '../decode/cbf';
 import { UsageError } from './args';
 import type { Command, Io } from './command';
 import { FileIntegrator, INTEGRATION_OPTIONS } from './file-integrator';
+import { readNamedFile } from '../system/read-file';
 
 export const correlateCommand: Command = {
   name: 'correlate',
@@ -34,7 +34,7 @@ export const correlateCommand: Command = {
     let accumulateNs = 0n;
     for (const file of files) {
       try {
-        const frame = readCbf(readFileSync(file), { source: file });
+        const frame = readCbf(readNamedFile(file), { source: file });
         const { integrator } = integrators.forFrame(frame, file);
         const r = integrator.integrate(frame.pixels);
         acc ??= new CorrelationAccumulator(integrators.npt, nptAzim, integrator.unit.name, integrator.radial);
