@@ -11,6 +11,7 @@ import { loadCalibrationSet, type CalibrationArrays, type CalibrationJson, type 
 import { JungfrauConverter, type JungfrauUnit } from './jungfrau';
 import { sha256 } from './npy';
 import { readPixelImage } from './pixel-image';
+import { RecentMap } from '../system/recent-map';
 
 export interface PixelMap<T> {
   file: string;
@@ -63,8 +64,8 @@ export function calibrationFingerprint(c: PipelineCalibration): Record<string, s
 
 // Reloads usually leave the calibration files alone: a file whose path, size,
 // inode and mtime are unchanged is not read and hashed again.
-const cache = new Map<string, { stamp: string; value: unknown }>();
 const MAX_CACHED = 16;
+const cache = new RecentMap<string, { stamp: string; value: unknown }>(MAX_CACHED);
 
 function cached<T>(kind: string, file: string, load: () => T): T {
   let stamp: string;
@@ -78,9 +79,7 @@ function cached<T>(kind: string, file: string, load: () => T): T {
   const hit = cache.get(key);
   if (hit?.stamp === stamp) return hit.value as T;
   const value = load();
-  cache.delete(key);
   cache.set(key, { stamp, value });
-  while (cache.size > MAX_CACHED) cache.delete(cache.keys().next().value!);
   return value;
 }
 

@@ -8,6 +8,7 @@ import { stat, unlink } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
 import { native, type NativeMapSpec } from '../native';
 import { mapFile, pruneMaps, saveMap, touchMap } from './map-cache';
+import { RecentMap } from '../system/recent-map';
 
 export interface MapStoreOptions {
   maxCount: number;
@@ -46,7 +47,7 @@ export class MapStore {
   private readonly maps = new Map<string, Entry>();
   private readonly pending = new Map<string, Promise<Uint8Array>>();
   /** Keys whose build failed (every pixel masked, an empty range...): answered at once, not rebuilt per frame. */
-  private readonly failed = new Map<string, Error>();
+  private readonly failed = new RecentMap<string, Error>(16);
   /** Cache files being written: close() waits for them. */
   private readonly writes = new Set<Promise<void>>();
   readonly counters: MapStoreStats = { maps: 0, bytes: 0, hits: 0, joined: 0, disk_loads: 0, builds: 0, build_ms_total: 0, build_ms_last: null, evictions: 0, disk_rejected: 0, failures: 0 };
@@ -125,7 +126,6 @@ export class MapStore {
     } catch (e) {
       this.counters.failures++;
       this.failed.set(key, e as Error);
-      while (this.failed.size > 16) this.failed.delete(this.failed.keys().next().value!);
       this.opts.event('error', 'map_build_failed', `map ${key.slice(0, 12)} could not be built: ${(e as Error).message}`, { key, error: (e as Error).message });
       throw e;
     }

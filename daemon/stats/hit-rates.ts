@@ -3,6 +3,7 @@
 // since the series started, and a summary when a series ends (its DECTRIS
 // end message, or no frame for SERIES_IDLE_MS). Series ids come from the
 // network: only the most recent are tracked.
+import { RecentMap } from '../system/recent-map';
 const MAX_SERIES = 256;
 export const SERIES_IDLE_MS = 60_000;
 
@@ -34,7 +35,7 @@ export interface SeriesSummary {
 }
 
 export class HitRates {
-  private readonly series = new Map<string, SeriesHits>();
+  private readonly series = new RecentMap<string, SeriesHits>(MAX_SERIES);
 
   /** A frame the veto judged; `spots` when the spots stage ran. */
   judged(series: string, hit: boolean, spots: number | undefined, now = Date.now()): void {
@@ -53,7 +54,6 @@ export class HitRates {
         else s.spots[Math.floor(Math.random() * s.spots.length)] = spots;
       }
     }
-    while (this.series.size > MAX_SERIES) this.series.delete(this.series.keys().next().value!);
   }
 
   /** Per-series rates; starts a new interval. */

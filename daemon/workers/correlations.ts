@@ -5,6 +5,7 @@
 // backstop against series ids from the network.
 import type { IntegrateConfig } from '../config/config';
 import type { CorrelationAccumulator, CorrelationState } from '../correlate/accumulator';
+import { RecentMap } from '../system/recent-map';
 
 export const MAX_SERIES = 6;
 
@@ -15,7 +16,7 @@ export interface SeriesCorrelation {
 }
 
 export class SeriesCorrelations {
-  private readonly series = new Map<string, SeriesCorrelation>();
+  private readonly series = new RecentMap<string, SeriesCorrelation>(MAX_SERIES, (oldest) => this.evicted.push(oldest));
   /** Series dropped by the bound, for the main thread's event. */
   evicted: string[] = [];
 
@@ -25,11 +26,6 @@ export class SeriesCorrelations {
     if (!e) {
       e = { acc: make(), polar };
       this.series.set(series, e);
-      while (this.series.size > MAX_SERIES) {
-        const oldest = this.series.keys().next().value!;
-        this.series.delete(oldest);
-        this.evicted.push(oldest);
-      }
     }
     return e;
   }

@@ -10,6 +10,7 @@ import type { CorrelationState } from '../correlate/accumulator';
 import type { NativeMapSpec } from '../native';
 import { CONTROL, type CorrelationReply, type MapRequest, type PipelineUpdate, type ResultArrays, type ResultHeader, type SeriesContext, type WorkerInit, type WorkerMessage } from './protocol';
 import { decodeResult } from './result-codec';
+import { RecentMap } from '../system/recent-map';
 
 export type ResultHandler = (header: ResultHeader, arrays: ResultArrays) => void;
 
@@ -60,7 +61,7 @@ export class WorkerPool {
   private current: PipelineUpdate;
   private closed = false;
   /** Series contexts (geometry, mask...) seen recently, for workers that are restarted. */
-  private readonly contexts = new Map<string, SeriesContext>();
+  private readonly contexts = new RecentMap<string, SeriesContext>(8);
 
   constructor(private readonly opts: PoolOptions) {
     this.current = opts.initial;
@@ -204,7 +205,6 @@ export class WorkerPool {
   /** Posted before any frame of the series is dispatched, so every worker has it when the first arrives. */
   seriesContext(context: SeriesContext): void {
     this.contexts.set(context.key, context);
-    while (this.contexts.size > 8) this.contexts.delete(this.contexts.keys().next().value!);
     for (const h of this.handles) this.post(h, { kind: 'series', context });
   }
 

@@ -13,13 +13,14 @@ import { IntegratorCache, type MapSource } from './integrator-cache';
 import { Pipeline } from './pipeline';
 import { CONTROL, type CorrelationReply, type CorrelationRequest, type FrameMeta, type MapRequest, type SeriesContext, type WorkerInit, type WorkerMessage } from './protocol';
 import { encodedSize } from './result-codec';
+import { RecentMap } from '../system/recent-map';
 
 const init = workerData as WorkerInit;
 const slots = new FrameSlots(init.slotInfo, init.slotData, init.layout);
 const queue = new IndexQueue(init.queue);
 const ring = new RecordRing(init.results);
 const control = new Int32Array(init.control);
-const contexts = new Map<string, SeriesContext>();
+const contexts = new RecentMap<string, SeriesContext>(8);
 // Shared by every epoch's pipeline: maps survive reloads that do not change them.
 const integrators = new IntegratorCache(init.maxMaps);
 const answers = new Map<string, Uint8Array | Error>();
@@ -47,7 +48,7 @@ const fromStore: MapSource = (key: string, spec: NativeMapSpec): Uint8Array => {
 // A frame is processed with the pipeline of the epoch it was received under:
 // frames queued before a reload finish with the configuration they came in with.
 const KEPT_EPOCHS = 4;
-const pipelines = new Map<number, Pipeline>();
+const pipelines = new RecentMap<number, Pipeline>(KEPT_EPOCHS);
 let latest = new Pipeline(init.initial, contexts, integrators, correlations, fromStore);
 pipelines.set(latest.epoch, latest);
 let generation = 0;
@@ -67,7 +68,6 @@ function drainMessages(): void {
     const msg = m.message as WorkerMessage;
     if (msg.kind === 'series') {
       contexts.set(msg.context.key, msg.context);
-      while (contexts.size > 8) contexts.delete(contexts.keys().next().value!);
     } else if (msg.kind === 'correlation') answer(msg);
     else if (msg.kind === 'map') answers.set(msg.key, msg.blob);
     else if (msg.kind === 'map-error') answers.set(msg.key, new Error(msg.message));
@@ -77,9 +77,7 @@ function drainMessages(): void {
       // A tracking snapshot changes the calibration set within an epoch.
       if (held && msg.update.calibration.set?.id === held.calibrationId) continue;
       latest = new Pipeline(msg.update, contexts, integrators, correlations, fromStore);
-      pipelines.delete(latest.epoch);
       pipelines.set(latest.epoch, latest);
-      while (pipelines.size > KEPT_EPOCHS) pipelines.delete(pipelines.keys().next().value!);
     }
   }
 }

@@ -6,12 +6,13 @@ import { createSpotFinder } from '../../spots/finders';
 import type { SpotFinder } from '../../spots/spot-list';
 import type { Stage, WorkFrame } from './frame';
 import { staticMask } from './static-mask';
+import { RecentMap } from '../../system/recent-map';
 
 const MAX_FINDERS = 2;
 
 export class SpotsStage implements Stage {
   readonly name = 'spots';
-  private readonly finders = new Map<string, SpotFinder>();
+  private readonly finders = new RecentMap<string, SpotFinder>(MAX_FINDERS);
 
   run(f: WorkFrame): void {
     const cfg = f.settings.spots;
@@ -22,7 +23,6 @@ export class SpotsStage implements Stage {
     if (!finder) {
       finder = createSpotFinder(cfg, f.shape, f.geometry, mask);
       this.finders.set(key, finder);
-      while (this.finders.size > MAX_FINDERS) this.finders.delete(this.finders.keys().next().value!);
     }
     f.spots = finder.find(f.decode(), mask);
     f.header.spots = f.spots.count;

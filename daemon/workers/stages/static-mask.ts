@@ -2,9 +2,10 @@
 // markers (negative pixels) of the first frame seen with that map. Built once
 // per map key and shared by the stages that need it (integration, spots).
 import type { WorkFrame } from './frame';
+import { RecentMap } from '../../system/recent-map';
 
 const MAX_MASKS = 4;
-const masks = new Map<string, Uint8Array>();
+const masks = new RecentMap<string, Uint8Array>(MAX_MASKS);
 
 export function staticMask(f: WorkFrame): Uint8Array {
   const key = JSON.stringify([f.shape, f.mapKey, !!f.negativeValid]);
@@ -19,6 +20,5 @@ export function staticMask(f: WorkFrame): Uint8Array {
     for (let i = 0; i < n; i++) if (px[i]! < 0) mask[i] = 1;
   }
   masks.set(key, mask);
-  while (masks.size > MAX_MASKS) masks.delete(masks.keys().next().value!);
   return mask;
 }

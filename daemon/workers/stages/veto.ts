@@ -4,13 +4,14 @@
 // The lit count comes from the integration pass (the same read of the frame).
 import type { Stage, Verdict, WorkFrame } from './frame';
 import type { IntegrateStage } from './integrate';
+import { RecentMap } from '../../system/recent-map';
 
 // Series ids come from the network: remember the rejected-frame counters of the most recent only.
 const MAX_SERIES_COUNTERS = 1024;
 
 export class VetoStage implements Stage {
   readonly name = 'veto';
-  private readonly rejectedSince = new Map<string, number>();
+  private readonly rejectedSince = new RecentMap<string, number>(MAX_SERIES_COUNTERS);
 
   constructor(private readonly integration: IntegrateStage) {}
 
@@ -44,9 +45,7 @@ export class VetoStage implements Stage {
     }
     f.header.hit = false;
     const n = (this.rejectedSince.get(f.meta.series) ?? 0) + 1;
-    this.rejectedSince.delete(f.meta.series);
     this.rejectedSince.set(f.meta.series, n);
-    if (this.rejectedSince.size > MAX_SERIES_COUNTERS) this.rejectedSince.delete(this.rejectedSince.keys().next().value!);
     if (veto.keep_one_in > 0 && n % veto.keep_one_in === 0) {
       f.header.reason = `prescaled keep (1 in ${veto.keep_one_in}), ${counted}`;
       return;
