@@ -25,6 +25,24 @@ export const INTEGRATION_OPTIONS: Record<string, OptionSpec> = {
 /** Per-file setup beyond the shared options (2D bins, splitting, flat...). */
 export type SetupExtras = Omit<IntegrationSetup, 'geometry' | 'shape' | 'npt' | 'unit' | 'mask' | 'flat' | 'solidAngle' | 'polarization' | 'radialRange'>;
 
+/** The shared options, checked (a UsageError names the mistake). */
+export function integrationOptions(opts: Options): { npt: number; unit: string; polarization: number | undefined } {
+  if (opts.has('poni') === opts.flag('from-header')) throw new UsageError('give exactly one of --poni and --from-header');
+  const npt = opts.number('npt');
+  if (npt === undefined) throw new UsageError('--npt is required');
+  const unit = opts.string('unit');
+  if (unit === undefined) throw new UsageError('--unit is required');
+  const polarization = opts.number('polarization');
+  if (polarization !== undefined && (polarization < -1 || polarization > 1)) throw new UsageError('--polarization must be within [-1, 1]');
+  return { npt, unit, polarization };
+}
+
+/** The geometry of --poni (read now), or undefined with --from-header. */
+export function poniOption(opts: Options): Geometry | undefined {
+  const poniFile = opts.string('poni');
+  return poniFile ? parsePoni(readNamedFile(poniFile, 'utf8'), poniFile) : undefined;
+}
+
 export class FileIntegrator {
   private readonly poni: Geometry | undefined;
   readonly npt: number;
@@ -38,18 +56,8 @@ export class FileIntegrator {
     private readonly opts: Options,
     private readonly extras: SetupExtras,
   ) {
-    if (opts.has('poni') === opts.flag('from-header')) throw new UsageError('give exactly one of --poni and --from-header');
-    const npt = opts.number('npt');
-    if (npt === undefined) throw new UsageError('--npt is required');
-    const unit = opts.string('unit');
-    if (unit === undefined) throw new UsageError('--unit is required');
-    const pol = opts.number('polarization');
-    if (pol !== undefined && (pol < -1 || pol > 1)) throw new UsageError('--polarization must be within [-1, 1]');
-    this.npt = npt;
-    this.unit = unit;
-    this.polarization = pol;
-    const poniFile = opts.string('poni');
-    this.poni = poniFile ? parsePoni(readNamedFile(poniFile, 'utf8'), poniFile) : undefined;
+    ({ npt: this.npt, unit: this.unit, polarization: this.polarization } = integrationOptions(opts));
+    this.poni = poniOption(opts);
   }
 
   /** The frame's integrator (built when the geometry or shape changes), its geometry and the set-up time. */

@@ -10,13 +10,12 @@ import { GeometryError, geometryFromCbfHeader, type Geometry } from '../geometry
 import { isHdf5Name, openNxmx, readNxmxFrame } from '../decode/nxmx';
 import { decodeImage } from '../decode/stream2';
 import type { PixelFrame } from '../native';
-import { parsePoni } from '../geometry/poni';
 import { AzimuthalIntegrator, mapSpec, type Integration, type IntegrationSetup } from '../integrate/azimuthal';
 import { loadMapSync, pruneMaps, saveMapSync, touchMapSync } from '../maps/map-cache';
 import { mapKey } from '../maps/map-key';
 import { native } from '../native';
 import { readNamedFile } from '../system/read-file';
-import { INTEGRATION_OPTIONS } from './file-integrator';
+import { INTEGRATION_OPTIONS, integrationOptions, poniOption } from './file-integrator';
 import { UsageError } from './args';
 import type { Command, Io } from './command';
 
@@ -205,13 +204,7 @@ export const integrateCommand: Command = {
   async run(opts, io: Io) {
     const files = opts.positional;
     if (files.length === 0) throw new UsageError('integrate needs at least one FILE');
-    if (opts.has('poni') === opts.flag('from-header')) throw new UsageError('give exactly one of --poni and --from-header');
-    const npt = opts.number('npt');
-    if (npt === undefined) throw new UsageError('--npt is required');
-    const unit = opts.string('unit');
-    if (unit === undefined) throw new UsageError('--unit is required');
-    const pol = opts.number('polarization');
-    if (pol !== undefined && (pol < -1 || pol > 1)) throw new UsageError('--polarization must be within [-1, 1]');
+    const { npt, unit, polarization: pol } = integrationOptions(opts);
     if (opts.has('delta-dummy') && !opts.has('dummy')) throw new UsageError('--delta-dummy needs --dummy');
     const outDir = opts.string('output');
     if (outDir !== undefined && opts.flag('json')) throw new UsageError('give at most one of --json and -o/--output');
@@ -219,8 +212,7 @@ export const integrateCommand: Command = {
     if (outDir !== undefined) mkdirSync(outDir, { recursive: true });
     const progress = outDir !== undefined ? new Progress('integrate', files.length) : undefined;
     let written = 0;
-    const poniFile = opts.string('poni');
-    const poni = poniFile ? parsePoni(readNamedFile(poniFile, 'utf8'), poniFile) : undefined;
+    const poni = poniOption(opts);
 
     const cacheDir = opts.flag('no-map-cache') ? null : (opts.string('map-cache') ?? defaultMapCache());
     let built = false;
