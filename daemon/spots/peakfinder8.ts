@@ -65,6 +65,19 @@ export function radiusMapFromPoni(width: number, height: number, g: PoniLike): F
   return radiusMap(width, height, beamCentreFromPoni(g));
 }
 
+/** Output arrays for up to `m` peaks, filled by the native find(). */
+export function peakBuffers(m: number): NativePeakfinder8Out {
+  return {
+    fs: new Float32Array(m),
+    ss: new Float32Array(m),
+    intensity: new Float32Array(m),
+    maxIntensity: new Float32Array(m),
+    sigma: new Float32Array(m),
+    snr: new Float32Array(m),
+    pixels: new Int32Array(m),
+  };
+}
+
 export class Peakfinder8 {
   readonly width: number;
   readonly height: number;
@@ -78,16 +91,7 @@ export class Peakfinder8 {
     this.width = width;
     this.height = height;
     this.params = { ...params };
-    const m = params.maxNumPeaks;
-    this.out = {
-      fs: new Float32Array(m),
-      ss: new Float32Array(m),
-      intensity: new Float32Array(m),
-      maxIntensity: new Float32Array(m),
-      sigma: new Float32Array(m),
-      snr: new Float32Array(m),
-      pixels: new Int32Array(m),
-    };
+    this.out = peakBuffers(params.maxNumPeaks);
   }
 
   find(frame: Float32Array | Int32Array): Peakfinder8Peaks {

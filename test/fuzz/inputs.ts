@@ -5,6 +5,7 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { native, type FrameOptions, type IntegratorOptions } from '../../daemon/native';
+import { peakBuffers } from '../../daemon/spots/peakfinder8';
 import { repoRoot } from '../helpers/data';
 
 export const FUZZ_DIR = path.join(repoRoot, 'native', 'fuzz');
@@ -273,20 +274,11 @@ function peakfinder8(input: Uint8Array): void {
     radius[i] = Math.sqrt(Math.fround(Math.fround(dx * dx) + Math.fround(dy * dy)));
   }
   const pf = new native.Peakfinder8(w, h, radius, mask, params);
-  const m = params.maxNumPeaks;
-  const outs = [0, 1].map(() => ({
-    fs: new Float32Array(m),
-    ss: new Float32Array(m),
-    intensity: new Float32Array(m),
-    maxIntensity: new Float32Array(m),
-    sigma: new Float32Array(m),
-    snr: new Float32Array(m),
-    pixels: new Int32Array(m),
-  }));
+  const outs = [0, 1].map(() => peakBuffers(params.maxNumPeaks));
   const found = outs.map((o) => pf.find(frame, o));
   check(found[0] === found[1], 'a second find() counts differently');
   const [a, b] = outs as [(typeof outs)[0], (typeof outs)[0]];
-  for (let k = 0; k < Math.min(found[0]!, m); k++) {
+  for (let k = 0; k < Math.min(found[0]!, params.maxNumPeaks); k++) {
     check(a.fs[k] === b.fs[k] && a.ss[k] === b.ss[k] && a.intensity[k] === b.intensity[k] && a.pixels[k] === b.pixels[k], 'a second find() differs');
     check(a.pixels[k]! >= params.minPixCount && a.pixels[k]! <= params.maxPixCount, 'peak size outside min..max');
     check(a.snr[k]! >= params.minSnr, 'peak below min_snr');
