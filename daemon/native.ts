@@ -313,8 +313,14 @@ interface Addon {
   Integrator: new (options: IntegratorOptions | { map: Uint8Array }) => NativeIntegrator;
   /** The map blob (header, sums, per-pixel bins or split entries), built on the calling thread. */
   buildMap(spec: NativeMapSpec): Buffer;
-  /** Same, on a libuv thread; ms: the build's own time. */
-  buildMapAsync(spec: NativeMapSpec, cb: (err: Error | null, blob: Buffer, ms: number) => void): void;
+  /** Bytes of the map when it can be built in place (no splitting), else 0. */
+  mapBytes(spec: NativeMapSpec): number;
+  /**
+   * Same, on a libuv thread; ms: the build's own time. With a target
+   * (zero-filled, mapBytes(spec) long, on a SharedArrayBuffer) the map is
+   * built straight into it and blob is null.
+   */
+  buildMapAsync(spec: NativeMapSpec, target: Uint8Array | null, cb: (err: Error | null, blob: Buffer | null, ms: number) => void): void;
   /** '' when the blob is a well-formed map (and its checksum matches, when asked), else what is wrong. */
   checkMap(blob: Uint8Array, checksum?: boolean): string;
   /** Reads a cache file into target (exactly its size) and verifies it, off the main thread; '' when usable. */

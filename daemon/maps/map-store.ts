@@ -118,33 +118,40 @@ export class MapStore {
 
   private async build(key: string, spec: NativeMapSpec): Promise<Uint8Array> {
     const t0 = performance.now();
-    let built: Buffer, ms: number;
+    // Into shared memory once; every worker then reads this copy. A map
+    // without splitting has a size known beforehand and is built straight
+    // into it (no copy on the main thread); others are copied once.
+    const bytes = native.mapBytes(spec);
+    let blob = bytes > 0 ? new Uint8Array(new SharedArrayBuffer(bytes)) : undefined;
+    let ms: number;
     try {
-      [built, ms] = await new Promise<[Buffer, number]>((resolve, reject) =>
-        native.buildMapAsync({ ...spec, threads: this.opts.buildThreads }, (err, blob, buildMs) => (err ? reject(err) : resolve([blob, buildMs]))),
+      let built: Buffer | null;
+      [built, ms] = await new Promise<[Buffer | null, number]>((resolve, reject) =>
+        native.buildMapAsync({ ...spec, threads: this.opts.buildThreads }, blob ?? null, (err, b, buildMs) => (err ? reject(err) : resolve([b, buildMs]))),
       );
+      if (!blob) {
+        blob = new Uint8Array(new SharedArrayBuffer(built!.byteLength));
+        blob.set(built!);
+      }
     } catch (e) {
       this.counters.failures++;
       this.failed.set(key, e as Error);
       this.opts.event('error', 'map_build_failed', `map ${key.slice(0, 12)} could not be built: ${(e as Error).message}`, { key, error: (e as Error).message });
       throw e;
     }
-    // Into shared memory once; every worker then reads this copy.
-    const blob = new Uint8Array(new SharedArrayBuffer(built.byteLength));
-    blob.set(built);
     const total = performance.now() - t0;
     this.counters.builds++;
     this.counters.build_ms_total += ms;
     this.counters.build_ms_last = Math.round(ms * 10) / 10;
-    this.opts.event('info', 'map_build', `map ${key.slice(0, 12)} built in ${ms.toFixed(0)} ms (${spec.rows}x${spec.cols}, ${spec.bins0}${spec.twoD ? `x${spec.bins1}` : ''} bins, ${spec.split ? 'bbox' : 'no'} splitting, ${(built.byteLength / 1048576).toFixed(1)} MiB)`, {
+    this.opts.event('info', 'map_build', `map ${key.slice(0, 12)} built in ${ms.toFixed(0)} ms (${spec.rows}x${spec.cols}, ${spec.bins0}${spec.twoD ? `x${spec.bins1}` : ''} bins, ${spec.split ? 'bbox' : 'no'} splitting, ${(blob.byteLength / 1048576).toFixed(1)} MiB)`, {
       key,
       build_ms: Math.round(ms * 10) / 10,
       total_ms: Math.round(total * 10) / 10,
-      bytes: built.byteLength,
+      bytes: blob.byteLength,
     });
     const dir = this.opts.directory;
     if (dir) {
-      const w = saveMap(dir, key, built)
+      const w = saveMap(dir, key, blob)
         .then(() => pruneMaps(dir, this.opts.diskBytes, key))
         .then(
           () => {},

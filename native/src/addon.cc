@@ -1203,15 +1203,30 @@ Napi::Value BuildMap(const Napi::CallbackInfo& info) {
   return guarded(env, [&]() -> Napi::Value { return blob_to_js(env, build_pixel_map(spec)); });
 }
 
-// buildMapAsync(spec, callback(error | null, blob, ms)): on a libuv thread, so
-// the main thread's event loop goes on while a 6M-pixel map is built.
+// mapBytes(spec) -> the size of the map when it can be built in place
+// (buildMapAsync with a target), else 0.
+Napi::Value MapBytes(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  MapSpec spec = map_spec(env, info[0]);
+  return Napi::Number::New(env, static_cast<double>(map_bytes_in_place(spec)));
+}
+
+// buildMapAsync(spec, target | null, callback(error | null, blob | null, ms)):
+// on a libuv thread, so the main thread's event loop goes on while a
+// 6M-pixel map is built. With a target (zero-filled, mapBytes(spec) long, on
+// a SharedArrayBuffer the caller keeps) the map is built straight into it and
+// blob is null; without, blob is a new Buffer.
 class MapBuildWorker : public Napi::AsyncWorker {
  public:
-  MapBuildWorker(Napi::Function cb, MapSpec spec) : Napi::AsyncWorker(cb), spec_(std::move(spec)) {}
+  MapBuildWorker(Napi::Function cb, MapSpec spec, Napi::Value target, uint8_t* data, size_t len)
+      : Napi::AsyncWorker(cb), spec_(std::move(spec)), data_(data), len_(len) {
+    if (data_) target_ = Napi::Persistent(target);
+  }
   void Execute() override {
     const auto t0 = std::chrono::steady_clock::now();
     try {
-      blob_ = build_pixel_map(spec_);
+      if (data_) build_pixel_map_into(spec_, data_, len_);
+      else blob_ = build_pixel_map(spec_);
     } catch (const std::exception& e) {
       SetError(e.what());
     }
@@ -1219,20 +1234,29 @@ class MapBuildWorker : public Napi::AsyncWorker {
   }
   void OnOK() override {
     Napi::Env env = Env();
-    Callback().Call({env.Null(), blob_to_js(env, std::move(blob_)), Napi::Number::New(env, ms_)});
+    Callback().Call({env.Null(), data_ ? env.Null() : blob_to_js(env, std::move(blob_)), Napi::Number::New(env, ms_)});
   }
 
  private:
   MapSpec spec_;
+  Napi::Reference<Napi::Value> target_;
+  uint8_t* data_;
+  size_t len_;
   std::vector<uint8_t> blob_;
   double ms_ = 0;
 };
 
 Napi::Value BuildMapAsync(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 2 || !info[1].IsFunction()) throw Napi::TypeError::New(env, "buildMapAsync(spec, callback)");
+  if (info.Length() < 3 || !info[2].IsFunction()) throw Napi::TypeError::New(env, "buildMapAsync(spec, target | null, callback)");
   MapSpec spec = map_spec(env, info[0]);
-  (new MapBuildWorker(info[1].As<Napi::Function>(), std::move(spec)))->Queue();
+  uint8_t* data = nullptr;
+  size_t len = 0;
+  if (!info[1].IsNull() && !info[1].IsUndefined()) {
+    std::tie(data, len) = typed_bytes(env, info[1], "target");
+    if (len != map_bytes_in_place(spec)) throw Napi::RangeError::New(env, "target must be mapBytes(spec) bytes long");
+  }
+  (new MapBuildWorker(info[2].As<Napi::Function>(), std::move(spec), info[1], data, len))->Queue();
   return env.Undefined();
 }
 
@@ -1305,7 +1329,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("byteOffsetEncode", Napi::Function::New(env, ByteOffsetEncode));
   exports.Set("pixelArrays", Napi::Function::New(env, PixelArraysJs));
   exports.Set("Integrator", IntegratorWrap::Define(env));
-  exports.Set("buildMap", Napi::Function::New(env, BuildMap));  // geometry map store
+  exports.Set("buildMap", Napi::Function::New(env, BuildMap));
+  exports.Set("mapBytes", Napi::Function::New(env, MapBytes));  // geometry map store
   exports.Set("buildMapAsync", Napi::Function::New(env, BuildMapAsync));
   exports.Set("checkMap", Napi::Function::New(env, CheckMap));
   exports.Set("loadMapAsync", Napi::Function::New(env, LoadMapAsync));

@@ -21,4 +21,20 @@ inline bool cpu_has_avx2() {
 #endif
 }
 
+// AVX-512F as well (BEAMEDGE_KERNELS=avx2 stops at AVX2, so tests on such a
+// CPU can compare all three paths).
+inline bool cpu_has_avx512() {
+#if defined(__x86_64__) && defined(__GNUC__)
+  static const bool has = [] {
+    if (!cpu_has_avx2()) return false;
+    const char* force = std::getenv("BEAMEDGE_KERNELS");
+    if (force && std::string_view(force) == "avx2") return false;
+    return __builtin_cpu_supports("avx512f") != 0;
+  }();
+  return has;
+#else
+  return false;
+#endif
+}
+
 }  // namespace beamedge

@@ -25,13 +25,6 @@ struct PixelArrays {
   std::vector<double> chi_delta;
   std::vector<float> solid_angle;    // relative: cos^3(alpha)
   std::vector<float> polarization;   // only when a factor is given
-  // > 0 (the fast path): `radial` is empty and `radial_approx` holds float
-  // approximations within this relative error of the exact values
-  // (exact_radial gives those); `norm` is solid angle x polarization (each
-  // exact, as the reference rounds them) and those two stay empty; chi is exact.
-  double radial_rel_err = 0;
-  std::vector<float> radial_approx;
-  std::vector<float> norm;
 };
 
 struct PixelArrayRequest {
@@ -41,13 +34,20 @@ struct PixelArrayRequest {
   bool solid_angle = false;
   bool polarization = false;
   double polarization_factor = 0;
-  // Allows approximate radial values (see PixelArrays::radial_rel_err): the map
-  // builder certifies each pixel's bin and evaluates exactly where unsure.
-  bool approximate_radial = false;
 };
 
 // threads: rows are shared out between this many threads (results do not depend on it).
 PixelArrays compute_pixel_arrays(const Geometry& g, size_t rows, size_t cols, const PixelArrayRequest& req, int threads = 1);
+
+// The fast path, one row i of a detector `cols` wide (vectorised: sqrt and
+// one division per pixel instead of atan2, sin, cos and pow): a float
+// approximation of each pixel's radial value, within fast_radial_rel_err
+// (relative) of exact_radial's, for the map builder to certify; when the
+// request has solid angle or polarization, their float32 product into `norm`,
+// exactly as the reference rounds each; when `chi` is given, exact chi.
+bool fast_radial_supported(RadialKind kind);
+double fast_radial_rel_err(RadialKind kind);
+void fast_pixel_row(const Geometry& g, size_t cols, const PixelArrayRequest& req, size_t i, float* radial, float* norm, double* chi);
 
 // The exact (pyFAI-rounded) radial value of pixel (i, j).
 double exact_radial(const Geometry& g, RadialKind kind, size_t i, size_t j);

@@ -227,6 +227,37 @@ std::string check_map(const uint8_t* blob, size_t len, bool checksum) {
   return "";
 }
 
+DirectLayout layout_direct_map(size_t npix, int bins0, int bins1, bool two_d, bool has_norm) {
+  DirectLayout d;
+  d.bins = static_cast<size_t>(bins0) * bins1;
+  MapHeader& h = d.header;
+  h.magic = kMapMagic;
+  h.version = kMapVersion;
+  h.npix = npix;
+  h.bins0 = bins0;
+  h.bins1 = bins1;
+  // Unmapped pixels point at an extra "discard" bin, so the per-frame loop needs no branch for them.
+  const bool narrow = d.bins < 0xFFFF;
+  h.flags = kMapDirect | (two_d ? kMapTwoD : 0) | (has_norm ? kMapNorm : 0) | (narrow ? kMapIndex16 : 0);
+  Layout lay;
+  h.static_norm = lay.take(d.bins * 8);
+  h.static_count = lay.take(d.bins * 8);
+  if (has_norm) h.norm = lay.take(npix * 4);
+  h.bins = lay.take(npix * (narrow ? 2 : 4));
+  h.total_bytes = d.bytes = lay.at;
+  return d;
+}
+
+void seal_direct_map(uint8_t* blob, const DirectLayout& lay, const Axis& axis0, const Axis& axis1, uint64_t mapped) {
+  MapHeader h = lay.header;
+  put_axis(h.axis0, axis0);
+  put_axis(h.axis1, axis1);
+  h.mapped = mapped;
+  std::memcpy(blob, &h, sizeof h);
+  h.checksum = map_checksum(blob, lay.bytes);
+  std::memcpy(blob, &h, sizeof h);
+}
+
 std::vector<uint8_t> build_map(const MapInputs& in) {
   const bool decided = in.bin0 && in.has_range0 && !in.dpos0;
   if (!in.pos0 && !decided) throw std::invalid_argument("radial positions are required");
@@ -265,31 +296,16 @@ std::vector<uint8_t> build_map(const MapInputs& in) {
   }
   const size_t nb = static_cast<size_t>(axis0.bins) * axis1.bins;
   if (nb >= kUnmapped) throw std::invalid_argument("too many bins");
-  std::vector<double> static_norm(nb, 0.0), static_count(nb, 0.0);
   auto norm_of = [&](size_t i) { return in.norm ? static_cast<double>(in.norm[i]) : 1.0; };
-
-  MapHeader h{};
-  h.magic = kMapMagic;
-  h.version = kMapVersion;
-  h.npix = in.npix;
-  h.bins0 = axis0.bins;
-  h.bins1 = axis1.bins;
-  put_axis(h.axis0, axis0);
-  put_axis(h.axis1, axis1);
-  h.flags = (split ? 0 : kMapDirect) | (two_d ? kMapTwoD : 0) | (in.norm ? kMapNorm : 0);
-  Layout lay;
-  h.static_norm = lay.take(nb * 8);
-  h.static_count = lay.take(nb * 8);
-  if (in.norm) h.norm = lay.take(in.npix * 4);
   std::vector<uint8_t> blob;
 
   if (!split) {
-    // Unmapped pixels point at an extra "discard" bin, so the per-frame loop needs no branch for them.
-    const bool narrow = nb < 0xFFFF;
-    if (narrow) h.flags |= kMapIndex16;
-    h.bins = lay.take(in.npix * (narrow ? 2 : 4));
-    h.total_bytes = lay.at;
-    blob.assign(lay.at, 0);
+    const DirectLayout lay = layout_direct_map(in.npix, axis0.bins, axis1.bins, two_d, in.norm != nullptr);
+    blob.assign(lay.bytes, 0);
+    const MapHeader& h = lay.header;
+    double* static_norm = reinterpret_cast<double*>(blob.data() + h.static_norm);
+    double* static_count = reinterpret_cast<double*>(blob.data() + h.static_count);
+    const bool narrow = h.flags & kMapIndex16;
     uint16_t* m16 = reinterpret_cast<uint16_t*>(blob.data() + h.bins);
     uint32_t* m32 = reinterpret_cast<uint32_t*>(blob.data() + h.bins);
     size_t mapped = 0;
@@ -326,8 +342,26 @@ std::vector<uint8_t> build_map(const MapInputs& in) {
       static_norm[cur] = run_norm;
       static_count[cur] = run_count;
     }
-    h.mapped = mapped;
-  } else {
+    if (in.norm) std::memcpy(blob.data() + h.norm, in.norm, in.npix * 4);
+    seal_direct_map(blob.data(), lay, axis0, axis1, mapped);
+    return blob;
+  }
+
+  MapHeader h{};
+  h.magic = kMapMagic;
+  h.version = kMapVersion;
+  h.npix = in.npix;
+  h.bins0 = axis0.bins;
+  h.bins1 = axis1.bins;
+  put_axis(h.axis0, axis0);
+  put_axis(h.axis1, axis1);
+  h.flags = (two_d ? kMapTwoD : 0) | (in.norm ? kMapNorm : 0);
+  Layout lay;
+  h.static_norm = lay.take(nb * 8);
+  h.static_count = lay.take(nb * 8);
+  if (in.norm) h.norm = lay.take(in.npix * 4);
+  std::vector<double> static_norm(nb, 0.0), static_count(nb, 0.0);
+  {
     std::vector<uint32_t> ptr(in.npix + 1, 0), ebin;
     std::vector<float> eweight;
     std::vector<std::pair<int, double>> s0, s1;

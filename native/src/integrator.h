@@ -127,6 +127,18 @@ constexpr size_t kCheckpoint = 4096;
 
 // Builds the blob of a map (throws std::invalid_argument on bad inputs).
 std::vector<uint8_t> build_map(const MapInputs& in);
+
+// A direct (no splitting) map laid out before its contents are known, so a
+// builder can write its sections in place (the norm and bins sections, and
+// the static per-bin sums) into zero-filled memory of `bytes`, then seal it.
+struct DirectLayout {
+  MapHeader header{};  // flags and section offsets; seal_direct_map adds the rest
+  size_t bytes = 0;
+  size_t bins = 0;     // bins0 x bins1: the index of the discard bin
+};
+DirectLayout layout_direct_map(size_t npix, int bins0, int bins1, bool two_d, bool has_norm);
+// Writes the header (axes, mapped pixels, checksum of the body) into blob.
+void seal_direct_map(uint8_t* blob, const DirectLayout& lay, const Axis& axis0, const Axis& axis1, uint64_t mapped);
 // Checksum of a blob's body (what follows the header).
 uint64_t map_checksum(const uint8_t* blob, size_t len);
 // Empty string when `blob` is a well-formed map (checksum included when

@@ -27,38 +27,9 @@
 #include <memory>
 #include <new>
 #include <stdexcept>
-#if defined(__linux__)
-#include <sys/mman.h>
-#endif
 
 namespace beamedge {
 
-namespace {
-constexpr size_t kHuge = size_t(1) << 21;
-}
-
-template <typename T>
-T* HugePageAlloc<T>::allocate(size_t n) {
-  const size_t bytes = n * sizeof(T);
-  if (bytes < kHuge) return std::allocator<T>().allocate(n);
-  const size_t sz = (bytes + kHuge - 1) & ~(kHuge - 1);
-  void* p = std::aligned_alloc(kHuge, sz);
-  if (!p) throw std::bad_alloc();
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-  madvise(p, sz, MADV_HUGEPAGE);  // advice only: fine if refused
-#endif
-  return static_cast<T*>(p);
-}
-
-template <typename T>
-void HugePageAlloc<T>::deallocate(T* p, size_t n) {
-  if (n * sizeof(T) < kHuge)
-    std::allocator<T>().deallocate(p, n);
-  else
-    std::free(p);
-}
-
-template struct HugePageAlloc<float>;
 
 namespace {
 inline int rint_int(float v) { return static_cast<int>(std::rint(v)); }

@@ -12,24 +12,9 @@
 #include <cstdint>
 #include <vector>
 
-namespace beamedge {
+#include "huge_pages.h"
 
-// Allocator for the large per-frame scatter target: 2 MiB aligned and
-// marked for transparent huge pages (Linux), so writes to many streams at
-// once do not miss the TLB; plain allocation elsewhere.
-template <typename T>
-struct HugePageAlloc {
-  using value_type = T;
-  HugePageAlloc() = default;
-  template <typename U>
-  HugePageAlloc(const HugePageAlloc<U>&) {}
-  T* allocate(size_t n);
-  void deallocate(T* p, size_t n);
-  template <typename U>
-  bool operator==(const HugePageAlloc<U>&) const { return true; }
-  template <typename U>
-  bool operator!=(const HugePageAlloc<U>&) const { return false; }
-};
+namespace beamedge {
 
 struct Pf8Params {
   float adc_thresh = 0;

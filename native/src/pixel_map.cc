@@ -2,16 +2,20 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <stdexcept>
 #include <thread>
+
+#include "cpu.h"
+#include "huge_pages.h"
 
 namespace beamedge {
 namespace {
 
-// Runs f(k0, k1) on bands of [0, n) on up to `threads` threads.
+// Runs f(k0, k1) on bands of [0, n) on up to `threads` threads, bands no smaller than `grain`.
 template <typename F>
-void parallel_range(size_t n, int threads, F&& f) {
-  const size_t t = std::max<size_t>(1, std::min<size_t>(threads < 1 ? 1 : size_t(threads), n / 65536 + 1));
+void parallel_range(size_t n, int threads, size_t grain, F&& f) {
+  const size_t t = std::max<size_t>(1, std::min<size_t>(threads < 1 ? 1 : size_t(threads), n / grain + 1));
   std::vector<std::thread> pool;
   const size_t band = (n + t - 1) / t;
   for (size_t i = 1; i < t; ++i) {
@@ -22,104 +26,267 @@ void parallel_range(size_t n, int threads, F&& f) {
   for (auto& th : pool) th.join();
 }
 
-struct Certified {
-  std::vector<int32_t> bins;  // radial bin of each unmasked pixel, -1 outside
-  double lo = 0, hi = 0;      // exact extremes of the unmasked pixels
+bool in_place(const MapSpec& s) { return !s.reference && !s.request.corners && fast_radial_supported(s.request.radial); }
+
+bool has_norm(const MapSpec& s) { return s.request.solid_angle || s.request.polarization || !s.flat.empty(); }
+
+void check_spec(const MapSpec& s) {
+  const size_t n = s.rows * s.cols;
+  if (!s.mask.empty() && s.mask.size() != n) throw std::invalid_argument("mask does not match the frame shape");
+  if (!s.flat.empty() && s.flat.size() != n) throw std::invalid_argument("flat does not match the frame shape");
+}
+
+// Certifies a chunk's radial bins (see build_direct) in float, 8 or 16 lanes
+// at a time: out[j] is the bin, -1 outside or masked, kUnsure where the exact
+// value must decide. The same IEEE operations whatever the width, so every
+// kernel gives the same chunk.
+constexpr int32_t kUnsure = -2;
+struct BinTest {
+  float min, inv_delta, w, top, bins;
 };
 
-// The fast geometry gives radial values within rel_err of the exact ones. A
-// pixel's bin is a monotone function of its value (subtract, divide,
-// truncate), so when every value within that error falls in the same bin the
-// approximation decides it exactly; the few pixels close to a bin edge, and
-// the ones that could be the range's minimum or maximum, get their exact
-// value. The map is then the one the exact values give, bit for bit.
-Certified certify_radial(const MapSpec& s, const PixelArrays& a) {
-  const double e = 2 * a.radial_rel_err;  // twice the bound: the checks below round too
-  const size_t n = s.rows * s.cols;
-  const float* x = a.radial_approx.data();
+__attribute__((always_inline)) inline int32_t certify_one(const BinTest& t, float x, int masked) {
+  const float f = (x - t.min) * t.inv_delta;
+  // f > w: truncation is floor (std::floor is a libm call on baseline x86-64).
+  const int32_t b = static_cast<int32_t>(std::min(std::max(f, -2.0f), t.top));
+  const float fb = static_cast<float>(b);
+  // Bitwise, not short-circuit: no branches, so the loop vectorises.
+  const int sure = (f > t.w) & (f < t.top) & (f - fb > t.w) & (fb + 1.0f - f > t.w);
+  const int out_of_range = (f + t.w <= -1.0f) | (f - t.w >= t.bins);
+  return (masked | out_of_range) ? -1 : (sure ? b : kUnsure);
+}
+
+#define CERTIFY_BODY                                                                  \
+  if (mask)                                                                           \
+    for (size_t j = 0; j < len; ++j) out[j] = certify_one(t, x[j], mask[j] != 0);     \
+  else                                                                                \
+    for (size_t j = 0; j < len; ++j) out[j] = certify_one(t, x[j], 0);
+
+__attribute__((target("avx512f,avx512bw,avx512vl"))) void certify_avx512(const BinTest& t, const float* x, const uint8_t* mask, size_t len, int32_t* out) {
+  CERTIFY_BODY
+}
+__attribute__((target("avx2"))) void certify_avx2(const BinTest& t, const float* x, const uint8_t* mask, size_t len, int32_t* out) {
+  CERTIFY_BODY
+}
+void certify_base(const BinTest& t, const float* x, const uint8_t* mask, size_t len, int32_t* out) { CERTIFY_BODY }
+#undef CERTIFY_BODY
+
+using CertifyKernel = void (*)(const BinTest&, const float*, const uint8_t*, size_t, int32_t*);
+CertifyKernel certify_kernel() { return cpu_has_avx512() ? certify_avx512 : (cpu_has_avx2() ? certify_avx2 : certify_base); }
+
+// A direct map from the fast geometry. Its float radial approximations are
+// within rel_err of the exact values; a pixel's bin is a monotone function of
+// its value (subtract, divide, truncate), so when every value within that
+// error falls in the same bin the approximation decides it exactly. The few
+// pixels close to a bin edge, and the ones that could be the range's minimum
+// or maximum, get their exact value. The map is then the one the exact values
+// give, bit for bit (tests compare it with the reference build byte for byte).
+//
+// Passes, each over memory written once: (1) per row, the geometry into a
+// scratch array of radial values and straight into the blob's norm section,
+// with each row's extremes; (2) the exact extremes, from the rows that can
+// hold them; (3) bins, certified in cache-sized chunks, into the blob; (4)
+// the static per-bin sums in pixel order (the order the reference adds in).
+void build_direct(const MapSpec& s, uint8_t* blob, size_t bytes) {
+  const size_t rows = s.rows, cols = s.cols, n = rows * cols;
+  const DirectLayout lay = layout_direct_map(n, s.axis0.bins, s.axis1.bins, s.two_d, has_norm(s));
+  if (bytes != lay.bytes) throw std::invalid_argument("map buffer has the wrong size");
+  const MapHeader& h = lay.header;
+  const size_t nb = lay.bins;
+  if (nb >= (size_t(1) << 31)) throw std::invalid_argument("too many bins");
   const uint8_t* mask = s.mask.empty() ? nullptr : s.mask.data();
-  auto exact = [&](size_t k) { return exact_radial(s.geometry, s.request.radial, k / s.cols, k % s.cols); };
-  Certified c;
-  // Candidates for the extremes: any pixel whose exact value could be below
+  const float* flat = s.flat.empty() ? nullptr : s.flat.data();
+  float* norm = (h.flags & kMapNorm) ? reinterpret_cast<float*>(blob + h.norm) : nullptr;
+  const bool geo_norm = s.request.solid_angle || s.request.polarization;
+  PixelArrayRequest req = s.request;
+  req.chi = s.two_d;
+
+  auto x_store = huge_array<float>(n);
+  float* x = x_store.get();
+  std::unique_ptr<double[], FreeDeleter> chi_store;
+  if (s.two_d) chi_store = huge_array<double>(n);
+  double* chi = chi_store.get();
+  // Per row: extremes of the unmasked radial approximations (and of chi, exact).
+  std::vector<float> row_lo(rows), row_hi(rows);
+  std::vector<double> row_lo1(s.two_d ? rows : 0), row_hi1(s.two_d ? rows : 0);
+
+  // (1) Geometry.
+  parallel_range(rows, s.threads, 64, [&](size_t r0, size_t r1) {
+    std::vector<float> scratch(geo_norm && !norm ? cols : 0);
+    for (size_t i = r0; i < r1; ++i) {
+      const size_t k0 = i * cols;
+      float* xr = x + k0;
+      float* nr = norm ? norm + k0 : scratch.data();
+      fast_pixel_row(s.geometry, cols, req, i, xr, geo_norm ? nr : nullptr, chi ? chi + k0 : nullptr);
+      if (flat) {
+        // The flat multiplies the float32 product, as the reference's normalisation does.
+        if (geo_norm)
+          for (size_t j = 0; j < cols; ++j) nr[j] *= flat[k0 + j];
+        else
+          std::memcpy(nr, flat + k0, cols * 4);
+      }
+      // Branch-free (masked pixels read as +-inf), so it vectorises.
+      float lo = INFINITY, hi = -INFINITY;
+      const uint8_t* m = mask ? mask + k0 : nullptr;
+      if (m)
+        for (size_t j = 0; j < cols; ++j) {
+          lo = std::min(lo, m[j] ? INFINITY : xr[j]);
+          hi = std::max(hi, m[j] ? -INFINITY : xr[j]);
+        }
+      else
+        for (size_t j = 0; j < cols; ++j) {
+          lo = std::min(lo, xr[j]);
+          hi = std::max(hi, xr[j]);
+        }
+      row_lo[i] = lo;
+      row_hi[i] = hi;
+      if (chi) {
+        double lo1 = INFINITY, hi1 = -INFINITY;
+        for (size_t j = 0; j < cols; ++j) {
+          if (m && m[j]) continue;
+          lo1 = std::min(lo1, chi[k0 + j]);
+          hi1 = std::max(hi1, chi[k0 + j]);
+        }
+        row_lo1[i] = lo1;
+        row_hi1[i] = hi1;
+      }
+    }
+  });
+
+  // (2) Exact extremes. Candidates: any pixel whose exact value could be below
   // the smallest upper bound (or above the largest lower bound).
-  float lo_f = INFINITY, hi_f = -INFINITY;
-  // Branch-free (masked pixels read as +-inf), so it vectorises.
-  if (mask)
-    for (size_t k = 0; k < n; ++k) {
-      lo_f = std::min(lo_f, mask[k] ? INFINITY : x[k]);
-      hi_f = std::max(hi_f, mask[k] ? -INFINITY : x[k]);
-    }
-  else
-    for (size_t k = 0; k < n; ++k) {
-      lo_f = std::min(lo_f, x[k]);
-      hi_f = std::max(hi_f, x[k]);
-    }
+  const double e = 2 * fast_radial_rel_err(s.request.radial);  // twice the bound: the checks below round too
+  const float lo_f = *std::min_element(row_lo.begin(), row_lo.end()), hi_f = *std::max_element(row_hi.begin(), row_hi.end());
   if (!(lo_f <= hi_f)) throw std::invalid_argument("every pixel is masked");
+  auto exact = [&](size_t k) { return exact_radial(s.geometry, s.request.radial, k / cols, k % cols); };
   const double lo_up = lo_f + e * std::fabs(lo_f), hi_down = hi_f - e * std::fabs(hi_f);
-  c.lo = INFINITY;
-  c.hi = -INFINITY;
   // A float compare first: candidates are rare, the exact test runs on few.
   const float lo_pre = static_cast<float>(lo_up * (1 + 4 * e)), hi_pre = static_cast<float>(hi_down * (1 - 4 * e));
-  for (size_t k = 0; k < n; ++k) {
-    if (__builtin_expect(!(x[k] <= lo_pre || x[k] >= hi_pre), 1)) continue;
-    if (mask && mask[k]) continue;
-    const double xk = x[k], m = e * std::fabs(xk);
-    if (xk - m <= lo_up || xk + m >= hi_down) {
-      const double v = exact(k);
-      c.lo = std::min(c.lo, v);
-      c.hi = std::max(c.hi, v);
+  double lo = INFINITY, hi = -INFINITY;
+  for (size_t i = 0; i < rows; ++i) {
+    if (!(row_lo[i] <= lo_pre || row_hi[i] >= hi_pre)) continue;
+    for (size_t k = i * cols; k < (i + 1) * cols; ++k) {
+      if (!(x[k] <= lo_pre || x[k] >= hi_pre) || (mask && mask[k])) continue;
+      const double xk = x[k], m = e * std::fabs(xk);
+      if (xk - m <= lo_up || xk + m >= hi_down) {
+        const double v = exact(k);
+        lo = std::min(lo, v);
+        hi = std::max(hi, v);
+      }
     }
   }
-  const Axis axis = resolve_axis(s.axis0, c.lo, c.hi);
-  const double inv_delta = 1.0 / axis.delta;
-  constexpr double u = 2.220446049250313e-16;
-  // One bound for every pixel (the largest any pixel needs), so the test is
-  // branch-free: how far the exact value's coordinate can be from the
-  // approximation's, plus the rounding of both (multiplying by the inverse
-  // differs from pyFAI's division by a few ulp of f).
-  const double big = std::max(std::fabs(c.lo), std::fabs(c.hi));
-  const double w = (2 * e * big + 4 * u * (big + std::fabs(axis.min))) * inv_delta + 8 * u * axis.bins;
-  const double top = axis.bins - w;
-  c.bins.resize(n);
-  constexpr int32_t kUnsure = -2;
-  parallel_range(n, s.threads, [&](size_t k0, size_t k1) {
-    int32_t* out = c.bins.data();
-    for (size_t k = k0; k < k1; ++k) {
-      const double f = (static_cast<double>(x[k]) - axis.min) * inv_delta;
-      // f > w: truncation is floor (std::floor is a libm call on baseline x86-64).
-      const int32_t b = static_cast<int32_t>(std::min(std::max(f, -2.0), top));
-      // Bitwise, not short-circuit: no branches, so the loop vectorises.
-      const int sure = (f > w) & (f < top) & (f - b > w) & (b + 1 - f > w);
-      const int out_of_range = (f + w <= -1) | (f - w >= axis.bins);
-      const int masked = mask ? mask[k] != 0 : 0;
-      out[k] = (masked | out_of_range) ? -1 : (sure ? b : kUnsure);
+  const Axis axis0 = resolve_axis(s.axis0, lo, hi);
+  Axis axis1;
+  if (s.two_d) {
+    AxisSpec s1 = s.axis1;
+    s1.allow_negative = true;
+    const double lo1 = *std::min_element(row_lo1.begin(), row_lo1.end()), hi1 = *std::max_element(row_hi1.begin(), row_hi1.end());
+    axis1 = resolve_axis(s1, std::max(lo1, -kPi32), std::min(hi1, kPi32));
+  }
+
+  // (3) Bins. One bound for every pixel (the largest any pixel needs), so the
+  // test is branch-free: how far the exact value's coordinate can be from the
+  // approximation's (e), the float arithmetic of the test (a few float ulp of
+  // its operands and of f), and pyFAI's own rounding of the exact value's
+  // coordinate (a few double ulp).
+  const double inv_delta = 1.0 / axis0.delta;
+  constexpr double u = 2.220446049250313e-16, u32 = 5.9604644775390625e-08;
+  const double big = std::max(std::fabs(lo), std::fabs(hi)), span = big + std::fabs(axis0.min);
+  const double w = (e * big + 5 * u32 * span + 4 * u * span) * inv_delta + 8 * u * axis0.bins + 4 * u32 * (axis0.bins + 2);
+  BinTest test;
+  test.min = static_cast<float>(axis0.min);
+  test.inv_delta = static_cast<float>(inv_delta);
+  test.w = std::nextafter(static_cast<float>(w), INFINITY);
+  test.top = std::nextafter(static_cast<float>(axis0.bins - w), -INFINITY);
+  test.bins = static_cast<float>(axis0.bins);
+  const CertifyKernel certify = certify_kernel();
+  const bool narrow = h.flags & kMapIndex16;
+  uint16_t* b16 = reinterpret_cast<uint16_t*>(blob + h.bins);
+  uint32_t* b32 = reinterpret_cast<uint32_t*>(blob + h.bins);
+  constexpr size_t kChunk = 4096;
+  parallel_range((n + kChunk - 1) / kChunk, s.threads, 16, [&](size_t c0, size_t c1) {
+    int32_t out[kChunk];
+    for (size_t c = c0; c < c1; ++c) {
+      const size_t k0 = c * kChunk, len = std::min(kChunk, n - k0);
+      certify(test, x + k0, mask ? mask + k0 : nullptr, len, out);
+      for (size_t j = 0; j < len; ++j)
+        if (__builtin_expect(out[j] == kUnsure, 0)) out[j] = histogram_bin(axis0, exact(k0 + j));
+      if (chi)
+        for (size_t j = 0; j < len; ++j) {
+          if (out[j] < 0) continue;
+          const int b1 = histogram_bin(axis1, chi[k0 + j]);
+          out[j] = b1 < 0 ? -1 : b1 * axis0.bins + out[j];
+        }
+      // Unmapped pixels point at the discard bin (nb).
+      if (narrow)
+        for (size_t j = 0; j < len; ++j) b16[k0 + j] = static_cast<uint16_t>(out[j] < 0 ? nb : size_t(out[j]));
+      else
+        for (size_t j = 0; j < len; ++j) b32[k0 + j] = static_cast<uint32_t>(out[j] < 0 ? nb : size_t(out[j]));
     }
-    for (size_t k = k0; k < k1; ++k)
-      if (__builtin_expect(out[k] == kUnsure, 0)) out[k] = histogram_bin(axis, exact(k));
   });
-  return c;
+
+  // (4) Static sums. Neighbouring pixels mostly share a bin: the bin's running
+  // sums stay in registers while they do (the same additions in the same
+  // order as through memory, so the same sums as the reference build's).
+  double* static_norm = reinterpret_cast<double*>(blob + h.static_norm);
+  double* static_count = reinterpret_cast<double*>(blob + h.static_count);
+  size_t mapped = 0, cur = nb;
+  double run_norm = 0, run_count = 0;
+  for (size_t k = 0; k < n; ++k) {
+    const size_t b = narrow ? b16[k] : b32[k];
+    if (b == nb) continue;
+    ++mapped;
+    if (b != cur) {
+      if (cur < nb) {
+        static_norm[cur] = run_norm;
+        static_count[cur] = run_count;
+      }
+      cur = b;
+      run_norm = static_norm[b];
+      run_count = static_count[b];
+    }
+    run_norm += norm ? static_cast<double>(norm[k]) : 1.0;
+    run_count += 1.0;
+  }
+  if (cur < nb) {
+    static_norm[cur] = run_norm;
+    static_count[cur] = run_count;
+  }
+  seal_direct_map(blob, lay, axis0, axis1, mapped);
 }
 
 }  // namespace
 
+size_t map_bytes_in_place(const MapSpec& s) {
+  if (!in_place(s)) return 0;
+  return layout_direct_map(s.rows * s.cols, s.axis0.bins, s.axis1.bins, s.two_d, has_norm(s)).bytes;
+}
+
+void build_pixel_map_into(const MapSpec& s, uint8_t* blob, size_t bytes) {
+  check_spec(s);
+  if (!in_place(s)) throw std::invalid_argument("this map cannot be built in place");
+  advise_huge_pages(blob, bytes);
+  build_direct(s, blob, bytes);
+}
+
 std::vector<uint8_t> build_pixel_map(const MapSpec& s) {
+  check_spec(s);
+  if (in_place(s)) {
+    std::vector<uint8_t> blob(map_bytes_in_place(s), 0);
+    build_direct(s, blob.data(), blob.size());
+    return blob;
+  }
   const size_t n = s.rows * s.cols;
-  if (!s.mask.empty() && s.mask.size() != n) throw std::invalid_argument("mask does not match the frame shape");
-  if (!s.flat.empty() && s.flat.size() != n) throw std::invalid_argument("flat does not match the frame shape");
-  PixelArrayRequest req = s.request;
-  req.approximate_radial = !s.reference;
-  PixelArrays a = compute_pixel_arrays(s.geometry, s.rows, s.cols, req, s.threads);
+  PixelArrays a = compute_pixel_arrays(s.geometry, s.rows, s.cols, s.request, s.threads);
   // Normalisation: solid angle x polarization x flat, each product rounded to
   // float32 as the float32 arrays pyFAI multiplies.
-  std::vector<float> norm = std::move(a.norm);
-  if (norm.empty()) {
-    const std::vector<float>* parts[2] = {&a.solid_angle, &a.polarization};
-    for (const std::vector<float>* p : parts) {
-      if (p->empty()) continue;
-      if (norm.empty()) norm = *p;
-      else
-        for (size_t i = 0; i < n; ++i) norm[i] *= (*p)[i];
-    }
+  std::vector<float> norm;
+  const std::vector<float>* parts[2] = {&a.solid_angle, &a.polarization};
+  for (const std::vector<float>* p : parts) {
+    if (p->empty()) continue;
+    if (norm.empty()) norm = *p;
+    else
+      for (size_t i = 0; i < n; ++i) norm[i] *= (*p)[i];
   }
   if (!s.flat.empty()) {
     if (norm.empty()) norm = s.flat;
@@ -128,6 +295,7 @@ std::vector<uint8_t> build_pixel_map(const MapSpec& s) {
   }
   MapInputs in;
   in.npix = n;
+  in.pos0 = a.radial.data();
   in.dpos0 = s.request.corners ? a.radial_delta.data() : nullptr;
   in.pos1 = s.two_d ? a.chi.data() : nullptr;
   in.dpos1 = s.two_d && s.request.corners ? a.chi_delta.data() : nullptr;
@@ -135,16 +303,6 @@ std::vector<uint8_t> build_pixel_map(const MapSpec& s) {
   in.norm = norm.empty() ? nullptr : norm.data();
   in.axis0 = s.axis0;
   in.axis1 = s.axis1;
-  Certified c;
-  if (!a.radial_approx.empty()) {
-    c = certify_radial(s, a);
-    in.bin0 = c.bins.data();
-    in.has_range0 = true;
-    in.data_lo0 = c.lo;
-    in.data_hi0 = c.hi;
-  } else {
-    in.pos0 = a.radial.data();
-  }
   return build_map(in);
 }
 

@@ -27,4 +27,11 @@ struct MapSpec {
 
 std::vector<uint8_t> build_pixel_map(const MapSpec& spec);
 
+// Maps without splitting are laid out before they are built, so they can be
+// built straight into memory the caller owns (a SharedArrayBuffer every
+// worker reads): the size that takes, or 0 when `spec` cannot be built so.
+size_t map_bytes_in_place(const MapSpec& spec);
+// Builds into zero-filled blob[0, bytes), bytes = map_bytes_in_place(spec).
+void build_pixel_map_into(const MapSpec& spec, uint8_t* blob, size_t bytes);
+
 }  // namespace beamedge
