@@ -44,10 +44,14 @@ PixelArrays compute_pixel_arrays(const Geometry& g, size_t rows, size_t cols, co
 // approximation of each pixel's radial value, within fast_radial_rel_err
 // (relative) of exact_radial's, for the map builder to certify; when the
 // request has solid angle or polarization, their float32 product into `norm`,
-// exactly as the reference rounds each; when `chi` is given, exact chi.
+// exactly as the reference rounds each; when `chi` is given, a float
+// approximation of chi within fast_chi_abs_err (rad) of exact_chi's.
 bool fast_radial_supported(RadialKind kind);
 double fast_radial_rel_err(RadialKind kind);
-void fast_pixel_row(const Geometry& g, size_t cols, const PixelArrayRequest& req, size_t i, float* radial, float* norm, double* chi);
+double fast_chi_abs_err();
+void fast_pixel_row(const Geometry& g, size_t cols, const PixelArrayRequest& req, size_t i, float* radial, float* norm, float* chi);
+// The exact chi of pixel (i, j), as the reference evaluates it.
+double exact_chi(const Geometry& g, size_t i, size_t j);
 
 // The exact (pyFAI-rounded) radial value of pixel (i, j).
 double exact_radial(const Geometry& g, RadialKind kind, size_t i, size_t j);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <stdexcept>
 #include <thread>
 
@@ -74,6 +75,70 @@ void certify_base(const BinTest& t, const float* x, const uint8_t* mask, size_t 
 using CertifyKernel = void (*)(const BinTest&, const float*, const uint8_t*, size_t, int32_t*);
 CertifyKernel certify_kernel() { return cpu_has_avx512() ? certify_avx512 : (cpu_has_avx2() ? certify_avx2 : certify_base); }
 
+constexpr double kU64 = 2.220446049250313e-16, kU32 = 5.9604644775390625e-08;
+
+// The bin test for values whose approximations are within err (absolute) of
+// the exact ones, of magnitude at most big. One bound for every pixel, so the
+// test is branch-free: that error, the float arithmetic of the test (a few
+// float ulp of its operands and of f), and pyFAI's own rounding of the exact
+// value's coordinate (a few double ulp), all in bins.
+BinTest bin_test(const Axis& a, double err, double big) {
+  const double inv_delta = 1.0 / a.delta, span = big + std::fabs(a.min);
+  const double w = (err + 5 * kU32 * span + 4 * kU64 * span) * inv_delta + 8 * kU64 * a.bins + 4 * kU32 * (a.bins + 2);
+  BinTest t;
+  t.min = static_cast<float>(a.min);
+  t.inv_delta = static_cast<float>(inv_delta);
+  t.w = std::nextafter(static_cast<float>(w), INFINITY);
+  t.top = std::nextafter(static_cast<float>(a.bins - w), -INFINITY);
+  t.bins = static_cast<float>(a.bins);
+  return t;
+}
+
+// Extremes of a row's unmasked values. Branch-free (masked pixels read as
+// +-inf), so it vectorises.
+void row_extremes(const float* v, const uint8_t* m, size_t cols, float& lo, float& hi) {
+  float l = INFINITY, h = -INFINITY;
+  if (m)
+    for (size_t j = 0; j < cols; ++j) {
+      l = std::min(l, m[j] ? INFINITY : v[j]);
+      h = std::max(h, m[j] ? -INFINITY : v[j]);
+    }
+  else
+    for (size_t j = 0; j < cols; ++j) {
+      l = std::min(l, v[j]);
+      h = std::max(h, v[j]);
+    }
+  lo = l;
+  hi = h;
+}
+
+// One coordinate of the pixels: float approximations and the exact values.
+struct Coordinate {
+  const float* approx;
+  size_t rows, cols;
+  const uint8_t* mask;
+  std::function<double(size_t)> exact;
+  // The exact extremes of the unmasked pixels, from approximations within err
+  // of them: only a pixel within 2 err of the approximate extremes can hold
+  // one (any other is beaten by the pixel there), so only those are
+  // evaluated exactly, found through the rows' extremes.
+  std::pair<double, double> extremes(const std::vector<float>& row_lo, const std::vector<float>& row_hi, double err) const {
+    const double lo_f = *std::min_element(row_lo.begin(), row_lo.end()), hi_f = *std::max_element(row_hi.begin(), row_hi.end());
+    const double lo_cut = lo_f + 2 * err, hi_cut = hi_f - 2 * err;
+    double lo = INFINITY, hi = -INFINITY;
+    for (size_t i = 0; i < rows; ++i) {
+      if (!(row_lo[i] <= lo_cut || row_hi[i] >= hi_cut)) continue;
+      for (size_t k = i * cols; k < (i + 1) * cols; ++k) {
+        if ((mask && mask[k]) || !(approx[k] <= lo_cut || approx[k] >= hi_cut)) continue;
+        const double v = exact(k);
+        lo = std::min(lo, v);
+        hi = std::max(hi, v);
+      }
+    }
+    return {lo, hi};
+  }
+};
+
 // A direct map from the fast geometry. Its float radial approximations are
 // within rel_err of the exact values; a pixel's bin is a monotone function of
 // its value (subtract, divide, truncate), so when every value within that
@@ -103,21 +168,19 @@ void build_direct(const MapSpec& s, uint8_t* blob, size_t bytes) {
 
   auto x_store = huge_array<float>(n);
   float* x = x_store.get();
-  std::unique_ptr<double[], FreeDeleter> chi_store;
-  if (s.two_d) chi_store = huge_array<double>(n);
-  double* chi = chi_store.get();
-  // Per row: extremes of the unmasked radial approximations (and of chi, exact).
-  std::vector<float> row_lo(rows), row_hi(rows);
-  std::vector<double> row_lo1(s.two_d ? rows : 0), row_hi1(s.two_d ? rows : 0);
+  std::unique_ptr<float[], FreeDeleter> chi_store;
+  if (s.two_d) chi_store = huge_array<float>(n);
+  float* chi = chi_store.get();
+  // Per row: extremes of the unmasked pixels' approximations.
+  std::vector<float> row_lo(rows), row_hi(rows), row_lo1(s.two_d ? rows : 0), row_hi1(s.two_d ? rows : 0);
 
   // (1) Geometry.
   parallel_range(rows, s.threads, 64, [&](size_t r0, size_t r1) {
     std::vector<float> scratch(geo_norm && !norm ? cols : 0);
     for (size_t i = r0; i < r1; ++i) {
       const size_t k0 = i * cols;
-      float* xr = x + k0;
       float* nr = norm ? norm + k0 : scratch.data();
-      fast_pixel_row(s.geometry, cols, req, i, xr, geo_norm ? nr : nullptr, chi ? chi + k0 : nullptr);
+      fast_pixel_row(s.geometry, cols, req, i, x + k0, geo_norm ? nr : nullptr, chi ? chi + k0 : nullptr);
       if (flat) {
         // The flat multiplies the float32 product, as the reference's normalisation does.
         if (geo_norm)
@@ -125,98 +188,56 @@ void build_direct(const MapSpec& s, uint8_t* blob, size_t bytes) {
         else
           std::memcpy(nr, flat + k0, cols * 4);
       }
-      // Branch-free (masked pixels read as +-inf), so it vectorises.
-      float lo = INFINITY, hi = -INFINITY;
       const uint8_t* m = mask ? mask + k0 : nullptr;
-      if (m)
-        for (size_t j = 0; j < cols; ++j) {
-          lo = std::min(lo, m[j] ? INFINITY : xr[j]);
-          hi = std::max(hi, m[j] ? -INFINITY : xr[j]);
-        }
-      else
-        for (size_t j = 0; j < cols; ++j) {
-          lo = std::min(lo, xr[j]);
-          hi = std::max(hi, xr[j]);
-        }
-      row_lo[i] = lo;
-      row_hi[i] = hi;
-      if (chi) {
-        double lo1 = INFINITY, hi1 = -INFINITY;
-        for (size_t j = 0; j < cols; ++j) {
-          if (m && m[j]) continue;
-          lo1 = std::min(lo1, chi[k0 + j]);
-          hi1 = std::max(hi1, chi[k0 + j]);
-        }
-        row_lo1[i] = lo1;
-        row_hi1[i] = hi1;
-      }
+      row_extremes(x + k0, m, cols, row_lo[i], row_hi[i]);
+      if (chi) row_extremes(chi + k0, m, cols, row_lo1[i], row_hi1[i]);
     }
   });
 
-  // (2) Exact extremes. Candidates: any pixel whose exact value could be below
-  // the smallest upper bound (or above the largest lower bound).
-  const double e = 2 * fast_radial_rel_err(s.request.radial);  // twice the bound: the checks below round too
+  // (2) Exact extremes, and the bin grids.
+  const Coordinate radial{x, rows, cols, mask, [&](size_t k) { return exact_radial(s.geometry, s.request.radial, k / cols, k % cols); }};
+  const Coordinate azimuth{chi, rows, cols, mask, [&](size_t k) { return exact_chi(s.geometry, k / cols, k % cols); }};
+  // The radial error is relative (doubled: the checks round too); chi's absolute, plus its float rounding.
+  const double e = 2 * fast_radial_rel_err(s.request.radial);
   const float lo_f = *std::min_element(row_lo.begin(), row_lo.end()), hi_f = *std::max_element(row_hi.begin(), row_hi.end());
   if (!(lo_f <= hi_f)) throw std::invalid_argument("every pixel is masked");
-  auto exact = [&](size_t k) { return exact_radial(s.geometry, s.request.radial, k / cols, k % cols); };
-  const double lo_up = lo_f + e * std::fabs(lo_f), hi_down = hi_f - e * std::fabs(hi_f);
-  // A float compare first: candidates are rare, the exact test runs on few.
-  const float lo_pre = static_cast<float>(lo_up * (1 + 4 * e)), hi_pre = static_cast<float>(hi_down * (1 - 4 * e));
-  double lo = INFINITY, hi = -INFINITY;
-  for (size_t i = 0; i < rows; ++i) {
-    if (!(row_lo[i] <= lo_pre || row_hi[i] >= hi_pre)) continue;
-    for (size_t k = i * cols; k < (i + 1) * cols; ++k) {
-      if (!(x[k] <= lo_pre || x[k] >= hi_pre) || (mask && mask[k])) continue;
-      const double xk = x[k], m = e * std::fabs(xk);
-      if (xk - m <= lo_up || xk + m >= hi_down) {
-        const double v = exact(k);
-        lo = std::min(lo, v);
-        hi = std::max(hi, v);
-      }
-    }
-  }
+  const double err0 = e * std::max(std::fabs(lo_f), std::fabs(hi_f)) * (1 + 4 * e);
+  const auto [lo, hi] = radial.extremes(row_lo, row_hi, err0);
   const Axis axis0 = resolve_axis(s.axis0, lo, hi);
+  const BinTest test0 = bin_test(axis0, e * std::max(std::fabs(lo), std::fabs(hi)), std::max(std::fabs(lo), std::fabs(hi)));
   Axis axis1;
+  BinTest test1{};
   if (s.two_d) {
+    const double err1 = fast_chi_abs_err() + 4 * kU32;
+    const auto [lo1, hi1] = azimuth.extremes(row_lo1, row_hi1, err1);
     AxisSpec s1 = s.axis1;
     s1.allow_negative = true;
-    const double lo1 = *std::min_element(row_lo1.begin(), row_lo1.end()), hi1 = *std::max_element(row_hi1.begin(), row_hi1.end());
     axis1 = resolve_axis(s1, std::max(lo1, -kPi32), std::min(hi1, kPi32));
+    test1 = bin_test(axis1, err1, 4.0);
   }
 
-  // (3) Bins. One bound for every pixel (the largest any pixel needs), so the
-  // test is branch-free: how far the exact value's coordinate can be from the
-  // approximation's (e), the float arithmetic of the test (a few float ulp of
-  // its operands and of f), and pyFAI's own rounding of the exact value's
-  // coordinate (a few double ulp).
-  const double inv_delta = 1.0 / axis0.delta;
-  constexpr double u = 2.220446049250313e-16, u32 = 5.9604644775390625e-08;
-  const double big = std::max(std::fabs(lo), std::fabs(hi)), span = big + std::fabs(axis0.min);
-  const double w = (e * big + 5 * u32 * span + 4 * u * span) * inv_delta + 8 * u * axis0.bins + 4 * u32 * (axis0.bins + 2);
-  BinTest test;
-  test.min = static_cast<float>(axis0.min);
-  test.inv_delta = static_cast<float>(inv_delta);
-  test.w = std::nextafter(static_cast<float>(w), INFINITY);
-  test.top = std::nextafter(static_cast<float>(axis0.bins - w), -INFINITY);
-  test.bins = static_cast<float>(axis0.bins);
+  // (3) Bins: certified chunk by chunk, the unsure ones decided by the exact value.
   const CertifyKernel certify = certify_kernel();
   const bool narrow = h.flags & kMapIndex16;
   uint16_t* b16 = reinterpret_cast<uint16_t*>(blob + h.bins);
   uint32_t* b32 = reinterpret_cast<uint32_t*>(blob + h.bins);
   constexpr size_t kChunk = 4096;
   parallel_range((n + kChunk - 1) / kChunk, s.threads, 16, [&](size_t c0, size_t c1) {
-    int32_t out[kChunk];
+    int32_t out[kChunk], out1[kChunk];
     for (size_t c = c0; c < c1; ++c) {
       const size_t k0 = c * kChunk, len = std::min(kChunk, n - k0);
-      certify(test, x + k0, mask ? mask + k0 : nullptr, len, out);
+      const uint8_t* m = mask ? mask + k0 : nullptr;
+      certify(test0, x + k0, m, len, out);
       for (size_t j = 0; j < len; ++j)
-        if (__builtin_expect(out[j] == kUnsure, 0)) out[j] = histogram_bin(axis0, exact(k0 + j));
-      if (chi)
+        if (__builtin_expect(out[j] == kUnsure, 0)) out[j] = histogram_bin(axis0, radial.exact(k0 + j));
+      if (chi) {
+        certify(test1, chi + k0, m, len, out1);
         for (size_t j = 0; j < len; ++j) {
           if (out[j] < 0) continue;
-          const int b1 = histogram_bin(axis1, chi[k0 + j]);
+          const int b1 = out1[j] == kUnsure ? histogram_bin(axis1, azimuth.exact(k0 + j)) : out1[j];
           out[j] = b1 < 0 ? -1 : b1 * axis0.bins + out[j];
         }
+      }
       // Unmapped pixels point at the discard bin (nb).
       if (narrow)
         for (size_t j = 0; j < len; ++j) b16[k0 + j] = static_cast<uint16_t>(out[j] < 0 ? nb : size_t(out[j]));
