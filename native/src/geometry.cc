@@ -28,6 +28,19 @@ struct Rotation {
   }
 };
 
+// This thread's rotation of the geometry it saw last: the exact path is
+// called pixel by pixel, and six libm calls per pixel would double its cost.
+const Rotation& rotation_of(const Geometry& g) {
+  thread_local double key[4] = {NAN, NAN, NAN, NAN};
+  thread_local Rotation rot(Geometry{});
+  const double now[4] = {g.rot1, g.rot2, g.rot3, g.dist};
+  if (std::memcmp(key, now, sizeof now) != 0) {
+    rot = Rotation(g);
+    std::memcpy(key, now, sizeof now);
+  }
+  return rot;
+}
+
 struct Point {
   double radial, chi, tth;
 };
@@ -48,7 +61,7 @@ struct Evaluator {
   RadialKind kind;
   double q_scale;
   Evaluator(const Geometry& geo, RadialKind k)
-      : g(geo), rot(geo), kind(k), q_scale((4.0e-9 * M_PI) / geo.wavelength) {}
+      : g(geo), rot(rotation_of(geo)), kind(k), q_scale((4.0e-9 * M_PI) / geo.wavelength) {}
 
   // p1, p2: detector coordinates relative to the PONI (m).
   Point at(double p1, double p2) const {
