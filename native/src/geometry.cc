@@ -220,7 +220,7 @@ namespace k_sse2 {
 #undef FAST_KERNEL
 }  // namespace k_sse2
 
-using FastRow = void (*)(const Geometry&, const Rotation&, double, double, double, const double*, size_t, float*, float*, float*);
+using FastRow = bool (*)(const Geometry&, const Rotation&, double, double, double, const double*, size_t, float*, float*, float*);
 
 template <bool kQ, bool kSA, bool kPol, bool kChi>
 FastRow pick_row() {
@@ -278,8 +278,8 @@ void fast_pixel_row(const Geometry& g, size_t cols, const PixelArrayRequest& req
   }
   const bool has_norm = req.solid_angle || req.polarization;
   const double p1 = centre_coordinate(i, g.pixel1, g.poni1);
-  row(g, ev.rot, ev.q_scale, req.polarization_factor, p1, c2.data(), cols, radial, norm, chi);
   // The rare pixels whose results were not certain: the exact path.
+  if (!row(g, ev.rot, ev.q_scale, req.polarization_factor, p1, c2.data(), cols, radial, norm, chi)) return;
   for (size_t j = 0; j < cols; ++j) {
     if (__builtin_expect(!std::isnan(radial[j]) && !(chi && std::isnan(chi[j])), 1)) continue;
     const Exact e = exact_pixel(g, ev, req, p1, c2[j]);
