@@ -121,10 +121,11 @@ export class MapStore {
     // Into shared memory once; every worker then reads this copy. A map
     // without splitting has a size known beforehand and is built straight
     // into it (no copy on the main thread); others are copied once.
-    const bytes = native.mapBytes(spec);
-    let blob = bytes > 0 ? new Uint8Array(new SharedArrayBuffer(bytes)) : undefined;
+    let blob: Uint8Array | undefined;
     let ms: number;
     try {
+      const bytes = native.mapBytes(spec);
+      if (bytes > 0) blob = new Uint8Array(new SharedArrayBuffer(bytes));
       let built: Buffer | null;
       [built, ms] = await new Promise<[Buffer | null, number]>((resolve, reject) =>
         native.buildMapAsync({ ...spec, threads: this.opts.buildThreads }, blob ?? null, (err, b, buildMs) => (err ? reject(err) : resolve([b, buildMs]))),
