@@ -5,6 +5,7 @@
 import type { EncodedImage } from '../decode/stream2';
 import type { Geometry } from '../geometry/geometry';
 import type { SeriesContext } from '../workers/protocol';
+import { RecentMap } from '../system/recent-map';
 import type { IngestSink } from './sink';
 
 /** What a start (v2) or header (v1) message says about a series. */
@@ -50,7 +51,7 @@ const MAX_WARNED = 64;
 export class SeriesTracker {
   private open: OpenSeries | undefined;
   private starts = 0;
-  private readonly warned = new Set<number>();
+  private readonly warned = new RecentMap<number, true>(MAX_WARNED);
 
   constructor(
     private readonly event: IngestSink['event'],
@@ -110,8 +111,7 @@ export class SeriesTracker {
   forImage(id: number, uniqueId: string | undefined, imageId: number): OpenSeries | undefined {
     const s = this.matches(id, uniqueId);
     if (s || this.warned.has(id)) return s;
-    this.warned.add(id);
-    if (this.warned.size > MAX_WARNED) this.warned.delete(this.warned.values().next().value!);
+    this.warned.set(id, true);
     const why = this.open?.id === id ? `its series_unique_id differs from the open series' (${this.open.uniqueId})` : 'it arrived without its start message (started mid-series?)';
     this.event('warn', 'series_without_start', `image ${imageId} of series ${id}: ${why}: geometry must come from pipeline.geometry.poni`, { series_id: id });
     return undefined;
