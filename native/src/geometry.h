@@ -45,7 +45,7 @@ PixelArrays compute_pixel_arrays(const Geometry& g, size_t rows, size_t cols, co
 // (relative) of exact_radial's, for the map builder to certify; when the
 // request has solid angle or polarization, their float32 product into `norm`,
 // exactly as the reference rounds each; when `chi` is given, a float
-// approximation of chi within fast_chi_abs_err (rad) of exact_chi's.
+// (float-evaluated) approximation of chi within fast_chi_abs_err (rad) of exact_chi's.
 bool fast_radial_supported(RadialKind kind);
 double fast_radial_rel_err(RadialKind kind);
 double fast_chi_abs_err();

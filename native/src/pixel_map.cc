@@ -243,7 +243,7 @@ void build_direct(const MapSpec& s, uint8_t* blob, size_t bytes) {
   // (2) Exact extremes, and the bin grids.
   const Coordinate radial{x, rows, cols, mask, [&](size_t k) { return exact_radial(s.geometry, s.request.radial, k / cols, k % cols); }};
   const Coordinate azimuth{chi, rows, cols, mask, [&](size_t k) { return exact_chi(s.geometry, k / cols, k % cols); }};
-  // The radial error is relative (doubled: the checks round too); chi's absolute, plus its float rounding.
+  // The radial error is relative (doubled: the checks round too); chi's absolute.
   const double e = 2 * fast_radial_rel_err(s.request.radial);
   const float lo_f = *std::min_element(row_lo.begin(), row_lo.end()), hi_f = *std::max_element(row_hi.begin(), row_hi.end());
   if (!(lo_f <= hi_f)) throw std::invalid_argument("every pixel is masked");
@@ -254,7 +254,7 @@ void build_direct(const MapSpec& s, uint8_t* blob, size_t bytes) {
   Axis axis1;
   BinTest test1{};
   if (s.two_d) {
-    const double err1 = fast_chi_abs_err() + 4 * kU32;
+    const double err1 = fast_chi_abs_err();
     const auto [lo1, hi1] = azimuth.extremes(row_lo1, row_hi1, err1);
     AxisSpec s1 = s.axis1;
     s1.allow_negative = true;
