@@ -1,5 +1,7 @@
 #include "integrator.h"
 
+#include "pixel_rules.h"
+
 #include <algorithm>
 #include <cstring>
 #include <stdexcept>
@@ -58,13 +60,7 @@ Axis resolve_axis(const AxisSpec& spec, double data_lo, double data_hi) {
 
 namespace {
 
-// Fractional bin coordinates of [lo, hi] and the clamped bin span, with
-// pyFAI's rules: C truncation, not floor, and a pixel is dropped only when it
-// lies wholly outside; a part beyond an edge is lumped into the edge bin.
-struct Span {
-  double flo, fhi;
-  int blo, bhi;
-};
+}  // namespace
 
 bool span_of(const Axis& a, double lo, double hi, Span& s) {
   s.flo = (lo - a.min) / a.delta;
@@ -75,6 +71,8 @@ bool span_of(const Axis& a, double lo, double hi, Span& s) {
   s.bhi = std::min(static_cast<int>(std::min(s.fhi, static_cast<double>(a.bins))), a.bins - 1);
   return true;
 }
+
+namespace {
 
 // Bounding-box split along one axis: (bin, weight) pairs proportional to the overlap.
 void split_bbox(const Axis& a, double lo, double hi, std::vector<std::pair<int, double>>& out) {
@@ -170,12 +168,27 @@ std::string check_map(const uint8_t* blob, size_t len, bool checksum) {
   const bool direct = h.flags & kMapDirect;
   auto inside = [&](uint64_t off, uint64_t bytes) { return off >= sizeof(MapHeader) && off % 8 == 0 && off <= len && bytes <= len - off; };
   if (!inside(h.static_norm, nb * 8) || !inside(h.static_count, nb * 8)) return "map sections out of bounds";
-  if ((h.flags & kMapNorm) && !inside(h.norm, h.npix * 4)) return "map sections out of bounds";
-  if (direct) {
+  const bool narrow = h.flags & kMapNarrow, packed = h.flags & kMapNormPacked;
+  if (narrow && (direct || (h.flags & (kMapTwoD | kMapCompact)))) return "map flags inconsistent";
+  if (packed && (!narrow || !(h.flags & kMapNorm))) return "map flags inconsistent";
+  if (packed) {
+    const uint64_t blocks = (h.npix + kNormBlock - 1) / kNormBlock;
+    if (!inside(h.norm, h.npix) || !inside(h.norm_escape_index, (blocks + 1) * 4) || h.norm_nescapes > h.npix ||
+        !inside(h.norm_escapes, h.norm_nescapes * 4))
+      return "map sections out of bounds";
+  } else if ((h.flags & kMapNorm) && !inside(h.norm, h.npix * 4)) {
+    return "map sections out of bounds";
+  }
+  if (narrow) {
+    if (!inside(h.bins, h.npix * ((h.flags & kMapIndex16) ? 2 : 4)) || !inside(h.weights, h.npix * 2) || !inside(h.counts, h.npix) || h.nweights > h.npix ||
+        !inside(h.exceptions, h.nweights * sizeof(NarrowException)))
+      return "map sections out of bounds";
+    if ((h.flags & kMapIndex16) && nb >= 0xFFFF) return "16-bit map with too many bins";
+  } else if (direct) {
     if (!inside(h.bins, h.npix * ((h.flags & kMapIndex16) ? 2 : 4))) return "map sections out of bounds";
     if ((h.flags & kMapIndex16) && nb >= 0xFFFF) return "16-bit map with too many bins";
   } else if (h.flags & kMapCompact) {
-    const uint64_t nw = h.reserved[0];
+    const uint64_t nw = h.nweights;
     if ((h.flags & kMapTwoD) || !inside(h.bins, h.npix * ((h.flags & kMapIndex16) ? 2 : 4)) || !inside(h.counts, h.npix) ||
         !inside(h.checkpoints, ((h.npix + kCheckpoint - 1) / kCheckpoint) * 4) || nw >= kUnmapped || !inside(h.weights, nw * 4))
       return "map sections out of bounds";
@@ -185,7 +198,13 @@ std::string check_map(const uint8_t* blob, size_t len, bool checksum) {
   }
   if (checksum && map_checksum(blob, len) != h.checksum) return "map checksum mismatch";
   // Indices: every one must stay inside the sums it addresses.
-  if (direct) {
+  if (packed) {
+    const std::string problem = check_packed_norm(blob, h);
+    if (!problem.empty()) return problem;
+  }
+  if (narrow) {
+    return check_narrow(blob, h);
+  } else if (direct) {
     if (h.flags & kMapIndex16) {
       const uint16_t* m = reinterpret_cast<const uint16_t*>(blob + h.bins);
       uint16_t worst = 0;
@@ -213,7 +232,7 @@ std::string check_map(const uint8_t* blob, size_t len, bool checksum) {
       if (b + c > nb) return "map bin index out of range";
       w += c == 1 ? 0 : (c == 2 ? 2 : 3);
     }
-    if (w != h.reserved[0]) return "map weight table inconsistent";
+    if (w != h.nweights) return "map weight table inconsistent";
   } else {
     const uint32_t* ptr = reinterpret_cast<const uint32_t*>(blob + h.ptr);
     if (ptr[0] != 0 || ptr[h.npix] != h.entries) return "map entry table inconsistent";
@@ -328,6 +347,11 @@ std::vector<uint8_t> build_map(const MapInputs& in) {
     }
     h.mapped = mapped;
   } else {
+    if (!two_d) {
+      // Narrow weights (bbox_map.h), unless too many pixels span three or more bins.
+      std::vector<uint8_t> narrow = build_narrow_map(in, axis0, h);
+      if (!narrow.empty()) return narrow;
+    }
     std::vector<uint32_t> ptr(in.npix + 1, 0), ebin;
     std::vector<float> eweight;
     std::vector<std::pair<int, double>> s0, s1;
@@ -390,7 +414,7 @@ std::vector<uint8_t> build_map(const MapInputs& in) {
       h.counts = lay.take(in.npix);
       h.checkpoints = lay.take(checkpoints.size() * 4);
       h.weights = lay.take(weights.size() * 4);
-      h.reserved[0] = weights.size();
+      h.nweights = weights.size();
       h.total_bytes = lay.at;
       blob.assign(lay.at, 0);
       uint16_t* b16 = reinterpret_cast<uint16_t*>(blob.data() + h.bins);
@@ -446,8 +470,11 @@ void Integrator::view(const uint8_t* blob, size_t len) {
   entries_ = h.entries;
   static_norm_ = reinterpret_cast<const double*>(blob + h.static_norm);
   static_count_ = reinterpret_cast<const double*>(blob + h.static_count);
-  norm_ = (h.flags & kMapNorm) ? reinterpret_cast<const float*>(blob + h.norm) : nullptr;
-  if (direct_) {
+  norm_ = (h.flags & kMapNorm) && !(h.flags & kMapNormPacked) ? reinterpret_cast<const float*>(blob + h.norm) : nullptr;
+  if (h.flags & kMapNarrow) {
+    narrow_ = true;
+    narrow_map_.view(blob, h);
+  } else if (direct_) {
     if (h.flags & kMapIndex16) bin16_ = reinterpret_cast<const uint16_t*>(blob + h.bins);
     else bin32_ = reinterpret_cast<const uint32_t*>(blob + h.bins);
   } else if (h.flags & kMapCompact) {
@@ -465,8 +492,9 @@ void Integrator::view(const uint8_t* blob, size_t len) {
 
 Accumulator Integrator::start() const {
   Accumulator acc;
-  const size_t slots = bins() + 1;  // + the discard bin
-  acc.sums.assign(2 * slots * (direct_ ? kSumLanes : 1), 0.0);
+  // + the discard bin; narrow maps add to a pixel's bin and the next, so one more.
+  const size_t slots = bins() + (narrow_ ? 2 : 1);
+  acc.sums.assign(2 * slots * (direct_ || narrow_ ? kSumLanes : 1), 0.0);
   if (direct_) {
     acc.packed.assign(kPackedLanes * slots, 0);
     acc.counts.assign(2 * slots, 0);
@@ -477,31 +505,6 @@ Accumulator Integrator::start() const {
 }
 
 namespace {
-
-template <typename T, bool kDummy>
-inline bool excluded(T raw, const FrameInputs& f) {
-  const double x = static_cast<double>(raw);
-  // Negative raw values are the detector's gap and bad-pixel markers; NaN fails the test too.
-  bool bad;
-  if constexpr (std::is_floating_point<T>::value) bad = (f.negative_valid ? std::isnan(x) : !(x >= 0)) || x > f.max_valid;
-  else bad = !(x >= 0) || x > f.max_valid;
-  if (kDummy) bad = bad || std::fabs(x - f.dummy) <= f.delta_dummy;
-  return bad;
-}
-
-
-// Poisson variance of one pixel: its value, at least one count. Written with
-// maxsd because std::max(x, 1.0) on a value converted from float compiles (GCC
-// 12) to a compare of the float and a conditional jump: for calibrated frames,
-// where about half the pixels are below one photon in no predictable order,
-// that jump mispredicted on every other pixel and cost 12 of 19 ms per 4M frame.
-inline double at_least_one(double x) {
-#if defined(__SSE2__)
-  return _mm_cvtsd_f64(_mm_max_sd(_mm_set_sd(x), _mm_set_sd(1.0)));
-#else
-  return std::max(x, 1.0);
-#endif
-}
 
 }  // namespace
 
@@ -819,6 +822,10 @@ void Integrator::dispatch(Accumulator& acc, const T* data, const FrameInputs& f,
 
 void Integrator::accumulate(Accumulator& acc, const FrameInputs& f, size_t first, size_t n) const {
   if (first > npix_ || n > npix_ - first) throw std::out_of_range("tile outside the frame");
+  if (narrow_) {
+    accumulate_narrow(narrow_map_, acc, f, first, n);
+    return;
+  }
   switch (f.type) {
     case PixelType::i32: dispatch(acc, static_cast<const int32_t*>(f.data), f, first, n); break;
     case PixelType::u32: dispatch(acc, static_cast<const uint32_t*>(f.data), f, first, n); break;
@@ -839,7 +846,8 @@ void Integrator::finish(Accumulator& acc, double empty, IntegrationResult& out) 
   out.count.resize(nb);
   out.intensity.resize(nb);
   out.sigma.resize(nb);
-  const size_t lanes = direct_ ? kSumLanes : 1;
+  static_assert(kSumLanes == kNarrowLanes, "finish() reads direct and narrow sums alike");
+  const size_t lanes = direct_ || narrow_ ? kSumLanes : 1;
   for (size_t b = 0; b < nb; ++b) {
     double signal = 0, variance = 0;
     for (size_t lane = 0; lane < lanes; ++lane) {

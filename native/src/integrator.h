@@ -37,6 +37,14 @@ struct Axis {
 Axis resolve_axis(const AxisSpec& spec, double data_lo, double data_hi);
 // pyFAI's histogram bin of x, or -1 when outside.
 int histogram_bin(const Axis& a, double x);
+// Fractional bin coordinates of [lo, hi] and the clamped bin span, with
+// pyFAI's rules: C truncation, not floor, and a pixel is dropped only when it
+// lies wholly outside; a part beyond an edge is lumped into the edge bin.
+struct Span {
+  double flo, fhi;
+  int blo, bhi;
+};
+bool span_of(const Axis& a, double lo, double hi, Span& s);
 // Float32 pi: pyFAI clips the azimuthal range of split pixels to it.
 constexpr double kPi32 = 3.1415927410125732;
 
@@ -117,12 +125,21 @@ struct MapHeader {
   // weight index at every kCheckpoint-th pixel (`checkpoints`), so a tile can
   // start anywhere.
   uint64_t counts, checkpoints, weights;
-  uint64_t reserved[6];
+  // kMapCompact: number of float weights; kMapNarrow: number of exception
+  // records (section `exceptions`, see bbox_map.h).
+  uint64_t nweights, exceptions;
+  // kMapNormPacked: the `norm` section holds int16 residuals, with these
+  // (block escape index, escapes and their number; see PackedNorm).
+  uint64_t norm_escape_index, norm_escapes, norm_nescapes;
+  uint64_t reserved;
 };
 static_assert(sizeof(MapHeader) == 256, "map header layout is part of the cache format");
 constexpr uint64_t kMapMagic = 0x3150414d45474542ull;  // "BEGEMAP1"
-constexpr uint32_t kMapVersion = 1;
-constexpr uint32_t kMapDirect = 1, kMapTwoD = 2, kMapIndex16 = 4, kMapNorm = 8, kMapCompact = 16;
+// 2: narrow bbox maps and the packed normalisation (a version 1 file in the
+// cache is refused by check_map and rebuilt).
+constexpr uint32_t kMapVersion = 2;
+constexpr uint32_t kMapDirect = 1, kMapTwoD = 2, kMapIndex16 = 4, kMapNorm = 8, kMapCompact = 16, kMapNarrow = 32,
+                   kMapNormPacked = 64;
 constexpr size_t kCheckpoint = 4096;
 
 // Builds the blob of a map (throws std::invalid_argument on bad inputs).
@@ -133,6 +150,10 @@ uint64_t map_checksum(const uint8_t* blob, size_t len);
 // `checksum`), else what is wrong with it. Bin indices are checked too, so a
 // damaged file can never make the per-frame loop write out of bounds.
 std::string check_map(const uint8_t* blob, size_t len, bool checksum);
+
+}  // namespace beamedge
+#include "bbox_map.h"
+namespace beamedge {
 
 class Integrator {
  public:
@@ -191,6 +212,8 @@ class Integrator {
   const uint8_t* counts_ = nullptr; // compact bbox map (see MapHeader)
   const uint32_t* checkpoints_ = nullptr;
   const float* weights_ = nullptr;
+  bool narrow_ = false;             // narrow bbox map (bbox_map.h)
+  NarrowMap narrow_map_;
   const double* static_norm_ = nullptr;
   const double* static_count_ = nullptr;
 };
