@@ -8,10 +8,11 @@
 #include <limits>
 #include <stdexcept>
 #include <type_traits>
-#if defined(__SSE2__)
-#include <emmintrin.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
 #endif
 
+#include "cpu.h"
 #include "pixel_rules.h"
 
 namespace beamedge {
@@ -269,20 +270,77 @@ class NormReader {
   float values_[kNormBlock];
 };
 
+#if defined(__x86_64__)
+// Four pixels at a time for integer frames (the CBF case) without dark or
+// dummy: the products of four pixels in four vectors, transposed so that each
+// pixel's [w0 s, w0^2 v, w1 s, w1^2 v] is one 256-bit add to its slot. The
+// same operations on each element, in the same pixel order, as the portable
+// loop: the sums are bit for bit the same. Returns where it stopped: `stop`,
+// or the first quad holding a pixel the frame excludes (the caller takes
+// that quad pixel by pixel).
+template <typename Index, bool kLit>
+__attribute__((target("avx2"))) size_t narrow_quads_avx2(const NarrowMap& m, const Index* bins, double* base, const int32_t* data,
+                                                         size_t first, size_t k, size_t stop, double max_valid, double lit_threshold,
+                                                         uint64_t& lit) {
+  constexpr size_t kStride = kNarrowSlot * kNarrowLanes;
+  static_assert(kNarrowLanes == 4, "one lane per pixel of a quad");
+  const uint16_t* q_lo = m.q_lo;
+  const uint8_t* q_hi = m.q_hi;
+  const Index discard = static_cast<Index>(m.bins);
+  const __m256d maxv = _mm256_set1_pd(max_valid), one = _mm256_set1_pd(1.0), unit = _mm256_set1_pd(kNarrowUnit);
+  const __m256d thr = _mm256_set1_pd(lit_threshold);
+  uint64_t count = 0;
+  for (; k + 4 <= stop; k += 4) {
+    const size_t i = first + k;
+    const __m128i xi = _mm_loadu_si128(reinterpret_cast<const __m128i*>(data + k));
+    const __m256d x = _mm256_cvtepi32_pd(xi);
+    // Negative (the detector's markers) or above the saturation limit.
+    if (__builtin_expect(_mm_movemask_ps(_mm_castsi128_ps(xi)) | _mm256_movemask_pd(_mm256_cmp_pd(x, maxv, _CMP_GT_OQ)), 0)) break;
+    uint32_t hi4;
+    std::memcpy(&hi4, q_hi + i, 4);
+    const __m128i q = _mm_or_si128(_mm_cvtepu16_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(q_lo + i))),
+                                   _mm_slli_epi32(_mm_cvtepu8_epi32(_mm_cvtsi32_si128(static_cast<int>(hi4))), 16));
+    const __m256d w1 = _mm256_mul_pd(_mm256_cvtepi32_pd(q), unit), w0 = _mm256_sub_pd(one, w1);
+    const __m256d v = _mm256_max_pd(x, one);
+    const __m256d a = _mm256_mul_pd(w0, x), b = _mm256_mul_pd(_mm256_mul_pd(w0, w0), v);
+    const __m256d c = _mm256_mul_pd(w1, x), d = _mm256_mul_pd(_mm256_mul_pd(w1, w1), v);
+    const __m256d t0 = _mm256_unpacklo_pd(a, b), t1 = _mm256_unpackhi_pd(a, b);  // a0 b0 a2 b2, a1 b1 a3 b3
+    const __m256d t2 = _mm256_unpacklo_pd(c, d), t3 = _mm256_unpackhi_pd(c, d);
+    const __m256d p[4] = {_mm256_permute2f128_pd(t0, t2, 0x20), _mm256_permute2f128_pd(t1, t3, 0x20),
+                          _mm256_permute2f128_pd(t0, t2, 0x31), _mm256_permute2f128_pd(t1, t3, 0x31)};
+    const int lit_bits = kLit ? _mm256_movemask_pd(_mm256_cmp_pd(x, thr, _CMP_GT_OQ)) : 0;
+    for (size_t j = 0; j < 4; ++j) {
+      const Index bj = bins[i + j];
+      double* slot = base + kStride * bj + kNarrowSlot * ((i + j) % kNarrowLanes);
+      _mm256_storeu_pd(slot, _mm256_add_pd(_mm256_loadu_pd(slot), p[j]));
+      if (kLit) count += static_cast<uint64_t>((lit_bits >> j) & 1) & static_cast<uint64_t>(bj != discard);
+    }
+  }
+  lit += count;
+  return k;
+}
+#endif
+
 template <typename T, typename Index, bool kDark, bool kDummy, bool kLit>
 void run_narrow(const NarrowMap& m, const Index* bins, Accumulator& acc, const T* data, const FrameInputs& f, size_t first,
                 size_t n) {
-  // Doubles per bin: [signal, variance] per lane. A pixel's lane is its
-  // parity in the frame, so any tiling adds in the same order.
-  constexpr size_t kStride = 2 * kNarrowLanes;
+  // Per bin and lane: the pixels whose first bin it is, [w0 s, w0^2 v] for
+  // this bin and [w1 s, w1^2 v] for the next (folded in narrow_fold). One
+  // slot per pixel: no pixel waits on a neighbour that starts one bin lower.
+  // A pixel's lane is its parity in the frame, so any tiling adds in the
+  // same order.
+  constexpr size_t kStride = kNarrowSlot * kNarrowLanes;
   double* base = acc.sums.data();
   const Index discard = static_cast<Index>(m.bins);
+  // Locals: the stores to the sums could alias the map's pointers otherwise.
+  const uint16_t* q_lo = m.q_lo;
+  const uint8_t* q_hi = m.q_hi;
   NormReader norm(m);
   uint64_t lit = 0;
-  auto add = [&](size_t k) {
+  auto add = [&](size_t k) __attribute__((always_inline)) {
     const size_t i = first + k;
     const Index b = bins[i];
-    const uint32_t q = m.q_lo[i] | uint32_t(m.q_hi[i]) << 16;
+    const uint32_t q = q_lo[i] | uint32_t(q_hi[i]) << 16;
     const double w1 = static_cast<double>(q) * kNarrowUnit, w0 = 1.0 - w1;
     const T raw = data[k];
     if (__builtin_expect(excluded<T, kDummy>(raw, f), 0)) {
@@ -299,7 +357,7 @@ void run_narrow(const NarrowMap& m, const Index* bins, Accumulator& acc, const T
     const double x = static_cast<double>(raw);
     const double s = kDark ? x - f.dark[i] : x;
     const double v = at_least_one(x);
-    double* slot = base + 2 * (i % kNarrowLanes) + kStride * b;
+    double* slot = base + kStride * b + kNarrowSlot * (i % kNarrowLanes);
 #if defined(__SSE2__)
     const __m128d sv = _mm_set_pd(v, s);
     __m128d c1 = _mm_mul_pd(_mm_set_pd(w1 * w1, w1), sv);
@@ -307,13 +365,13 @@ void run_narrow(const NarrowMap& m, const Index* bins, Accumulator& acc, const T
     if constexpr (std::is_floating_point<T>::value || kDark)
       c1 = _mm_and_pd(c1, _mm_castsi128_pd(_mm_set1_epi64x(-static_cast<int64_t>(q != 0))));
     _mm_storeu_pd(slot, _mm_add_pd(_mm_loadu_pd(slot), _mm_mul_pd(_mm_set_pd(w0 * w0, w0), sv)));
-    _mm_storeu_pd(slot + kStride, _mm_add_pd(_mm_loadu_pd(slot + kStride), c1));
+    _mm_storeu_pd(slot + 2, _mm_add_pd(_mm_loadu_pd(slot + 2), c1));
 #else
     slot[0] += w0 * s;
     slot[1] += w0 * w0 * v;
     if (q) {
-      slot[kStride] += w1 * s;
-      slot[kStride + 1] += w1 * w1 * v;
+      slot[2] += w1 * s;
+      slot[3] += w1 * w1 * v;
     }
 #endif
     if (kLit) lit += static_cast<uint64_t>(s > f.lit_threshold) & static_cast<uint64_t>(b != discard);
@@ -339,7 +397,7 @@ void run_narrow(const NarrowMap& m, const Index* bins, Accumulator& acc, const T
     if (kLit) lit += s > f.lit_threshold;
     for (uint32_t j = 0; j < e.count; ++j) {
       const double w = weight(j);
-      double* slot = base + 2 * (i % kNarrowLanes) + kStride * (e.bin + j);
+      double* slot = base + kStride * (e.bin + j) + kNarrowSlot * (i % kNarrowLanes);
       slot[0] += w * s;
       slot[1] += w * w * v;
     }
@@ -347,9 +405,23 @@ void run_narrow(const NarrowMap& m, const Index* bins, Accumulator& acc, const T
   const NarrowException* e = std::lower_bound(m.exceptions, m.exceptions + m.nexceptions, first,
                                               [](const NarrowException& x, size_t p) { return x.pixel < p; });
   const NarrowException* e_end = m.exceptions + m.nexceptions;
+  [[maybe_unused]] const bool avx2 = cpu_has_avx2();
   size_t k = 0;
   while (k < n) {
     const size_t stop = (e != e_end && e->pixel < first + n) ? e->pixel - first : n;
+#if defined(__x86_64__)
+    if constexpr (std::is_same<T, int32_t>::value && !kDark && !kDummy) {
+      if (avx2) {
+        while (k + 4 <= stop) {
+          k = narrow_quads_avx2<Index, kLit>(m, bins, base, data, first, k, stop, f.max_valid, f.lit_threshold, lit);
+          if (k + 4 <= stop) {  // a quad with an excluded pixel
+            for (size_t j = 0; j < 4; ++j) add(k + j);
+            k += 4;
+          }
+        }
+      }
+    }
+#endif
     for (; k + 2 <= stop; k += 2) {
       add(k);
       add(k + 1);
@@ -395,6 +467,26 @@ void accumulate_narrow(const NarrowMap& m, Accumulator& acc, const FrameInputs& 
     case PixelType::u8: dispatch_index(m, acc, static_cast<const uint8_t*>(f.data), f, first, n); break;
     case PixelType::f32: dispatch_index(m, acc, static_cast<const float*>(f.data), f, first, n); break;
   }
+}
+
+void narrow_fold(Accumulator& acc, size_t bins) {
+  constexpr size_t kStride = kNarrowSlot * kNarrowLanes;
+  std::vector<double> out(2 * (bins + 1), 0.0);
+  for (size_t b = 0; b <= bins; ++b) {
+    double s = 0, v = 0;
+    for (size_t l = 0; l < kNarrowLanes; ++l) {
+      s += acc.sums[kStride * b + kNarrowSlot * l];
+      v += acc.sums[kStride * b + kNarrowSlot * l + 1];
+    }
+    if (b > 0)
+      for (size_t l = 0; l < kNarrowLanes; ++l) {
+        s += acc.sums[kStride * (b - 1) + kNarrowSlot * l + 2];
+        v += acc.sums[kStride * (b - 1) + kNarrowSlot * l + 3];
+      }
+    out[2 * b] = s;
+    out[2 * b + 1] = v;
+  }
+  acc.sums.swap(out);
 }
 
 std::vector<float> map_norm(const uint8_t* blob, size_t len) {

@@ -34,8 +34,10 @@ constexpr size_t kNormBlock = 128;
 constexpr int8_t kNormEscape = INT8_MIN;
 constexpr double kNarrowScale = 16777216.0;  // 2^24
 constexpr double kNarrowUnit = 1.0 / kNarrowScale;
-// Copies of the sums per bin (pixels by parity), as for direct maps.
-constexpr size_t kNarrowLanes = 2;
+// Copies of the sums per bin (pixels by their index modulo this).
+constexpr size_t kNarrowLanes = 4;
+// Doubles per bin and lane in the accumulator's sums during a frame.
+constexpr size_t kNarrowSlot = 4;
 
 // A pixel spanning three or more bins, with the entry table's float weights
 // (its interior weights are all equal).
@@ -94,8 +96,10 @@ struct NarrowMap {
 };
 
 // Adds pixels [first, first + n) (Integrator::accumulate's contract; the
-// accumulator has bins + 2 slots per lane, kNarrowLanes lanes).
+// accumulator's sums hold (bins + 2) x kNarrowLanes x kNarrowSlot doubles).
 void accumulate_narrow(const NarrowMap& m, Accumulator& acc, const FrameInputs& f, size_t first, size_t n);
+// At the end of a frame: turns those sums into one [signal, variance] per bin (bins + 1 of them).
+void narrow_fold(Accumulator& acc, size_t bins);
 
 // The per-pixel normalisation a map stores, decoded (empty when it has none).
 std::vector<float> map_norm(const uint8_t* blob, size_t len);

@@ -490,11 +490,13 @@ void Integrator::view(const uint8_t* blob, size_t len) {
   }
 }
 
+size_t Integrator::lanes() const { return direct_ ? kSumLanes : 1; }
+
 Accumulator Integrator::start() const {
   Accumulator acc;
   // + the discard bin; narrow maps add to a pixel's bin and the next, so one more.
   const size_t slots = bins() + (narrow_ ? 2 : 1);
-  acc.sums.assign(2 * slots * (direct_ || narrow_ ? kSumLanes : 1), 0.0);
+  acc.sums.assign(narrow_ ? slots * kNarrowLanes * kNarrowSlot : 2 * slots * lanes(), 0.0);
   if (direct_) {
     acc.packed.assign(kPackedLanes * slots, 0);
     acc.counts.assign(2 * slots, 0);
@@ -838,6 +840,7 @@ void Integrator::accumulate(Accumulator& acc, const FrameInputs& f, size_t first
 void Integrator::finish(Accumulator& acc, double empty, IntegrationResult& out) const {
   const size_t nb = bins();
   if (!acc.packed.empty()) flush_packed(acc);
+  if (narrow_) narrow_fold(acc, nb);
   out.lit = acc.lit;
   out.excluded = acc.excluded;
   out.signal.resize(nb);
@@ -846,8 +849,7 @@ void Integrator::finish(Accumulator& acc, double empty, IntegrationResult& out) 
   out.count.resize(nb);
   out.intensity.resize(nb);
   out.sigma.resize(nb);
-  static_assert(kSumLanes == kNarrowLanes, "finish() reads direct and narrow sums alike");
-  const size_t lanes = direct_ || narrow_ ? kSumLanes : 1;
+  const size_t lanes = this->lanes();
   for (size_t b = 0; b < nb; ++b) {
     double signal = 0, variance = 0;
     for (size_t lane = 0; lane < lanes; ++lane) {

@@ -177,6 +177,8 @@ class Integrator {
 
  private:
   void view(const uint8_t* blob, size_t len);
+  // Copies of each bin's [signal, variance] in the floating-point sums.
+  size_t lanes() const;
   template <typename T, typename Index, bool kLit, bool kMax>
   void run_packed(Accumulator& acc, const Index* map, const T* data, int64_t lit_above, double max_valid, size_t first,
                   size_t n) const;
