@@ -132,6 +132,8 @@ export interface NativeIntegrator {
   /** Frees the map now; the integrator cannot be used afterwards. */
   dispose(): void;
   memoryBytes(): number;
+  /** A copy of the map blob (tests read its layout). */
+  mapBlob(): Buffer;
 }
 
 /** Per-frame counts of a JUNGFRAU conversion: every pixel is in exactly one of the first seven. */

@@ -215,7 +215,8 @@ class IntegratorWrap : public Napi::ObjectWrap<IntegratorWrap> {
                         InstanceMethod("integrateJungfrau", &IntegratorWrap::IntegrateJungfrau),
                         InstanceMethod("axes", &IntegratorWrap::Axes),
                         InstanceMethod("dispose", &IntegratorWrap::Dispose),
-                        InstanceMethod("memoryBytes", &IntegratorWrap::MemoryBytes)});
+                        InstanceMethod("memoryBytes", &IntegratorWrap::MemoryBytes),
+                        InstanceMethod("mapBlob", &IntegratorWrap::MapBlob)});
   }
 
   // new Integrator({ pos0, dpos0?, pos1?, dpos1?, mask?, norm?, bins0, bins1?, range0?, range1?, allowNegative? })
@@ -379,6 +380,11 @@ class IntegratorWrap : public Napi::ObjectWrap<IntegratorWrap> {
     return info.Env().Undefined();
   }
 
+  // mapBlob() -> Buffer: a copy of the map (tests read its layout).
+  Napi::Value MapBlob(const Napi::CallbackInfo& info) {
+    if (!impl_) throw Napi::Error::New(info.Env(), "integrator disposed");
+    return Napi::Buffer<uint8_t>::Copy(info.Env(), impl_->map_blob(), impl_->map_bytes());
+  }
   Napi::Value MemoryBytes(const Napi::CallbackInfo& info) {
     return Napi::Number::New(info.Env(), impl_ ? double(impl_->memory_bytes()) : 0.0);
   }

@@ -461,6 +461,7 @@ Integrator::Integrator(const uint8_t* blob, size_t len) {
 void Integrator::view(const uint8_t* blob, size_t len) {
   MapHeader h;
   std::memcpy(&h, blob, sizeof h);
+  blob_ = blob;
   blob_len_ = len;
   npix_ = h.npix;
   axis0_ = get_axis(h.axis0, h.bins0);

@@ -169,6 +169,7 @@ class Integrator {
   // Heap bytes held by the map (0 when it reads a blob owned elsewhere).
   size_t memory_bytes() const { return owned_.capacity(); }
   size_t map_bytes() const { return blob_len_; }
+  const uint8_t* map_blob() const { return blob_; }
 
   Accumulator start() const;
   // Adds pixels [first, first + n) whose values are data[0 .. n).
@@ -197,6 +198,7 @@ class Integrator {
   void dispatch(Accumulator& acc, const T* data, const FrameInputs& f, size_t first, size_t n) const;
 
   std::vector<uint8_t> owned_;      // the blob, when this integrator built it
+  const uint8_t* blob_ = nullptr;
   size_t blob_len_ = 0;
   size_t npix_ = 0;
   Axis axis0_, axis1_;
