@@ -13,6 +13,7 @@ import { encodeCbf } from '../../daemon/decode/cbf-writer';
 import type { Geometry } from '../../daemon/geometry/geometry';
 import { mapSpec } from '../../daemon/integrate/azimuthal';
 import { native, type IntegratorOptions, type NativeIntegration } from '../../daemon/native';
+import { replay } from '../fuzz/inputs';
 import { needData, readData } from '../helpers/data';
 
 // MapHeader (native/src/integrator.h): byte offsets of the fields the tests touch.
@@ -241,6 +242,16 @@ if (process.argv.includes('--digest')) {
     damaged('a packed normalisation without a narrow map', (b) => b.writeUInt32LE(flags(b) & ~NARROW, H.flags), /flags inconsistent/);
     damaged('a version 1 map (the previous format)', (b) => b.writeUInt32LE(1, H.version), /map format version 1, expected 2/);
     t.throws(() => new native.Integrator({ map: good.subarray(0, good.length - 8) }), /bytes, its header says/);
+  });
+
+  t.test('the map_check fuzz input layout replays through the addon', async (t) => {
+    // native/fuzz/map_check.cc: [selector] then 5-byte edits; checkMap and the Integrator must agree.
+    const edit = (off: number, v: number) => [off & 255, (off >> 8) & 255, (off >> 16) & 255, off >>> 24, v];
+    t.same(replay('map_check', Uint8Array.from([40])), { outcome: 'result' }, 'narrow map, packed normalisation, unedited');
+    t.same(replay('map_check', Uint8Array.from([104])), { outcome: 'result' }, '2D bbox entry table, unedited');
+    const r = replay('map_check', Uint8Array.from([40, ...edit(12, 0x7f)]));
+    t.equal(r.outcome, 'error', 'every flag set: refused');
+    t.match(r.message ?? '', /flags inconsistent/);
   });
 
   t.test('the 6M thau bbox map is narrow and under 40 MB', async (t) => {
