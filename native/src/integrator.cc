@@ -58,10 +58,6 @@ Axis resolve_axis(const AxisSpec& spec, double data_lo, double data_hi) {
   return a;
 }
 
-namespace {
-
-}  // namespace
-
 bool span_of(const Axis& a, double lo, double hi, Span& s) {
   s.flo = (lo - a.min) / a.delta;
   s.fhi = (hi - a.min) / a.delta;
@@ -169,7 +165,7 @@ std::string check_map(const uint8_t* blob, size_t len, bool checksum) {
   auto inside = [&](uint64_t off, uint64_t bytes) { return off >= sizeof(MapHeader) && off % 8 == 0 && off <= len && bytes <= len - off; };
   if (!inside(h.static_norm, nb * 8) || !inside(h.static_count, nb * 8)) return "map sections out of bounds";
   const bool narrow = h.flags & kMapNarrow, packed = h.flags & kMapNormPacked;
-  if (narrow && (direct || (h.flags & (kMapTwoD | kMapCompact)))) return "map flags inconsistent";
+  if (narrow && (direct || (h.flags & (kMapTwoD | kMapCompact)) || h.bins1 != 1)) return "map flags inconsistent";
   if (packed && (!narrow || !(h.flags & kMapNorm))) return "map flags inconsistent";
   if (packed) {
     const uint64_t blocks = (h.npix + kNormBlock - 1) / kNormBlock;
@@ -507,9 +503,6 @@ Accumulator Integrator::start() const {
   return acc;
 }
 
-namespace {
-
-}  // namespace
 
 template <typename T, typename Index, bool kLit, bool kMax>
 void Integrator::run_packed(Accumulator& acc, const Index* map, const T* data, int64_t lit_above, double f_max_valid,
