@@ -213,6 +213,26 @@ if (process.argv.includes('--digest')) {
     t.ok(a.excluded > 0 && a.lit > 0, 'exclusions and lit pixels present');
   });
 
+  t.test('float and 16-bit frames take the portable loop and give the integer frame sums', async (t) => {
+    const l = layout();
+    const integ = new native.Integrator(options(l));
+    const f = frame();
+    const a = integ.integrate(f, { litThreshold: 100 });
+    t.equal(digest(integ.integrate(Float32Array.from(f), { litThreshold: 100 })), digest(a), 'Float32Array: bit for bit');
+    // Unsigned: markers become 65535, excluded as above the limit; the bright pixel is clipped under it.
+    const u16 = Uint16Array.from(f, (v) => (v < 0 ? 65535 : Math.min(v, 60000)));
+    const i32 = Int32Array.from(f, (v) => (v < 0 ? -1 : Math.min(v, 60000)));
+    t.equal(digest(integ.integrate(u16, { litThreshold: 100, maxValid: 65534 })), digest(integ.integrate(i32, { litThreshold: 100, maxValid: 65534 })), 'Uint16Array: bit for bit');
+    // An infinite value in a pixel that lies in one bin must not turn the next bin's sums into NaN (0 x inf).
+    const pos0 = Float64Array.from({ length: 64 }, (_, i) => 0.05 + (i % 8) * 0.1), dpos0 = new Float64Array(64).fill(1e-4);
+    const one = new native.Integrator({ pos0, dpos0, bins0: 8, range0: [0, 0.8] });
+    const x = new Float32Array(64).fill(2);
+    x[3] = Infinity;
+    const r = one.integrate(x);
+    t.equal(r.signal[3], Infinity, 'the own bin of the pixel is infinite');
+    t.ok(Array.from(r.signal).every((v, b) => b === 3 || v === 16), 'every other bin keeps its finite sum');
+  });
+
   t.test('AVX2 and portable loops give identical sums', async (t) => {
     const child = spawnSync(process.execPath, [__filename, '--digest'], { env: { ...process.env, BEAMEDGE_KERNELS: 'scalar' }, encoding: 'utf8' });
     t.equal(child.status, 0, `child exited 0 ${child.stderr.slice(0, 500)}`);
