@@ -8,6 +8,7 @@
         "native/src/byte_offset.cc",
         "native/src/geometry.cc",
         "native/src/integrator.cc",
+        "native/src/bbox_map.cc",
         "native/src/pixel_map.cc",
         "native/src/jungfrau.cc",
         "native/src/jungfrau_integrate.cc",

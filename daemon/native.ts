@@ -132,6 +132,8 @@ export interface NativeIntegrator {
   /** Frees the map now; the integrator cannot be used afterwards. */
   dispose(): void;
   memoryBytes(): number;
+  /** A copy of the map blob (tests read its layout). */
+  mapBlob(): Buffer;
 }
 
 /** Per-frame counts of a JUNGFRAU conversion: every pixel is in exactly one of the first seven. */
@@ -323,6 +325,8 @@ interface Addon {
   buildMapAsync(spec: NativeMapSpec, target: Uint8Array | null, cb: (err: Error | null, blob: Buffer | null, ms: number) => void): void;
   /** '' when the blob is a well-formed map (and its checksum matches, when asked), else what is wrong. */
   checkMap(blob: Uint8Array, checksum?: boolean): string;
+  /** The per-pixel normalisation a map stores, decoded (empty when it has none); throws on a damaged map. */
+  mapNorm(blob: Uint8Array): Float32Array;
   /** Reads a cache file into target (exactly its size) and verifies it, off the main thread; '' when usable. */
   loadMapAsync(path: string, target: Uint8Array, cb: (problem: string) => void): void;
   kernels: { byteOffset: string; jungfrau: string; peakfinder8: string; correlate: string };

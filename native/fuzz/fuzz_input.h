@@ -5,6 +5,7 @@
 // Layouts (payload = what the decoder under test sees):
 //   cbf                  a whole CBF file
 //   cbf_integrate        [map selector][frame selector][limit, f64 LE][threshold, f64 LE] CBF file
+//   map_check            [map selector] then 5-byte edits [offset, u32 LE][byte] (see map_check.cc)
 //   byte_offset_*, lz4_block, lz4_framed, bslz4
 //                        [selector][output size, u24 little-endian] payload
 // The output size is in bytes, or in elements for byte_offset_*; 24 bits cap

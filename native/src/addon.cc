@@ -215,7 +215,8 @@ class IntegratorWrap : public Napi::ObjectWrap<IntegratorWrap> {
                         InstanceMethod("integrateJungfrau", &IntegratorWrap::IntegrateJungfrau),
                         InstanceMethod("axes", &IntegratorWrap::Axes),
                         InstanceMethod("dispose", &IntegratorWrap::Dispose),
-                        InstanceMethod("memoryBytes", &IntegratorWrap::MemoryBytes)});
+                        InstanceMethod("memoryBytes", &IntegratorWrap::MemoryBytes),
+                        InstanceMethod("mapBlob", &IntegratorWrap::MapBlob)});
   }
 
   // new Integrator({ pos0, dpos0?, pos1?, dpos1?, mask?, norm?, bins0, bins1?, range0?, range1?, allowNegative? })
@@ -379,6 +380,11 @@ class IntegratorWrap : public Napi::ObjectWrap<IntegratorWrap> {
     return info.Env().Undefined();
   }
 
+  // mapBlob() -> Buffer: a copy of the map (tests read its layout).
+  Napi::Value MapBlob(const Napi::CallbackInfo& info) {
+    if (!impl_) throw Napi::Error::New(info.Env(), "integrator disposed");
+    return Napi::Buffer<uint8_t>::Copy(info.Env(), impl_->map_blob(), impl_->map_bytes());
+  }
   Napi::Value MemoryBytes(const Napi::CallbackInfo& info) {
     return Napi::Number::New(info.Env(), impl_ ? double(impl_->memory_bytes()) : 0.0);
   }
@@ -1267,6 +1273,19 @@ Napi::Value CheckMap(const Napi::CallbackInfo& info) {
   return Napi::String::New(env, check_map(data, len, info.Length() > 1 && info[1].ToBoolean()));
 }
 
+// mapNorm(blob) -> Float32Array: the per-pixel normalisation the map stores,
+// decoded (empty when it has none); tests hold the packed form to the input.
+Napi::Value MapNorm(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto [data, len] = typed_bytes(env, info[0], "map");
+  return guarded(env, [&]() -> Napi::Value {
+    const std::vector<float> norm = map_norm(data, len);
+    Napi::Float32Array out = Napi::Float32Array::New(env, norm.size());
+    if (!norm.empty()) std::memcpy(out.Data(), norm.data(), norm.size() * 4);
+    return out;
+  });
+}
+
 // loadMapAsync(path, target, callback(problem)): reads a cache file into
 // `target` (a view on a SharedArrayBuffer of exactly the file's size) and
 // verifies it (checksum and every index) off the main thread; problem is ''
@@ -1333,6 +1352,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("mapBytes", Napi::Function::New(env, MapBytes));  // geometry map store
   exports.Set("buildMapAsync", Napi::Function::New(env, BuildMapAsync));
   exports.Set("checkMap", Napi::Function::New(env, CheckMap));
+  exports.Set("mapNorm", Napi::Function::New(env, MapNorm));
   exports.Set("loadMapAsync", Napi::Function::New(env, LoadMapAsync));
   exports.Set("jungfrauConvert", Napi::Function::New(env, JungfrauConvert));
   exports.Set("PedestalAccumulator", PedestalWrap::Define(env));  // calibrate pedestal

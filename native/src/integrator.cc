@@ -1,5 +1,7 @@
 #include "integrator.h"
 
+#include "pixel_rules.h"
+
 #include <algorithm>
 #include <cstring>
 #include <stdexcept>
@@ -56,16 +58,6 @@ Axis resolve_axis(const AxisSpec& spec, double data_lo, double data_hi) {
   return a;
 }
 
-namespace {
-
-// Fractional bin coordinates of [lo, hi] and the clamped bin span, with
-// pyFAI's rules: C truncation, not floor, and a pixel is dropped only when it
-// lies wholly outside; a part beyond an edge is lumped into the edge bin.
-struct Span {
-  double flo, fhi;
-  int blo, bhi;
-};
-
 bool span_of(const Axis& a, double lo, double hi, Span& s) {
   s.flo = (lo - a.min) / a.delta;
   s.fhi = (hi - a.min) / a.delta;
@@ -75,6 +67,8 @@ bool span_of(const Axis& a, double lo, double hi, Span& s) {
   s.bhi = std::min(static_cast<int>(std::min(s.fhi, static_cast<double>(a.bins))), a.bins - 1);
   return true;
 }
+
+namespace {
 
 // Bounding-box split along one axis: (bin, weight) pairs proportional to the overlap.
 void split_bbox(const Axis& a, double lo, double hi, std::vector<std::pair<int, double>>& out) {
@@ -170,12 +164,27 @@ std::string check_map(const uint8_t* blob, size_t len, bool checksum) {
   const bool direct = h.flags & kMapDirect;
   auto inside = [&](uint64_t off, uint64_t bytes) { return off >= sizeof(MapHeader) && off % 8 == 0 && off <= len && bytes <= len - off; };
   if (!inside(h.static_norm, nb * 8) || !inside(h.static_count, nb * 8)) return "map sections out of bounds";
-  if ((h.flags & kMapNorm) && !inside(h.norm, h.npix * 4)) return "map sections out of bounds";
-  if (direct) {
+  const bool narrow = h.flags & kMapNarrow, packed = h.flags & kMapNormPacked;
+  if (narrow && (direct || (h.flags & (kMapTwoD | kMapCompact)) || h.bins1 != 1)) return "map flags inconsistent";
+  if (packed && (!narrow || !(h.flags & kMapNorm))) return "map flags inconsistent";
+  if (packed) {
+    const uint64_t blocks = (h.npix + kNormBlock - 1) / kNormBlock;
+    if (!inside(h.norm, h.npix) || !inside(h.norm_escape_index, (blocks + 1) * 4) || h.norm_nescapes > h.npix ||
+        !inside(h.norm_escapes, h.norm_nescapes * 4))
+      return "map sections out of bounds";
+  } else if ((h.flags & kMapNorm) && !inside(h.norm, h.npix * 4)) {
+    return "map sections out of bounds";
+  }
+  if (narrow) {
+    if (!inside(h.bins, h.npix * ((h.flags & kMapIndex16) ? 2 : 4)) || !inside(h.weights, h.npix * 2) || !inside(h.counts, h.npix) || h.nweights > h.npix ||
+        !inside(h.exceptions, h.nweights * sizeof(NarrowException)))
+      return "map sections out of bounds";
+    if ((h.flags & kMapIndex16) && nb >= 0xFFFF) return "16-bit map with too many bins";
+  } else if (direct) {
     if (!inside(h.bins, h.npix * ((h.flags & kMapIndex16) ? 2 : 4))) return "map sections out of bounds";
     if ((h.flags & kMapIndex16) && nb >= 0xFFFF) return "16-bit map with too many bins";
   } else if (h.flags & kMapCompact) {
-    const uint64_t nw = h.reserved[0];
+    const uint64_t nw = h.nweights;
     if ((h.flags & kMapTwoD) || !inside(h.bins, h.npix * ((h.flags & kMapIndex16) ? 2 : 4)) || !inside(h.counts, h.npix) ||
         !inside(h.checkpoints, ((h.npix + kCheckpoint - 1) / kCheckpoint) * 4) || nw >= kUnmapped || !inside(h.weights, nw * 4))
       return "map sections out of bounds";
@@ -185,7 +194,13 @@ std::string check_map(const uint8_t* blob, size_t len, bool checksum) {
   }
   if (checksum && map_checksum(blob, len) != h.checksum) return "map checksum mismatch";
   // Indices: every one must stay inside the sums it addresses.
-  if (direct) {
+  if (packed) {
+    const std::string problem = check_packed_norm(blob, h);
+    if (!problem.empty()) return problem;
+  }
+  if (narrow) {
+    return check_narrow(blob, h);
+  } else if (direct) {
     if (h.flags & kMapIndex16) {
       const uint16_t* m = reinterpret_cast<const uint16_t*>(blob + h.bins);
       uint16_t worst = 0;
@@ -213,7 +228,7 @@ std::string check_map(const uint8_t* blob, size_t len, bool checksum) {
       if (b + c > nb) return "map bin index out of range";
       w += c == 1 ? 0 : (c == 2 ? 2 : 3);
     }
-    if (w != h.reserved[0]) return "map weight table inconsistent";
+    if (w != h.nweights) return "map weight table inconsistent";
   } else {
     const uint32_t* ptr = reinterpret_cast<const uint32_t*>(blob + h.ptr);
     if (ptr[0] != 0 || ptr[h.npix] != h.entries) return "map entry table inconsistent";
@@ -258,9 +273,46 @@ void seal_direct_map(uint8_t* blob, const DirectLayout& lay, const Axis& axis0, 
   std::memcpy(blob, &h, sizeof h);
 }
 
+uint64_t sum_direct_map(uint8_t* blob, const DirectLayout& lay) {
+  const MapHeader& h = lay.header;
+  const size_t n = h.npix, nb = lay.bins;
+  const bool narrow = h.flags & kMapIndex16;
+  const uint16_t* b16 = reinterpret_cast<const uint16_t*>(blob + h.bins);
+  const uint32_t* b32 = reinterpret_cast<const uint32_t*>(blob + h.bins);
+  const float* norm = (h.flags & kMapNorm) ? reinterpret_cast<const float*>(blob + h.norm) : nullptr;
+  double* static_norm = reinterpret_cast<double*>(blob + h.static_norm);
+  double* static_count = reinterpret_cast<double*>(blob + h.static_count);
+  // Neighbouring pixels mostly share a bin: the bin's running sums stay in
+  // registers while they do (the same additions in the same order as
+  // through memory, so the same sums, without a store-to-load wait each).
+  uint64_t mapped = 0;
+  size_t cur = nb;
+  double run_norm = 0, run_count = 0;
+  for (size_t k = 0; k < n; ++k) {
+    const size_t b = narrow ? b16[k] : b32[k];
+    if (b == nb) continue;
+    ++mapped;
+    if (b != cur) {
+      if (cur < nb) {
+        static_norm[cur] = run_norm;
+        static_count[cur] = run_count;
+      }
+      cur = b;
+      run_norm = static_norm[b];
+      run_count = static_count[b];
+    }
+    run_norm += norm ? static_cast<double>(norm[k]) : 1.0;
+    run_count += 1.0;
+  }
+  if (cur < nb) {
+    static_norm[cur] = run_norm;
+    static_count[cur] = run_count;
+  }
+  return mapped;
+}
+
 std::vector<uint8_t> build_map(const MapInputs& in) {
-  const bool decided = in.bin0 && in.has_range0 && !in.dpos0;
-  if (!in.pos0 && !decided) throw std::invalid_argument("radial positions are required");
+  if (!in.pos0) throw std::invalid_argument("radial positions are required");
   if (in.npix == 0) throw std::invalid_argument("no pixels");
   if (in.npix >= kUnmapped) throw std::invalid_argument("too many pixels");
   const bool two_d = in.pos1 != nullptr;
@@ -269,17 +321,11 @@ std::vector<uint8_t> build_map(const MapInputs& in) {
 
   // Default ranges span the unmasked pixels (their bounding boxes when splitting).
   double lo0 = INFINITY, hi0 = -INFINITY, lo1 = INFINITY, hi1 = -INFINITY;
-  if (decided) {
-    lo0 = in.data_lo0;
-    hi0 = in.data_hi0;
-  }
-  for (size_t i = 0; i < in.npix && (!decided || two_d); ++i) {
+  for (size_t i = 0; i < in.npix; ++i) {
     if (in.mask && in.mask[i]) continue;
-    if (!decided) {
-      const double d0 = split ? in.dpos0[i] : 0.0;
-      lo0 = std::min(lo0, in.pos0[i] - d0);
-      hi0 = std::max(hi0, in.pos0[i] + d0);
-    }
+    const double d0 = split ? in.dpos0[i] : 0.0;
+    lo0 = std::min(lo0, in.pos0[i] - d0);
+    hi0 = std::max(hi0, in.pos0[i] + d0);
     if (two_d) {
       const double d1 = split ? in.dpos1[i] : 0.0;
       lo1 = std::min(lo1, in.pos1[i] - d1);
@@ -303,46 +349,21 @@ std::vector<uint8_t> build_map(const MapInputs& in) {
     const DirectLayout lay = layout_direct_map(in.npix, axis0.bins, axis1.bins, two_d, in.norm != nullptr);
     blob.assign(lay.bytes, 0);
     const MapHeader& h = lay.header;
-    double* static_norm = reinterpret_cast<double*>(blob.data() + h.static_norm);
-    double* static_count = reinterpret_cast<double*>(blob.data() + h.static_count);
     const bool narrow = h.flags & kMapIndex16;
     uint16_t* m16 = reinterpret_cast<uint16_t*>(blob.data() + h.bins);
     uint32_t* m32 = reinterpret_cast<uint32_t*>(blob.data() + h.bins);
-    size_t mapped = 0;
-    // Neighbouring pixels mostly share a bin: the bin's running sums stay in
-    // registers while they do (the same additions in the same order as
-    // through memory, so the same sums, without a store-to-load wait each).
-    uint32_t cur = static_cast<uint32_t>(nb);
-    double run_norm = 0, run_count = 0;
     for (size_t i = 0; i < in.npix; ++i) {
       uint32_t b = static_cast<uint32_t>(nb);
       if (!(in.mask && in.mask[i])) {
-        const int b0 = decided ? in.bin0[i] : histogram_bin(axis0, in.pos0[i]);
+        const int b0 = histogram_bin(axis0, in.pos0[i]);
         int b1 = 0;
-        if (b0 >= 0 && (!two_d || (b1 = histogram_bin(axis1, in.pos1[i])) >= 0)) {
-          b = static_cast<uint32_t>(b1) * axis0.bins + b0;
-          ++mapped;
-          if (b != cur) {
-            if (cur < nb) {
-              static_norm[cur] = run_norm;
-              static_count[cur] = run_count;
-            }
-            cur = b;
-            run_norm = static_norm[b];
-            run_count = static_count[b];
-          }
-          run_norm += norm_of(i);
-          run_count += 1.0;
-        }
+        if (b0 >= 0 && (!two_d || (b1 = histogram_bin(axis1, in.pos1[i])) >= 0)) b = static_cast<uint32_t>(b1) * axis0.bins + b0;
       }
       if (narrow) m16[i] = static_cast<uint16_t>(b);
       else m32[i] = b;
     }
-    if (cur < nb) {
-      static_norm[cur] = run_norm;
-      static_count[cur] = run_count;
-    }
     if (in.norm) std::memcpy(blob.data() + h.norm, in.norm, in.npix * 4);
+    const uint64_t mapped = sum_direct_map(blob.data(), lay);
     seal_direct_map(blob.data(), lay, axis0, axis1, mapped);
     return blob;
   }
@@ -360,6 +381,11 @@ std::vector<uint8_t> build_map(const MapInputs& in) {
   h.static_norm = lay.take(nb * 8);
   h.static_count = lay.take(nb * 8);
   if (in.norm) h.norm = lay.take(in.npix * 4);
+  if (!two_d) {
+    // Narrow weights (bbox_map.h), unless too many pixels span three or more bins.
+    std::vector<uint8_t> narrow = build_narrow_map(in, axis0, h);
+    if (!narrow.empty()) return narrow;
+  }
   std::vector<double> static_norm(nb, 0.0), static_count(nb, 0.0);
   {
     std::vector<uint32_t> ptr(in.npix + 1, 0), ebin;
@@ -424,7 +450,7 @@ std::vector<uint8_t> build_map(const MapInputs& in) {
       h.counts = lay.take(in.npix);
       h.checkpoints = lay.take(checkpoints.size() * 4);
       h.weights = lay.take(weights.size() * 4);
-      h.reserved[0] = weights.size();
+      h.nweights = weights.size();
       h.total_bytes = lay.at;
       blob.assign(lay.at, 0);
       uint16_t* b16 = reinterpret_cast<uint16_t*>(blob.data() + h.bins);
@@ -471,6 +497,7 @@ Integrator::Integrator(const uint8_t* blob, size_t len) {
 void Integrator::view(const uint8_t* blob, size_t len) {
   MapHeader h;
   std::memcpy(&h, blob, sizeof h);
+  blob_ = blob;
   blob_len_ = len;
   npix_ = h.npix;
   axis0_ = get_axis(h.axis0, h.bins0);
@@ -480,8 +507,11 @@ void Integrator::view(const uint8_t* blob, size_t len) {
   entries_ = h.entries;
   static_norm_ = reinterpret_cast<const double*>(blob + h.static_norm);
   static_count_ = reinterpret_cast<const double*>(blob + h.static_count);
-  norm_ = (h.flags & kMapNorm) ? reinterpret_cast<const float*>(blob + h.norm) : nullptr;
-  if (direct_) {
+  norm_ = (h.flags & kMapNorm) && !(h.flags & kMapNormPacked) ? reinterpret_cast<const float*>(blob + h.norm) : nullptr;
+  if (h.flags & kMapNarrow) {
+    narrow_ = true;
+    narrow_map_.view(blob, h);
+  } else if (direct_) {
     if (h.flags & kMapIndex16) bin16_ = reinterpret_cast<const uint16_t*>(blob + h.bins);
     else bin32_ = reinterpret_cast<const uint32_t*>(blob + h.bins);
   } else if (h.flags & kMapCompact) {
@@ -497,10 +527,13 @@ void Integrator::view(const uint8_t* blob, size_t len) {
   }
 }
 
+size_t Integrator::lanes() const { return direct_ ? kSumLanes : 1; }
+
 Accumulator Integrator::start() const {
   Accumulator acc;
-  const size_t slots = bins() + 1;  // + the discard bin
-  acc.sums.assign(2 * slots * (direct_ ? kSumLanes : 1), 0.0);
+  // + the discard bin; narrow maps add to a pixel's bin and the next, so one more.
+  const size_t slots = bins() + (narrow_ ? 2 : 1);
+  acc.sums.assign(narrow_ ? slots * kNarrowLanes * kNarrowSlot : 2 * slots * lanes(), 0.0);
   if (direct_) {
     acc.packed.assign(kPackedLanes * slots, 0);
     acc.counts.assign(2 * slots, 0);
@@ -510,34 +543,6 @@ Accumulator Integrator::start() const {
   return acc;
 }
 
-namespace {
-
-template <typename T, bool kDummy>
-inline bool excluded(T raw, const FrameInputs& f) {
-  const double x = static_cast<double>(raw);
-  // Negative raw values are the detector's gap and bad-pixel markers; NaN fails the test too.
-  bool bad;
-  if constexpr (std::is_floating_point<T>::value) bad = (f.negative_valid ? std::isnan(x) : !(x >= 0)) || x > f.max_valid;
-  else bad = !(x >= 0) || x > f.max_valid;
-  if (kDummy) bad = bad || std::fabs(x - f.dummy) <= f.delta_dummy;
-  return bad;
-}
-
-
-// Poisson variance of one pixel: its value, at least one count. Written with
-// maxsd because std::max(x, 1.0) on a value converted from float compiles (GCC
-// 12) to a compare of the float and a conditional jump: for calibrated frames,
-// where about half the pixels are below one photon in no predictable order,
-// that jump mispredicted on every other pixel and cost 12 of 19 ms per 4M frame.
-inline double at_least_one(double x) {
-#if defined(__SSE2__)
-  return _mm_cvtsd_f64(_mm_max_sd(_mm_set_sd(x), _mm_set_sd(1.0)));
-#else
-  return std::max(x, 1.0);
-#endif
-}
-
-}  // namespace
 
 template <typename T, typename Index, bool kLit, bool kMax>
 void Integrator::run_packed(Accumulator& acc, const Index* map, const T* data, int64_t lit_above, double f_max_valid,
@@ -853,6 +858,10 @@ void Integrator::dispatch(Accumulator& acc, const T* data, const FrameInputs& f,
 
 void Integrator::accumulate(Accumulator& acc, const FrameInputs& f, size_t first, size_t n) const {
   if (first > npix_ || n > npix_ - first) throw std::out_of_range("tile outside the frame");
+  if (narrow_) {
+    accumulate_narrow(narrow_map_, acc, f, first, n);
+    return;
+  }
   switch (f.type) {
     case PixelType::i32: dispatch(acc, static_cast<const int32_t*>(f.data), f, first, n); break;
     case PixelType::u32: dispatch(acc, static_cast<const uint32_t*>(f.data), f, first, n); break;
@@ -865,6 +874,7 @@ void Integrator::accumulate(Accumulator& acc, const FrameInputs& f, size_t first
 void Integrator::finish(Accumulator& acc, double empty, IntegrationResult& out) const {
   const size_t nb = bins();
   if (!acc.packed.empty()) flush_packed(acc);
+  if (narrow_) narrow_fold(acc, nb);
   out.lit = acc.lit;
   out.excluded = acc.excluded;
   out.signal.resize(nb);
@@ -873,7 +883,7 @@ void Integrator::finish(Accumulator& acc, double empty, IntegrationResult& out) 
   out.count.resize(nb);
   out.intensity.resize(nb);
   out.sigma.resize(nb);
-  const size_t lanes = direct_ ? kSumLanes : 1;
+  const size_t lanes = this->lanes();
   for (size_t b = 0; b < nb; ++b) {
     double signal = 0, variance = 0;
     for (size_t lane = 0; lane < lanes; ++lane) {

@@ -37,6 +37,14 @@ struct Axis {
 Axis resolve_axis(const AxisSpec& spec, double data_lo, double data_hi);
 // pyFAI's histogram bin of x, or -1 when outside.
 int histogram_bin(const Axis& a, double x);
+// Fractional bin coordinates of [lo, hi] and the clamped bin span, with
+// pyFAI's rules: C truncation, not floor, and a pixel is dropped only when it
+// lies wholly outside; a part beyond an edge is lumped into the edge bin.
+struct Span {
+  double flo, fhi;
+  int blo, bhi;
+};
+bool span_of(const Axis& a, double lo, double hi, Span& s);
 // Float32 pi: pyFAI clips the azimuthal range of split pixels to it.
 constexpr double kPi32 = 3.1415927410125732;
 
@@ -48,12 +56,6 @@ struct MapInputs {
   const double* dpos1 = nullptr;
   const uint8_t* mask = nullptr;  // non-zero: excluded
   const float* norm = nullptr;    // per-pixel normalisation (solid angle x polarisation x flat), null: 1
-  // Radial bins already decided (histogram_bin(axis0, exact value) or -1)
-  // for the unmasked pixels of a direct map, with the exact extremes of those
-  // pixels' values: then pos0 is not needed.
-  const int32_t* bin0 = nullptr;
-  bool has_range0 = false;
-  double data_lo0 = 0, data_hi0 = 0;
   AxisSpec axis0, axis1;
 };
 
@@ -117,12 +119,21 @@ struct MapHeader {
   // weight index at every kCheckpoint-th pixel (`checkpoints`), so a tile can
   // start anywhere.
   uint64_t counts, checkpoints, weights;
-  uint64_t reserved[6];
+  // kMapCompact: number of float weights; kMapNarrow: number of exception
+  // records (section `exceptions`, see bbox_map.h).
+  uint64_t nweights, exceptions;
+  // kMapNormPacked: the `norm` section holds int16 residuals, with these
+  // (block escape index, escapes and their number; see PackedNorm).
+  uint64_t norm_escape_index, norm_escapes, norm_nescapes;
+  uint64_t reserved;
 };
 static_assert(sizeof(MapHeader) == 256, "map header layout is part of the cache format");
 constexpr uint64_t kMapMagic = 0x3150414d45474542ull;  // "BEGEMAP1"
-constexpr uint32_t kMapVersion = 1;
-constexpr uint32_t kMapDirect = 1, kMapTwoD = 2, kMapIndex16 = 4, kMapNorm = 8, kMapCompact = 16;
+// 2: narrow bbox maps and the packed normalisation (a version 1 file in the
+// cache is refused by check_map and rebuilt).
+constexpr uint32_t kMapVersion = 2;
+constexpr uint32_t kMapDirect = 1, kMapTwoD = 2, kMapIndex16 = 4, kMapNorm = 8, kMapCompact = 16, kMapNarrow = 32,
+                   kMapNormPacked = 64;
 constexpr size_t kCheckpoint = 4096;
 
 // Builds the blob of a map (throws std::invalid_argument on bad inputs).
@@ -137,6 +148,9 @@ struct DirectLayout {
   size_t bins = 0;     // bins0 x bins1: the index of the discard bin
 };
 DirectLayout layout_direct_map(size_t npix, int bins0, int bins1, bool two_d, bool has_norm);
+// The static per-bin sums of a direct map whose bins and normalisation are
+// written, added in pixel order as pyFAI adds them; returns the mapped pixels.
+uint64_t sum_direct_map(uint8_t* blob, const DirectLayout& lay);
 // Writes the header (axes, mapped pixels, checksum of the body) into blob.
 void seal_direct_map(uint8_t* blob, const DirectLayout& lay, const Axis& axis0, const Axis& axis1, uint64_t mapped);
 // Checksum of a blob's body (what follows the header).
@@ -145,6 +159,10 @@ uint64_t map_checksum(const uint8_t* blob, size_t len);
 // `checksum`), else what is wrong with it. Bin indices are checked too, so a
 // damaged file can never make the per-frame loop write out of bounds.
 std::string check_map(const uint8_t* blob, size_t len, bool checksum);
+
+}  // namespace beamedge
+#include "bbox_map.h"
+namespace beamedge {
 
 class Integrator {
  public:
@@ -160,6 +178,7 @@ class Integrator {
   // Heap bytes held by the map (0 when it reads a blob owned elsewhere).
   size_t memory_bytes() const { return owned_.capacity(); }
   size_t map_bytes() const { return blob_len_; }
+  const uint8_t* map_blob() const { return blob_; }
 
   Accumulator start() const;
   // Adds pixels [first, first + n) whose values are data[0 .. n).
@@ -168,6 +187,8 @@ class Integrator {
 
  private:
   void view(const uint8_t* blob, size_t len);
+  // Copies of each bin's [signal, variance] in the floating-point sums.
+  size_t lanes() const;
   template <typename T, typename Index, bool kLit, bool kMax>
   void run_packed(Accumulator& acc, const Index* map, const T* data, int64_t lit_above, double max_valid, size_t first,
                   size_t n) const;
@@ -186,6 +207,7 @@ class Integrator {
   void dispatch(Accumulator& acc, const T* data, const FrameInputs& f, size_t first, size_t n) const;
 
   std::vector<uint8_t> owned_;      // the blob, when this integrator built it
+  const uint8_t* blob_ = nullptr;
   size_t blob_len_ = 0;
   size_t npix_ = 0;
   Axis axis0_, axis1_;
@@ -203,6 +225,8 @@ class Integrator {
   const uint8_t* counts_ = nullptr; // compact bbox map (see MapHeader)
   const uint32_t* checkpoints_ = nullptr;
   const float* weights_ = nullptr;
+  bool narrow_ = false;             // narrow bbox map (bbox_map.h)
+  NarrowMap narrow_map_;
   const double* static_norm_ = nullptr;
   const double* static_count_ = nullptr;
 };

@@ -292,33 +292,8 @@ void build_direct(const MapSpec& s, uint8_t* blob, size_t bytes) {
     }
   });
 
-  // (4) Static sums. Neighbouring pixels mostly share a bin: the bin's running
-  // sums stay in registers while they do (the same additions in the same
-  // order as through memory, so the same sums as the reference build's).
-  double* static_norm = reinterpret_cast<double*>(blob + h.static_norm);
-  double* static_count = reinterpret_cast<double*>(blob + h.static_count);
-  size_t mapped = 0, cur = nb;
-  double run_norm = 0, run_count = 0;
-  for (size_t k = 0; k < n; ++k) {
-    const size_t b = narrow ? b16[k] : b32[k];
-    if (b == nb) continue;
-    ++mapped;
-    if (b != cur) {
-      if (cur < nb) {
-        static_norm[cur] = run_norm;
-        static_count[cur] = run_count;
-      }
-      cur = b;
-      run_norm = static_norm[b];
-      run_count = static_count[b];
-    }
-    run_norm += norm ? static_cast<double>(norm[k]) : 1.0;
-    run_count += 1.0;
-  }
-  if (cur < nb) {
-    static_norm[cur] = run_norm;
-    static_count[cur] = run_count;
-  }
+  // (4) Static sums.
+  const uint64_t mapped = sum_direct_map(blob, lay);
   seal_direct_map(blob, lay, axis0, axis1, mapped);
 }
 

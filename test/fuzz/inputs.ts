@@ -13,7 +13,7 @@ export const REGRESSIONS_DIR = path.join(FUZZ_DIR, 'regressions');
 
 /** Targets whose input is [selector][output size, u24 LE] payload. */
 const PREFIXED = new Set(['byte_offset_avx2', 'byte_offset_scalar', 'lz4_block', 'lz4_framed', 'bslz4']);
-export const TARGETS = ['cbf', 'cbf_integrate', 'jungfrau', 'pedestal', 'dispersion', 'peakfinder8', ...PREFIXED];
+export const TARGETS = ['cbf', 'cbf_integrate', 'map_check', 'jungfrau', 'pedestal', 'dispersion', 'peakfinder8', ...PREFIXED];
 
 /** A property the libFuzzer target checks does not hold through the addon either: never an acceptable outcome. */
 export class FuzzPropertyViolation extends Error {
@@ -86,6 +86,50 @@ function integrateCbf(input: Uint8Array): void {
   if (frameSel & 8) f.dark = new Float32Array(npix).fill(0.5);
   if (frameSel & 16) f.empty = -1;
   new native.Integrator(o).integrateCbf(cbf, f);
+}
+
+/** native/fuzz/map_check.cc: a small valid map, edited; checkMap and the Integrator must agree, and an accepted map integrates. */
+function mapCheck(input: Uint8Array): void {
+  if (input.length < 1) return;
+  const sel = input[0]!;
+  const npix = 1007;
+  const pos0 = new Float64Array(npix), dpos0 = new Float64Array(npix), pos1 = new Float64Array(npix), mask = new Uint8Array(npix), norm = new Float32Array(npix);
+  for (let i = 0; i < npix; i++) {
+    pos0[i] = ((i * 7919) % 1009) * 0.01;
+    dpos0[i] = i % 23 === 0 ? 0.37 : 0.04;
+    pos1[i] = ((i * 31) % 360) * (Math.PI / 180) - Math.PI;
+    mask[i] = i % 7 === 3 ? 1 : 0;
+    norm[i] = 1 / (1 + 1e-6 * i);
+  }
+  pos0[0] = 0;
+  pos0[1] = 10;
+  mask[0] = mask[1] = 0;
+  const o: IntegratorOptions = { pos0, bins0: 10 + 9 * (sel & 7) };
+  if (sel & 32) o.dpos0 = dpos0;
+  if (sel & 64) {
+    o.pos1 = pos1;
+    if (sel & 32) o.dpos1 = new Float64Array(npix).fill(0.05);
+    o.bins1 = 5;
+  }
+  if (sel & 16) o.mask = mask;
+  if (sel & 8) o.norm = norm;
+  const blob = new native.Integrator(o).mapBlob();
+  const view = new DataView(input.buffer, input.byteOffset, input.byteLength);
+  for (let k = 1; k + 5 <= input.length; k += 5) blob[view.getUint32(k, true) % blob.length] = input[k + 4]!;
+  const accepted = native.checkMap(blob, false) === '';
+  let integ;
+  try {
+    integ = new native.Integrator({ map: blob });
+  } catch (err) {
+    check(!accepted, 'checkMap accepts a map the Integrator refuses');
+    throw err;
+  }
+  check(accepted, 'the Integrator accepts a map checkMap refuses');
+  // The map's own pixel count (MapHeader.npix): an edit may change it.
+  const n = Number(blob.readBigUInt64LE(16));
+  const px = Int32Array.from({ length: n }, (_, i) => (i % 17 === 0 ? -1 : (i * 7919) % 500));
+  integ.integrate(px, { litThreshold: 100 });
+  integ.integrate(Float32Array.from({ length: n }, (_, i) => (i % 19 === 0 ? NaN : (i % 300) * 0.5)));
 }
 
 /** native/fuzz/jungfrau.cc: the AVX2 (default) and the portable kernel on the same frame, through the addon. */
@@ -299,6 +343,7 @@ export function replay(target: string, input: Uint8Array): { outcome: 'result' |
       return;
     }
     if (target === 'cbf_integrate') return integrateCbf(input);
+    if (target === 'map_check') return mapCheck(input);
     if (target === 'jungfrau') return jungfrau(input);
     if (target === 'pedestal') return pedestal(input);
     if (target === 'dispersion') return dispersion(input);

@@ -201,11 +201,20 @@ function syntheticSeeds(seeds: Seeds): void {
   add(seeds, 'lz4_framed', 'synthetic', prefixed(0, 8192, Buffer.concat([header(8192, 8192), Buffer.from([0, 0, block.length >> 8, block.length & 255]), new Uint8Array(block)])));
 }
 
+/** map_check: every layout (direct, narrow bbox, 2D) with and without normalisation and mask, unedited and with one edit. */
+function mapSeeds(seeds: Seeds): void {
+  for (const sel of [0, 8, 24, 32, 40, 56, 57, 63, 64, 96, 104]) {
+    add(seeds, 'map_check', `layout_${sel}`, Uint8Array.from([sel]));
+    add(seeds, 'map_check', `layout_${sel}_edit`, Uint8Array.from([sel, 0x40, 0x01, 0, 0, 0xff]));
+  }
+}
+
 function main(): void {
   const out = process.argv[2];
   if (!out) throw new Error('usage: seeds.js OUT_DIR');
   const seeds: Seeds = new Map();
   escapeSeeds(seeds);
+  mapSeeds(seeds);
   if (dataDir) realSeeds(seeds);
   else {
     process.stdout.write('NOTICE: no real detector data (BEAMEDGE_DATA or ../shared/data): synthetic seeds only\n');

@@ -48,6 +48,7 @@ for (const [split, file] of [
       t.ok(a.fraction(1e-3) >= 0.99, `>= 99% of bins within 1e-3 (${(100 * a.fraction(1e-3)).toFixed(2)}%)`);
     }
     const sums = agreement([[r.signal, sumSignal!], [r.variance, sumVariance!], [r.normalization, sumNorm!], [r.count, count!]], nonEmpty);
+    t.comment(`${split} sums: ${sums.within(1e-6)}/${sums.bins} bins within 1e-6, worst ${sums.worst.toExponential(2)} (bin ${sums.worstBin})`);
     t.ok(sums.fraction(1e-6) >= 0.999, `sum_signal, sum_variance, sum_normalization, count agree to 1e-6 (worst ${sums.worst.toExponential(2)})`);
     const radial = agreement([[ai.radial, q!]], () => true);
     t.ok(radial.worst < 1e-12, `bin centres agree (worst ${radial.worst.toExponential(2)})`);
