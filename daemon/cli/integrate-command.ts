@@ -192,6 +192,19 @@ function loadCalibration(opts: import('./args').Options, shape: [number, number]
   return cal;
 }
 
+/**
+ * The mask file plus the detector's mask plus the frame's negative pixels.
+ * A function of its own: a loop over 6M pixels inside run() (a long async
+ * function) ran unoptimised, 30 ms.
+ */
+function staticMask(pixels: PixelFrame, file: Uint8Array | undefined, detector: Uint32Array | undefined): Uint8Array {
+  const n = pixels.length;
+  const mask = file ? file.slice() : new Uint8Array(n);
+  if (detector) for (let i = 0; i < n; i++) if (detector[i]) mask[i] = 1;
+  for (let i = 0; i < n; i++) if (pixels[i]! < 0) mask[i] = 1;
+  return mask;
+}
+
 /** integrator.integrateCbf, its errors naming the file as readCbf's do. */
 function integrateCbf(integrator: AzimuthalIntegrator, cbf: Uint8Array, options: IntegrateOptions, source: string): Integration {
   try {
@@ -289,9 +302,7 @@ export const integrateCommand: Command = {
             // The static mask is the mask file plus the detector's: an NXmx
             // pixel_mask, or a CBF's markers (negative pixels) in this frame,
             // as pyFAI users pass `data < 0`.
-            const mask = calibration.mask ? calibration.mask.slice() : new Uint8Array(pixels.length);
-            if (input.detectorMask) for (let i = 0; i < mask.length; i++) if (input.detectorMask[i]) mask[i] = 1;
-            for (let i = 0; i < mask.length; i++) if (pixels[i]! < 0) mask[i] = 1;
+            const mask = staticMask(pixels, calibration.mask, input.detectorMask);
             const setup: IntegrationSetup = {
               geometry,
               shape: input.shape,
