@@ -48,6 +48,15 @@ export function fmt(x: number): string {
   return Number.isFinite(x) ? x.toExponential(9) : String(x);
 }
 
+// The radial column is the integrator's own array, the same for all its
+// frames: written once, not once per frame.
+const AXIS_TEXT = new WeakMap<Float64Array, string[]>();
+function axisText(axis: Float64Array): string[] {
+  let text = AXIS_TEXT.get(axis);
+  if (!text) AXIS_TEXT.set(axis, (text = Array.from(axis, fmt)));
+  return text;
+}
+
 export function formatProfile(r: Integration, geometry: Geometry, file: string, ms: number, setupMs: number): string {
   const lines = [
     `# == beamedge ${r.azimuthal ? '2D' : '1D'} azimuthal integration ==`,
@@ -62,17 +71,18 @@ export function formatProfile(r: Integration, geometry: Geometry, file: string, 
   const { intensity: I, sigma, signal, variance, normalization, count } = r;
   const nr = r.radial.length;
   // One string built by appending (no per-line arrays): a 1000-bin profile per frame.
+  const radial = axisText(r.radial);
   const row = (k: number) => `${fmt(I[k]!)} ${fmt(sigma[k]!)} ${fmt(signal[k]!)} ${fmt(variance[k]!)} ${fmt(normalization[k]!)} ${fmt(count[k]!)}\n`;
   let text: string;
   if (r.azimuthal) {
     text = lines.join('\n') + `\n# ${r.unit} chi_deg ${COLUMNS.join(' ')}\n`;
     for (let a = 0; a < r.azimuthal.length; a++) {
       const chi = fmt(r.azimuthal[a]!);
-      for (let i = 0; i < nr; i++) text += `${fmt(r.radial[i]!)} ${chi} ${row(a * nr + i)}`;
+      for (let i = 0; i < nr; i++) text += `${radial[i]!} ${chi} ${row(a * nr + i)}`;
     }
   } else {
     text = lines.join('\n') + `\n# ${r.unit} ${COLUMNS.join(' ')}\n`;
-    for (let i = 0; i < nr; i++) text += `${fmt(r.radial[i]!)} ${row(i)}`;
+    for (let i = 0; i < nr; i++) text += `${radial[i]!} ${row(i)}`;
   }
   return text;
 }
