@@ -15,7 +15,7 @@ import { AzimuthalIntegrator, mapSpec, type IntegrateOptions, type Integration, 
 import { loadMapSync, pruneMaps, saveMapSync, touchMapSync } from '../maps/map-cache';
 import { mapKey } from '../maps/map-key';
 import { native } from '../native';
-import { FileBuffer } from '../system/read-file';
+import { ReadAhead } from '../system/read-ahead';
 import { INTEGRATION_OPTIONS, integrationOptions, poniOption } from './file-integrator';
 import { UsageError } from './args';
 import type { Command, Io } from './command';
@@ -136,9 +136,9 @@ interface Input {
 }
 
 /** The frames of one input: a CBF is one; an EIGER/NXmx master or data file gives each of its frames in order. */
-async function* inputsOf(file: string, progress: Progress | undefined, reader: FileBuffer): AsyncGenerator<Input> {
+async function* inputsOf(file: string, progress: Progress | undefined, read: () => Promise<Uint8Array>): AsyncGenerator<Input> {
   if (!isHdf5Name(file)) {
-    const buf = reader.read(file);
+    const buf = await read();
     // The header only: the pixels are decoded when the frame makes a new
     // map's static mask, else decoded and integrated in one pass.
     const { shape, header } = readCbfHeader(buf, file);
@@ -296,10 +296,11 @@ export const integrateCommand: Command = {
     let integratorKey = '';
     let calibration: Calibration | undefined;
     let failures = 0;
-    const reader = new FileBuffer();
-    for (const file of files) {
+    // CBF files are read ahead; NXmx masters and data files by h5wasm and the chunk reader.
+    const reader = new ReadAhead(files, (i) => !isHdf5Name(files[i]!));
+    for (const [index, file] of files.entries()) {
       try {
-        for await (const input of inputsOf(file, progress, reader)) {
+        for await (const input of inputsOf(file, progress, () => reader.get(index))) {
           let t0 = process.hrtime.bigint();
           let setupMs = 0;
           const geometry = poni ?? input.headerGeometry();
@@ -345,7 +346,7 @@ export const integrateCommand: Command = {
           const ms = Number(process.hrtime.bigint() - t0) / 1e6;
           if (outNames) {
             const setup = integrator.setup;
-            const base = outNames[files.indexOf(file)]!;
+            const base = outNames[index]!;
             writeFileSync(
               input.frame === undefined ? base : base.replace(/\.dat$/, `_${String(input.frame).padStart(6, '0')}.dat`),
               dat().formatDat(
