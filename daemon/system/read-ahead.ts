@@ -44,7 +44,7 @@ export class ReadAhead {
     let fd: number | undefined;
     try {
       fd = openSync(this.files[index]!, 'r');
-      // One byte beyond the size: a read that stops short of it says the file ended where fstat said.
+      // One byte beyond the size, so a file read whole fits with room to spare and the next read says it ended.
       this.reserve(slot, fstatSync(fd).size + 1);
     } catch (error) {
       if (fd !== undefined) closeSync(fd);
@@ -53,7 +53,7 @@ export class ReadAhead {
     const opened = fd;
     const buf = this.buffers[slot];
     return new Promise<Outcome>((resolve) =>
-      read(opened, buf, 0, buf.length, 0, (err, got) => {
+      read(opened, buf, 0, buf.length, null, (err, got) => {
         try {
           if (err) throw err;
           resolve({ slot, bytes: this.rest(opened, slot, got) });
@@ -66,14 +66,22 @@ export class ReadAhead {
     );
   }
 
-  /** The file's bytes, with the rest of a file that grew after its size was taken read here. */
+  /**
+   * The file's bytes: what the thread pool read, then the rest read here
+   * until the end (nothing for a regular file read whole; a pipe, or a file
+   * that grew after its size was taken, gives more).
+   */
   private rest(fd: number, slot: Slot, got: number): Uint8Array {
     let n = got;
-    while (n === this.buffers[slot].length) {
-      const grown = Buffer.allocUnsafe(n * 2);
-      this.buffers[slot].copy(grown);
-      this.buffers[slot] = grown;
-      n += readSync(fd, grown, n, grown.length - n, n);
+    let more = got; // 0: the end
+    while (more > 0) {
+      if (n === this.buffers[slot].length) {
+        const grown = Buffer.allocUnsafe(n * 2);
+        this.buffers[slot].copy(grown);
+        this.buffers[slot] = grown;
+      }
+      more = readSync(fd, this.buffers[slot], n, this.buffers[slot].length - n, null);
+      n += more;
     }
     return this.buffers[slot].subarray(0, n);
   }

@@ -1,5 +1,6 @@
 // ReadAhead: each file's bytes as readFileSync gives them, in turn, the next
 // file read while the caller holds this one's, errors at the file's turn.
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -62,4 +63,16 @@ t.test('asked out of turn, it still gives the file asked for', async (t) => {
   t.equal((await r.get(0)).length, 300);
   // The read ahead of file 1 is under way; file 2 is asked for instead.
   t.ok(Buffer.from(await r.get(2)).equals(readFileSync(fs[2]!)));
+});
+
+t.test('a pipe is read to its end (short reads are not the end)', async (t) => {
+  const [f] = files(t, [3_000_000]);
+  // A FIFO fed by another process (coreutils' mkfifo and cat); opening it waits for the writer.
+  const fifo = path.join(path.dirname(f!), 'fifo');
+  t.equal(spawnSync('mkfifo', [fifo]).status, 0, 'mkfifo');
+  const writer = spawn('sh', ['-c', `cat "$1" > "$2"`, 'sh', f!, fifo]);
+  const exited = new Promise((resolve) => writer.on('exit', resolve));
+  const r = new ReadAhead([fifo], () => true);
+  t.ok(Buffer.from(await r.get(0)).equals(readFileSync(f!)), '3 MB through a 64 KB pipe');
+  t.equal(await exited, 0);
 });
