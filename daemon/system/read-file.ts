@@ -25,4 +25,3 @@ export function readNamedFile(file: string, encoding?: 'utf8'): Buffer | string 
     throw fileError(file, e);
   }
 }
-
