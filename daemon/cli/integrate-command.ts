@@ -2,27 +2,59 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { formatDat } from '../output/dat';
+import type * as Dat from '../output/dat';
+import type * as PixelImage from '../calibrate/pixel-image';
+import type * as Stream2 from '../decode/stream2';
 import { Progress } from './progress';
-import { expectShape, readPixelImage } from '../calibrate/pixel-image';
-import { readCbf, type CbfFrame } from '../decode/cbf';
+import { readCbf, readCbfHeader } from '../decode/cbf';
+import { FrameError } from '../decode/frame-error';
 import { GeometryError, geometryFromCbfHeader, type Geometry } from '../geometry/geometry';
 import { isHdf5Name, openNxmx, readNxmxFrame } from '../decode/nxmx';
-import { decodeImage } from '../decode/stream2';
 import type { PixelFrame } from '../native';
-import { AzimuthalIntegrator, mapSpec, type Integration, type IntegrationSetup } from '../integrate/azimuthal';
+import { AzimuthalIntegrator, mapSpec, type IntegrateOptions, type Integration, type IntegrationSetup } from '../integrate/azimuthal';
 import { loadMapSync, pruneMaps, saveMapSync, touchMapSync } from '../maps/map-cache';
 import { mapKey } from '../maps/map-key';
 import { native } from '../native';
-import { readNamedFile } from '../system/read-file';
+import { ReadAhead } from '../system/read-ahead';
 import { INTEGRATION_OPTIONS, integrationOptions, poniOption } from './file-integrator';
 import { UsageError } from './args';
 import type { Command, Io } from './command';
 
+// Loaded only when a run needs them (HDF5 frames, calibration images, -o): a
+// CBF run does not pay at start-up for the CBOR decoder (cbor-x and its
+// native extractor, a third of the command's load time) and the rest.
+/* eslint-disable @typescript-eslint/no-require-imports */
+const stream2 = () => require('../decode/stream2') as typeof Stream2;
+const pixelImage = () => require('../calibrate/pixel-image') as typeof PixelImage;
+const dat = () => require('../output/dat') as typeof Dat;
+/* eslint-enable @typescript-eslint/no-require-imports */
+
 const COLUMNS = ['I', 'sigma', 'sum_signal', 'sum_variance', 'sum_normalization', 'count'] as const;
 
-function fmt(x: number): string {
+// Zeros that pad an integer's digits to the 10 significant digits printed.
+const PAD = Array.from({ length: 10 }, (_, n) => '0'.repeat(9 - n));
+
+/**
+ * x.toExponential(9), or String(x) when not finite. Integers below 1e10 are
+ * exact in 10 digits and are written directly: sum_signal, sum_variance and
+ * count are integer sums, and V8 takes its slow big-number path for them
+ * (0.5 us each, a third of a 1000-bin profile's formatting).
+ */
+export function fmt(x: number): string {
+  if (Number.isInteger(x) && x < 1e10 && x > -1e10) {
+    const d = String(x < 0 ? -x : x);
+    return `${x < 0 ? '-' : ''}${d[0]}.${d.slice(1)}${PAD[d.length - 1]}e+${d.length - 1}`;
+  }
   return Number.isFinite(x) ? x.toExponential(9) : String(x);
+}
+
+// The radial column is the integrator's own array, the same for all its
+// frames: written once, not once per frame.
+const AXIS_TEXT = new WeakMap<Float64Array, string[]>();
+function axisText(axis: Float64Array): string[] {
+  let text = AXIS_TEXT.get(axis);
+  if (!text) AXIS_TEXT.set(axis, (text = Array.from(axis, fmt)));
+  return text;
 }
 
 export function formatProfile(r: Integration, geometry: Geometry, file: string, ms: number, setupMs: number): string {
@@ -36,20 +68,23 @@ export function formatProfile(r: Integration, geometry: Geometry, file: string, 
     ...(geometry.wavelength ? [`# Wavelength: ${geometry.wavelength} m`] : []),
     `# Time: ${ms.toFixed(2)} ms decode + integrate${setupMs > 0 ? `, ${setupMs.toFixed(0)} ms pixel-to-bin map set-up (once per geometry)` : ''}`,
   ];
-  const values = [r.intensity, r.sigma, r.signal, r.variance, r.normalization, r.count];
+  const { intensity: I, sigma, signal, variance, normalization, count } = r;
   const nr = r.radial.length;
+  // One string built by appending (no per-line arrays): a 1000-bin profile per frame.
+  const radial = axisText(r.radial);
+  const row = (k: number) => `${fmt(I[k]!)} ${fmt(sigma[k]!)} ${fmt(signal[k]!)} ${fmt(variance[k]!)} ${fmt(normalization[k]!)} ${fmt(count[k]!)}\n`;
+  let text: string;
   if (r.azimuthal) {
-    lines.push(`# ${r.unit} chi_deg ${COLUMNS.join(' ')}`);
-    for (let a = 0; a < r.azimuthal.length; a++)
-      for (let i = 0; i < nr; i++) {
-        const k = a * nr + i;
-        lines.push([r.radial[i]!, r.azimuthal[a]!, ...values.map((v) => v[k]!)].map(fmt).join(' '));
-      }
+    text = lines.join('\n') + `\n# ${r.unit} chi_deg ${COLUMNS.join(' ')}\n`;
+    for (let a = 0; a < r.azimuthal.length; a++) {
+      const chi = fmt(r.azimuthal[a]!);
+      for (let i = 0; i < nr; i++) text += `${radial[i]!} ${chi} ${row(a * nr + i)}`;
+    }
   } else {
-    lines.push(`# ${r.unit} ${COLUMNS.join(' ')}`);
-    for (let i = 0; i < nr; i++) lines.push([r.radial[i]!, ...values.map((v) => v[i]!)].map(fmt).join(' '));
+    text = lines.join('\n') + `\n# ${r.unit} ${COLUMNS.join(' ')}\n`;
+    for (let i = 0; i < nr; i++) text += `${radial[i]!} ${row(i)}`;
   }
-  return lines.join('\n') + '\n';
+  return text;
 }
 
 function profileJson(r: Integration, file: string, ms: number, setupMs: number): string {
@@ -87,7 +122,10 @@ interface Input {
   label: string;
   /** HDF5: the frame's image id (the .dat name gets it). */
   frame?: number;
-  pixels: PixelFrame;
+  /** The decoded frame (decoded when first asked: a CBF after its geometry's first frame need not be). */
+  pixels(): PixelFrame;
+  /** A CBF's bytes, for the fused decode+integrate pass; valid until the next input is read. */
+  cbf?: Uint8Array;
   shape: [number, number];
   headerGeometry: () => Geometry;
   detectorMask?: Uint32Array;
@@ -98,12 +136,24 @@ interface Input {
 }
 
 /** The frames of one input: a CBF is one; an EIGER/NXmx master or data file gives each of its frames in order. */
-async function* inputsOf(file: string, progress: Progress | undefined): AsyncGenerator<Input> {
+async function* inputsOf(file: string, progress: Progress | undefined, read: () => Promise<Uint8Array>): AsyncGenerator<Input> {
   if (!isHdf5Name(file)) {
-    const frame: CbfFrame = readCbf(readNamedFile(file), { source: file });
-    yield { label: path.resolve(file), pixels: frame.pixels, shape: frame.shape, headerGeometry: () => geometryFromCbfHeader(frame.header, file), maskKey: '' };
+    const buf = await read();
+    // The header only: the pixels are decoded when the frame makes a new
+    // map's static mask, else decoded and integrated in one pass.
+    const { shape, header } = readCbfHeader(buf, file);
+    let pixels: PixelFrame | undefined;
+    yield {
+      label: path.resolve(file),
+      pixels: () => (pixels ??= readCbf(buf, { source: file }).pixels),
+      cbf: buf,
+      shape,
+      headerGeometry: () => geometryFromCbfHeader(header, file),
+      maskKey: '',
+    };
     return;
   }
+  const { decodeImage } = stream2();
   const s = await openNxmx(file);
   // The bar counts frames from here on: this input is worth its frames, not one.
   progress?.grow(s.frames.length - 1);
@@ -111,17 +161,19 @@ async function* inputsOf(file: string, progress: Progress | undefined): AsyncGen
     if (!s.geometry) throw new GeometryError(`${file}: the master has no beam centre, distance and pixel size: geometry needs a PONI file`);
     return s.geometry;
   };
-  for (const fr of s.frames)
+  for (const fr of s.frames) {
+    const pixels = decodeImage(readNxmxFrame(s, fr));
     yield {
       label: `${path.resolve(file)}#${fr.id}`,
       frame: fr.id,
-      pixels: decodeImage(readNxmxFrame(s, fr)),
+      pixels: () => pixels,
       shape: s.shape,
       headerGeometry,
       ...(s.mask ? { detectorMask: s.mask, detectorMaskName: 'NXmx pixel_mask' } : {}),
       maskKey: s.path,
       ...(s.maxValid !== undefined ? { maxValid: s.maxValid } : {}),
     };
+  }
 }
 
 interface Calibration {
@@ -133,6 +185,8 @@ interface Calibration {
 function loadCalibration(opts: import('./args').Options, shape: [number, number]): Calibration {
   const cal: Calibration = {};
   const maskFile = opts.string('mask');
+  if (!maskFile && !opts.string('dark') && !opts.string('flat')) return cal;
+  const { expectShape, readPixelImage } = pixelImage();
   if (maskFile) {
     const img = readPixelImage(maskFile);
     expectShape(img, shape, `mask ${maskFile}`);
@@ -146,6 +200,28 @@ function loadCalibration(opts: import('./args').Options, shape: [number, number]
     cal[key] = Float32Array.from(img.data);
   }
   return cal;
+}
+
+/**
+ * The mask file plus the detector's mask plus the frame's negative pixels.
+ * A function of its own: a loop over 6M pixels inside run() (a long async
+ * function) ran unoptimised, 30 ms.
+ */
+function staticMask(pixels: PixelFrame, file: Uint8Array | undefined, detector: Uint32Array | undefined): Uint8Array {
+  const n = pixels.length;
+  const mask = file ? file.slice() : new Uint8Array(n);
+  if (detector) for (let i = 0; i < n; i++) if (detector[i]) mask[i] = 1;
+  for (let i = 0; i < n; i++) if (pixels[i]! < 0) mask[i] = 1;
+  return mask;
+}
+
+/** integrator.integrateCbf, its errors naming the file as readCbf's do. */
+function integrateCbf(integrator: AzimuthalIntegrator, cbf: Uint8Array, options: IntegrateOptions, source: string): Integration {
+  try {
+    return integrator.integrateCbf(cbf, options);
+  } catch (err) {
+    throw new FrameError((err as Error).message, source);
+  }
 }
 
 function defaultMapCache(): string {
@@ -220,22 +296,24 @@ export const integrateCommand: Command = {
     let integratorKey = '';
     let calibration: Calibration | undefined;
     let failures = 0;
-    for (const file of files) {
+    // CBF files are read ahead; NXmx masters and data files by h5wasm and the chunk reader.
+    const reader = new ReadAhead(files, (i) => !isHdf5Name(files[i]!));
+    for (const [index, file] of files.entries()) {
       try {
-        for await (const input of inputsOf(file, progress)) {
+        for await (const input of inputsOf(file, progress, () => reader.get(index))) {
           let t0 = process.hrtime.bigint();
           let setupMs = 0;
           const geometry = poni ?? input.headerGeometry();
           calibration ??= loadCalibration(opts, input.shape);
           // One pixel-to-bin map serves every frame with the same geometry, shape and detector mask.
           const key = JSON.stringify([geometry, input.shape, input.maskKey]);
+          let pixels: PixelFrame | undefined;
           if (!integrator || key !== integratorKey) {
+            pixels = input.pixels();
             // The static mask is the mask file plus the detector's: an NXmx
             // pixel_mask, or a CBF's markers (negative pixels) in this frame,
             // as pyFAI users pass `data < 0`.
-            const mask = calibration.mask ? calibration.mask.slice() : new Uint8Array(input.pixels.length);
-            if (input.detectorMask) for (let i = 0; i < mask.length; i++) if (input.detectorMask[i]) mask[i] = 1;
-            for (let i = 0; i < mask.length; i++) if (input.pixels[i]! < 0) mask[i] = 1;
+            const mask = staticMask(pixels, calibration.mask, input.detectorMask);
             const setup: IntegrationSetup = {
               geometry,
               shape: input.shape,
@@ -256,18 +334,22 @@ export const integrateCommand: Command = {
             setupMs = Number(process.hrtime.bigint() - s0) / 1e6;
             t0 += process.hrtime.bigint() - s0;
           }
-          const result = integrator.integrate(input.pixels, {
+          const frameOptions = {
             ...(calibration.dark ? { dark: calibration.dark } : {}),
             ...(opts.has('dummy') ? { dummy: opts.number('dummy')!, deltaDummy: opts.number('delta-dummy') ?? 0 } : {}),
             ...(input.maxValid !== undefined ? { maxValid: input.maxValid } : {}),
-          });
+          };
+          // A CBF not decoded for a mask is decoded tile by tile into the
+          // sums (the same result bit for bit): no 24 MB frame to allocate,
+          // fault in and read back.
+          const result = pixels === undefined && input.cbf ? integrateCbf(integrator, input.cbf, frameOptions, file) : integrator.integrate(pixels ?? input.pixels(), frameOptions);
           const ms = Number(process.hrtime.bigint() - t0) / 1e6;
           if (outNames) {
             const setup = integrator.setup;
-            const base = outNames[files.indexOf(file)]!;
+            const base = outNames[index]!;
             writeFileSync(
               input.frame === undefined ? base : base.replace(/\.dat$/, `_${String(input.frame).padStart(6, '0')}.dat`),
-              formatDat(
+              dat().formatDat(
                 { unit: result.unit, radial: result.radial, azimuthal: result.azimuthal, intensity: result.intensity, sigma: result.sigma },
                 {
                   geometry,
