@@ -565,9 +565,12 @@ void Integrator::run_packed(Accumulator& acc, const Index* map, const T* data, i
     const Index b = map[i];
     const T raw = data[k];
     if (__builtin_expect((std::is_signed<T>::value && raw < 0) || (kMax && static_cast<int64_t>(raw) > max_valid), 0)) {
+      // Unmapped pixels (a detector's gaps are negative in every frame) count
+      // nowhere: no bookkeeping, which chained through memory cost 1.4 of 9 ms.
+      if (b == discard) return;
       acc.lost_norm[b] += !norm_ ? 1.0 : norm_[i];
       acc.lost_count[b] += 1.0;
-      acc.excluded += b != discard;
+      ++acc.excluded;
       return;
     }
     const uint64_t x = static_cast<uint64_t>(raw);
@@ -628,9 +631,10 @@ void Integrator::run_direct(Accumulator& acc, const Index* map, const T* data, c
     const Index b = map[i];
     const T raw = data[k];
     if (__builtin_expect(excluded<T, kDummy>(raw, f), 0)) {
+      if (b == discard) return;  // unmapped: counts nowhere
       acc.lost_norm[b] += !norm_ ? 1.0 : norm_[i];
       acc.lost_count[b] += 1.0;
-      acc.excluded += b != discard;
+      ++acc.excluded;
       return;
     }
     const double x = static_cast<double>(raw);
