@@ -315,6 +315,8 @@ interface Addon {
   Integrator: new (options: IntegratorOptions | { map: Uint8Array }) => NativeIntegrator;
   /** The map blob (header, sums, per-pixel bins or split entries), built on the calling thread. */
   buildMap(spec: NativeMapSpec): Buffer;
+  /** A cached map file read whole, on huge pages (throws with the system's reason). */
+  readMapFile(path: string): Buffer;
   /** Bytes of the map when it can be built in place (no splitting), else 0. */
   mapBytes(spec: NativeMapSpec): number;
   /**

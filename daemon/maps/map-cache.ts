@@ -2,7 +2,7 @@
 // built, its checksum inside), written to a temporary name and renamed, so a
 // crash never leaves a half-written map under a real name. A file that fails
 // its check is removed and the map rebuilt.
-import { existsSync, mkdirSync, readFileSync, renameSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, renameSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { mkdir, readdir, rename, stat, unlink, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { native } from '../native';
@@ -67,7 +67,7 @@ export type SyncLoad = { blob: Buffer } | { problem: string } | undefined;
 export function loadMapSync(directory: string, key: string): SyncLoad {
   const file = mapFile(directory, key);
   if (!existsSync(file)) return undefined;
-  const blob = readFileSync(file);
+  const blob = native.readMapFile(file);
   const problem = native.checkMap(blob, true);
   if (problem) {
     try {
