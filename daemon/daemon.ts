@@ -1,7 +1,7 @@
 // The daemon's lifecycle: start wires ingest -> frame slots -> workers ->
 // results -> MQTT + provenance; reload swaps the pipeline at a frame boundary;
 // stop drains what is in flight, flushes provenance and says offline.
-import { unwatchFile, watchFile } from 'node:fs';
+import { statSync, unwatchFile, watchFile } from 'node:fs';
 import os from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { PedestalTracker } from './calibrate/pedestal-tracker';
@@ -79,6 +79,8 @@ export class Daemon {
   /** When a slot was last given back, or first taken after all were free: the watchdog's measure of progress. */
   private lastProgress = performance.now();
   private lastRejected: string | undefined;
+  /** The configuration file as last read: the watcher leaves alone a change a signal has already loaded. */
+  private readStat: { mtimeMs: number; size: number } | undefined;
   private readonly startedAt = new Date();
   private stopping: Promise<void> | undefined;
   private reloading: Promise<ReloadResult> = Promise.resolve({ ok: true, epoch: 1, message: '' });
@@ -260,8 +262,11 @@ export class Daemon {
     this.timers.push(setInterval(() => this.maybeSnapshot(), 1000));
     this.timers.push(setInterval(() => this.publisher.status(this.statusPayload('running')), 30_000));
     if (this.opts.configPath && this.opts.watchConfig !== false) {
-      watchFile(this.opts.configPath, { interval: 1000 }, (cur, prev) => {
-        if (cur.mtimeMs !== prev.mtimeMs || cur.size !== prev.size) void this.reload('file change');
+      const file = this.opts.configPath;
+      this.readStat ??= statOf(file);
+      watchFile(file, { interval: 1000 }, (cur) => {
+        // An edit followed by SIGHUP is seen here too: one read of the file is enough.
+        if (cur.mtimeMs !== this.readStat?.mtimeMs || cur.size !== this.readStat.size) void this.reload('file change');
       });
     }
     this.publisher.status(this.statusPayload('running'));
@@ -511,9 +516,11 @@ export class Daemon {
     if (this.stopping) return { ok: false, epoch: this.epoch, message: 'stopping' };
     if (!this.opts.configPath) return { ok: false, epoch: this.epoch, message: 'no configuration file to reload' };
     this.notifier.reloading();
+    const t0 = performance.now();
     try {
       let next: LoadedConfig;
       try {
+        this.readStat = statOf(this.opts.configPath);
         next = loadConfig(this.opts.configPath);
         checkReloadable(this.config, next.config);
       } catch (e) {
@@ -546,6 +553,7 @@ export class Daemon {
       this.event('info', 'reload', `configuration reloaded (${source}): epoch ${this.epoch}, changed ${changed.join(', ') || 'nothing but comments'}`, {
         source,
         epoch: this.epoch,
+        ms: Math.round((performance.now() - t0) * 10) / 10,
         changed,
         sha256: next.sha256,
         calibration: calibrationFingerprint(next.calibration),
@@ -591,5 +599,14 @@ export class Daemon {
     if (this.recorder) await this.recorder.close(reason);
     if (this.broker) await this.broker.close();
     this.log.info('stopped', { reason, totals: this.stats.totals });
+  }
+}
+
+function statOf(file: string): { mtimeMs: number; size: number } | undefined {
+  try {
+    const { mtimeMs, size } = statSync(file);
+    return { mtimeMs, size };
+  } catch {
+    return undefined;
   }
 }

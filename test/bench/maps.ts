@@ -204,6 +204,8 @@ export interface ReloadResult {
   reloads: number;
   slotsFull: number;
   steadyP99: number;
+  steadyMax: number;
+  duringP99: number;
   worstDuringReloads: number;
   builds: number;
 }
@@ -258,7 +260,10 @@ export async function reloadBenchmark(opts: { rateHz: number; reloads: number; s
     const steady = rows.filter((r) => Date.parse(r.received) > first + 1000 && Date.parse(r.received) < reloadStart).map((r) => r.latency_ms);
     const during = rows.filter((r) => Date.parse(r.received) >= reloadStart && Date.parse(r.received) <= reloadEnd).map((r) => r.latency_ms);
     steady.sort((a, b) => a - b);
+    const sortedDuring = [...during].sort((a, b) => a - b);
     return {
+      steadyMax: steady[steady.length - 1]!,
+      duringP99: sortedDuring[Math.floor(sortedDuring.length * 0.99)]!,
       sent,
       processed: rows.length,
       reloads: opts.reloads,
