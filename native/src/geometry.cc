@@ -197,8 +197,12 @@ typedef float v8f __attribute__((vector_size(32)));
 namespace k_avx512 {
 #define FAST_V v8d
 #define FAST_F v8f
+#if defined(__clang__)
+#define FAST_SQRT(x) ((v8d)_mm512_sqrt_pd((__m512d)(x)))
+#else
 // The builtin, not _mm512_sqrt_pd: GCC 12's header passes an undefined vector and warns about it.
 #define FAST_SQRT(x) ((v8d)__builtin_ia32_sqrtpd512_mask((__v8df)(x), (__v8df)(x), (__mmask8)-1, _MM_FROUND_CUR_DIRECTION))
+#endif
 #define FAST_KERNEL fast_row
 #include "geometry_fast.inc"
 #undef FAST_V
