@@ -3,10 +3,10 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <thread>
 #include <type_traits>
 
 #include "cpu.h"
+#include "parallel.h"
 #include <immintrin.h>
 
 namespace beamedge {
@@ -244,24 +244,6 @@ FastRow fast_row_kernel(bool q, bool sa, bool pol) {
   return table[(q ? 4 : 0) | (sa ? 2 : 0) | (pol ? 1 : 0)];
 }
 
-// Runs f(r0, r1) on row bands, on up to `threads` threads.
-template <typename F>
-void parallel_rows(size_t rows, int threads, F&& f) {
-  const size_t n = std::max<size_t>(1, std::min<size_t>(threads < 1 ? 1 : size_t(threads), rows / 64 + 1));
-  if (n == 1) {
-    f(size_t(0), rows);
-    return;
-  }
-  std::vector<std::thread> pool;
-  const size_t band = (rows + n - 1) / n;
-  for (size_t t = 1; t < n; ++t) {
-    const size_t r0 = std::min(rows, t * band), r1 = std::min(rows, r0 + band);
-    pool.emplace_back([&f, r0, r1] { f(r0, r1); });
-  }
-  f(size_t(0), std::min(rows, band));
-  for (auto& th : pool) th.join();
-}
-
 }  // namespace
 
 bool fast_radial_supported(RadialKind kind) { return kind != RadialKind::tth_rad; }
@@ -320,7 +302,7 @@ PixelArrays compute_pixel_arrays(const Geometry& g, size_t rows, size_t cols, co
 
   std::vector<double> c2(cols);
   for (size_t j = 0; j < cols; ++j) c2[j] = centre_coordinate(j, g.pixel2, g.poni2);
-  parallel_rows(rows, threads, [&](size_t r0, size_t r1) { exact_rows(g, ev, req, cols, c2.data(), r0, r1, out); });
+  parallel_range(rows, threads, 64, [&](size_t r0, size_t r1) { exact_rows(g, ev, req, cols, c2.data(), r0, r1, out); });
 
   if (req.corners) {
     // Corners are shared by up to four pixels: evaluate the (rows+1) x (cols+1) grid once.
@@ -329,7 +311,7 @@ PixelArrays compute_pixel_arrays(const Geometry& g, size_t rows, size_t cols, co
     if (req.chi) cchi.resize((rows + 1) * cc);
     // Corners are in double but their radial and chi values are rounded to
     // float32, again as pyFAI stores them.
-    parallel_rows(rows + 1, threads, [&](size_t r0, size_t r1) {
+    parallel_range(rows + 1, threads, 64, [&](size_t r0, size_t r1) {
       for (size_t i = r0; i < r1; ++i)
         for (size_t j = 0; j <= cols; ++j) {
           const Point p = ev.at(g.pixel1 * static_cast<double>(i) - g.poni1, g.pixel2 * static_cast<double>(j) - g.poni2);
@@ -339,7 +321,7 @@ PixelArrays compute_pixel_arrays(const Geometry& g, size_t rows, size_t cols, co
     });
     out.radial_delta.resize(n);
     if (req.chi) out.chi_delta.resize(n);
-    parallel_rows(rows, threads, [&](size_t r0, size_t r1) {
+    parallel_range(rows, threads, 64, [&](size_t r0, size_t r1) {
     for (size_t i = r0; i < r1; ++i)
       for (size_t j = 0; j < cols; ++j) {
         const size_t k = i * cols + j;

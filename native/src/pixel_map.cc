@@ -5,29 +5,15 @@
 #include <cstring>
 #include <functional>
 #include <stdexcept>
-#include <thread>
 
 #include <immintrin.h>
 
 #include "cpu.h"
 #include "huge_pages.h"
+#include "parallel.h"
 
 namespace beamedge {
 namespace {
-
-// Runs f(k0, k1) on bands of [0, n) on up to `threads` threads, bands no smaller than `grain`.
-template <typename F>
-void parallel_range(size_t n, int threads, size_t grain, F&& f) {
-  const size_t t = std::max<size_t>(1, std::min<size_t>(threads < 1 ? 1 : size_t(threads), n / grain + 1));
-  std::vector<std::thread> pool;
-  const size_t band = (n + t - 1) / t;
-  for (size_t i = 1; i < t; ++i) {
-    const size_t k0 = std::min(n, i * band), k1 = std::min(n, k0 + band);
-    pool.emplace_back([&f, k0, k1] { f(k0, k1); });
-  }
-  f(size_t(0), std::min(n, band));
-  for (auto& th : pool) th.join();
-}
 
 bool in_place(const MapSpec& s) { return !s.reference && !s.request.corners && fast_radial_supported(s.request.radial); }
 
@@ -164,12 +150,15 @@ struct Coordinate {
   size_t rows, cols;
   const uint8_t* mask;
   std::function<double(size_t)> exact;
-  // The exact extremes of the unmasked pixels, from approximations within err
-  // of them: only a pixel within 2 err of the approximate extremes can hold
-  // one (any other is beaten by the pixel there), so only those are
-  // evaluated exactly, found through the rows' extremes.
-  std::pair<double, double> extremes(const std::vector<float>& row_lo, const std::vector<float>& row_hi, double err) const {
+  // The exact extremes of the unmasked pixels, from approximations within
+  // err = abs_err + rel_err x (their largest magnitude) of them: only a pixel
+  // within 2 err of the approximate extremes can hold one (any other is
+  // beaten by the pixel there), so only those are evaluated exactly, found
+  // through the rows' extremes.
+  std::pair<double, double> extremes(const std::vector<float>& row_lo, const std::vector<float>& row_hi, double abs_err, double rel_err) const {
     const double lo_f = *std::min_element(row_lo.begin(), row_lo.end()), hi_f = *std::max_element(row_hi.begin(), row_hi.end());
+    if (!(lo_f <= hi_f)) throw std::invalid_argument("every pixel is masked");
+    const double err = abs_err + rel_err * std::max(std::fabs(lo_f), std::fabs(hi_f));
     const double lo_cut = lo_f + 2 * err, hi_cut = hi_f - 2 * err;
     double lo = INFINITY, hi = -INFINITY;
     for (size_t i = 0; i < rows; ++i) {
@@ -245,17 +234,15 @@ void build_direct(const MapSpec& s, uint8_t* blob, size_t bytes) {
   const Coordinate azimuth{chi, rows, cols, mask, [&](size_t k) { return exact_chi(s.geometry, k / cols, k % cols); }};
   // The radial error is relative (doubled: the checks round too); chi's absolute.
   const double e = 2 * fast_radial_rel_err(s.request.radial);
-  const float lo_f = *std::min_element(row_lo.begin(), row_lo.end()), hi_f = *std::max_element(row_hi.begin(), row_hi.end());
-  if (!(lo_f <= hi_f)) throw std::invalid_argument("every pixel is masked");
-  const double err0 = e * std::max(std::fabs(lo_f), std::fabs(hi_f)) * (1 + 4 * e);
-  const auto [lo, hi] = radial.extremes(row_lo, row_hi, err0);
+  const auto [lo, hi] = radial.extremes(row_lo, row_hi, 0.0, e * (1 + 4 * e));
   const Axis axis0 = resolve_axis(s.axis0, lo, hi);
-  const BinTest test0 = bin_test(axis0, e * std::max(std::fabs(lo), std::fabs(hi)), std::max(std::fabs(lo), std::fabs(hi)));
+  const double big = std::max(std::fabs(lo), std::fabs(hi));
+  const BinTest test0 = bin_test(axis0, e * big, big);
   Axis axis1;
   BinTest test1{};
   if (s.two_d) {
     const double err1 = fast_chi_abs_err();
-    const auto [lo1, hi1] = azimuth.extremes(row_lo1, row_hi1, err1);
+    const auto [lo1, hi1] = azimuth.extremes(row_lo1, row_hi1, err1, 0.0);
     AxisSpec s1 = s.axis1;
     s1.allow_negative = true;
     axis1 = resolve_axis(s1, std::max(lo1, -kPi32), std::min(hi1, kPi32));
